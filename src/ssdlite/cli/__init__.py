@@ -1,0 +1,39 @@
+"""The `ssdlite` command line: one module per sub-command, listed explicitly below."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ssdlite.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ssdlite.cli import summary
+
+    parser = argparse.ArgumentParser(
+        prog="ssdlite",
+        description="Train, evaluate, run and export SSDLite object detectors.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in (summary,):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"ssdlite {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ssdlite {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

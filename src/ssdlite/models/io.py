@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ssdlite.errors import UserError
@@ -69,12 +69,11 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     file = _resolve(Path(path))
     if file.suffix == ".safetensors":
         try:
-            from safetensors import safe_open
 
             with safe_open(str(file), framework="pt") as f:
                 meta = f.metadata() or {}
             state = load_file(str(file))
-        except (SafetensorsError, OSError) as err:
+        except (SafetensorError, OSError) as err:
             raise UserError(f"{file}: not a readable safetensors file ({err})") from err
         if "ssdlite_config" not in meta:
             raise UserError(f"{file}: no 'ssdlite_config' in its metadata; it was not written by ssdlite")

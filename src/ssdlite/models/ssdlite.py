@@ -133,6 +133,9 @@ class SSDLite(nn.Module):
                 raise ValueError("in train mode the model needs targets: model(images, targets)")
             if len(targets) != len(images):
                 raise ValueError(f"got {len(images)} images but {len(targets)} targets")
+            if len(images) < 2:
+                # The last maps are 1x1: batch statistics of a single image are undefined there.
+                raise ValueError("train mode needs at least 2 images per batch (BatchNorm on the 1x1 map); drop the last batch")
             for i, (image, target) in enumerate(zip(images, targets)):
                 _check_target(i, target, self.num_classes)
         x, sizes = self.preprocess(images)  # (N, 3, S, S)

@@ -166,15 +166,19 @@ class SSDLite(nn.Module):
             scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
             gt_boxes.append(target["boxes"].to(device, torch.float32).as_subclass(torch.Tensor) / scale)  # (G, 4) in [0, 1]
         matches = match(gt_boxes, self.default_boxes.xyxy(), self.iou_threshold)  # (N, A)
-        matched = matches.clamp(min=0)  # (N, A)
-        labels = [t["labels"].to(device, torch.int64) for t in targets]
         cls_targets = torch.zeros_like(matches)  # (N, A)
         bbox_targets = torch.zeros(*matches.shape, 4, device=device)  # (N, A, 4)
-        for i, (boxes, lab) in enumerate(zip(gt_boxes, labels)):
-            if boxes.shape[0] == 0:
-                continue
-            cls_targets[i] = torch.where(matches[i] >= 0, lab[matched[i]], 0)
-            bbox_targets[i] = self.box_coder.encode(boxes[matched[i]], self.default_boxes.boxes)
+        all_boxes = torch.cat(gt_boxes)  # (sum G_i, 4)
+        if all_boxes.shape[0] == 0:
+            return cls_targets, bbox_targets
+        all_labels = torch.cat([t["labels"].to(device, torch.int64) for t in targets])  # (sum G_i,)
+        # Per-image ground-truth indices -> indices into the concatenation of all images' boxes.
+        counts = torch.tensor([b.shape[0] for b in gt_boxes], device=device)
+        offsets = torch.cumsum(counts, 0) - counts  # (N,)
+        positive = matches >= 0  # (N, A)
+        flat = (matches + offsets[:, None]).clamp(min=0, max=all_boxes.shape[0] - 1)  # (N, A)
+        cls_targets = torch.where(positive, all_labels[flat], 0)  # (N, A)
+        bbox_targets = self.box_coder.encode(all_boxes[flat], self.default_boxes.boxes)  # (N, A, 4)
         return cls_targets, bbox_targets
 
 

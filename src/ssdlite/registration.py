@@ -35,8 +35,8 @@ def _hidden(value: Any, path: str, depth: int = 0) -> Iterator[tuple[str, Any]]:
             yield from _hidden(item, sub_path, depth + 1)
 
 
-def find_unregistered(model: nn.Module) -> list[str]:
-    """Names like ``"core.heads[2] (Conv2d, 1,234 parameters)"`` of everything hidden from PyTorch.
+def iter_unregistered(model: nn.Module) -> Iterator[tuple[str, nn.Module | nn.Parameter]]:
+    """``(path, module_or_parameter)`` for everything held in plain containers and hidden from PyTorch.
 
     A module or parameter that is *also* registered elsewhere in the model (a plain list of
     references to registered layers) is not reported: it is trained and saved through its
@@ -44,18 +44,24 @@ def find_unregistered(model: nn.Module) -> list[str]:
     """
     registered_params = {id(p) for p in model.parameters()}
     registered_modules = {id(m) for m in model.modules()}
-    found = []
     for prefix, module in model.named_modules():
-        own = vars(module)
-        for name, value in own.items():
+        for name, value in vars(module).items():
             if name in _TORCH_INTERNALS:
                 continue
             path = f"{prefix}.{name}" if prefix else name
             for hidden_path, item in _hidden(value, path):
-                if isinstance(item, nn.Parameter):
-                    if id(item) not in registered_params:
-                        found.append(f"{hidden_path} (Parameter {tuple(item.shape)})")
-                elif id(item) not in registered_modules:
-                    n = sum(p.numel() for p in item.parameters())
-                    found.append(f"{hidden_path} ({type(item).__name__}, {n:,} parameters)")
+                registered = registered_params if isinstance(item, nn.Parameter) else registered_modules
+                if id(item) not in registered:
+                    yield hidden_path, item
+
+
+def find_unregistered(model: nn.Module) -> list[str]:
+    """Names like ``"core.heads[2] (Conv2d, 1,234 parameters)"`` of everything hidden from PyTorch."""
+    found = []
+    for path, item in iter_unregistered(model):
+        if isinstance(item, nn.Parameter):
+            found.append(f"{path} (Parameter {tuple(item.shape)})")
+        else:
+            n = sum(p.numel() for p in item.parameters())
+            found.append(f"{path} ({type(item).__name__}, {n:,} parameters)")
     return found

@@ -1,0 +1,70 @@
+"""`ssdlite doctor`: find silent training failures before they cost weeks."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "doctor",
+        help="check a model and a dataset for silent training failures (PASS / WARN / FAIL)",
+        description="Runs the registration audit, gradient flow, labels and inputs, default-box coverage and a "
+        "one-batch overfit on the training split; prints a report, writes it with plots to --out, and exits 1 "
+        "when any check fails.",
+    )
+    p.add_argument("--data", required=True, help="dataset root (VOC folder, COCO JSON, YOLO data.yaml)")
+    p.add_argument("--format", choices=("voc", "coco", "yolo"), help="dataset format (default: detected)")
+    p.add_argument("--split", default="train", help="split to check (default: train)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--config", help="a training configuration YAML: check the model and optimizer it builds")
+    source.add_argument("--weights", help="check a trained model (run directory, checkpoint or .safetensors)")
+    p.add_argument("--size", type=int, default=320, help="input size when building from flags (default 320)")
+    p.add_argument("--width-mult", type=float, default=1.0, help="width multiplier when building from flags")
+    p.add_argument("--backbone-weights", help="backbone state dict when building from flags")
+    p.add_argument("--overfit-steps", type=int, default=200, help="steps of the one-batch overfit (default 200)")
+    p.add_argument("--out", default="runs/doctor", help="folder for report.txt, report.json and plots")
+    p.set_defaults(func=run)
+
+
+def build_subject(args: argparse.Namespace, classes: list[str]):
+    """``(model, optimizer or None, backbone_weights)`` from --weights, --config or the flags."""
+    from ssdlite.errors import UserError
+    from ssdlite.models import ssdlite_mobilenet_v2
+
+    num_classes = len(classes) + 1
+    if args.weights:
+        from ssdlite.models.io import load_model
+
+        model, info = load_model(args.weights)
+        if len(info["classes"]) and len(info["classes"]) != len(classes):
+            raise UserError(f"{info['path']} was trained on {len(info['classes'])} classes, the dataset has {len(classes)}")
+        return model.train(), None, None
+    if args.config:
+        from ssdlite.engine.config import load_yaml
+        from ssdlite.engine.optim import build_optimizer
+        from ssdlite.engine.trainer import build_training_model
+
+        config = load_yaml(args.config)
+        model = build_training_model(config, num_classes)
+        return model, build_optimizer(model, config.optim), config.model.backbone_weights
+    model = ssdlite_mobilenet_v2(num_classes, size=args.size, width_mult=args.width_mult, backbone_weights=args.backbone_weights)
+    return model, None, args.backbone_weights
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssdlite.data import build_dataset, eval_transforms
+    from ssdlite.doctor import format_report, run_checks, write_report
+
+    start = time.perf_counter()
+    catalog_classes = build_dataset(args.data, args.format, split=args.split).classes
+    model, optimizer, backbone_weights = build_subject(args, list(catalog_classes))
+    dataset = build_dataset(args.data, args.format, split=args.split, transforms=eval_transforms(model.size))
+    print(f"doctor: {len(dataset)} images of {args.data} ({args.split}), model {model.config.get('arch')} at {model.size}")
+    checks = run_checks(model, dataset, optimizer, backbone_weights, overfit_steps=args.overfit_steps)
+    written = write_report(checks, args.out)
+    print()
+    print(format_report(checks))
+    print(f"report: {', '.join(str(p) for p in written)}  ({time.perf_counter() - start:.0f} s)")
+    return 1 if any(c.failed for c in checks) else 0

@@ -1,0 +1,109 @@
+"""Gradient flow: one forward/backward on a real batch reaches every trainable parameter."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from ssdlite.doctor.report import FAIL, PASS, WARN, Check
+
+
+def part_of(name: str, depth: int = 3) -> str:
+    """``core.head.classification.predictors.0.1.weight`` -> ``core.head.classification``."""
+    return ".".join(name.split(".")[:depth])
+
+
+def _regression_level(name: str) -> int | None:
+    """``core.head.regression.predictors.3.1.weight`` -> 3; None for anything else."""
+    marker = "head.regression.predictors."
+    if marker not in name:
+        return None
+    return int(name.split(marker)[1].split(".")[0])
+
+
+@torch.no_grad()
+def _levels_without_positives(model: nn.Module, targets: list[dict], images: list[torch.Tensor]) -> set[int]:
+    """Feature levels with no positive default box for this batch (their box regression gets no gradient)."""
+    if not hasattr(model, "encode_targets"):
+        return set()
+    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+    cls_targets, _ = model.encode_targets(targets, sizes)  # (N, A)
+    positives = (cls_targets > 0).any(dim=0)  # (A,)
+    idle, start = set(), 0
+    for level, count in enumerate(model.default_boxes.boxes_per_level):
+        if not positives[start : start + count].any():
+            idle.add(level)
+        start += count
+    return idle
+
+
+def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) -> Check:
+    """Backpropagate the training loss once and name parameters with no, zero or non-finite gradients.
+
+    Parameters with ``requires_grad=False`` are reported as frozen (WARN: fine when intended). The
+    model's weights are not changed; gradients are cleared afterwards.
+    """
+    was_training = model.training
+    model.train()
+    model.zero_grad(set_to_none=True)
+    losses = model(images, targets)
+    loss = sum(losses.values())
+    idle_levels = _levels_without_positives(model, targets, images)
+    evidence, frozen, idle, norms = [], [], [], defaultdict(float)
+    if not torch.isfinite(loss):
+        evidence.append(f"the loss itself is not finite: { {k: float(v) for k, v in losses.items()} }")
+    else:
+        loss.backward()
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            frozen.append(name)
+            continue
+        if p.grad is None:
+            evidence.append(f"{name}: no gradient (its output never reaches the loss: detached or unused)")
+        elif not torch.isfinite(p.grad).all():
+            evidence.append(f"{name}: non-finite gradient")
+        elif p.grad.abs().sum() == 0:
+            if _regression_level(name) in idle_levels:
+                idle.append(name)  # no positive default box on its level in this batch: zero is right
+            else:
+                evidence.append(f"{name}: gradient exactly zero")
+        else:
+            norms[part_of(name)] += float(p.grad.float().norm() ** 2)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    part_norms = {part: value**0.5 for part, value in norms.items()}
+    data = {
+        "grad_norm_per_part": part_norms,
+        "frozen": frozen,
+        "idle_regression_levels": sorted(idle_levels),
+        "loss": {k: float(v.detach()) for k, v in losses.items()},
+    }
+    norms_text = ", ".join(f"{part} {value:.3g}" for part, value in part_norms.items())
+    if idle:
+        norms_text += (
+            f"; box regression of levels {sorted(idle_levels)} has no positive default box in this batch, so its"
+            " zero gradient is expected"
+        )
+    if evidence:
+        parts = sorted({part_of(e.split(":")[0]) for e in evidence if ":" in e})
+        return Check(
+            "gradient flow",
+            FAIL,
+            f"{len(evidence)} trainable parameters get no usable gradient (in {', '.join(parts) or 'the loss'})",
+            evidence,
+            "look for .detach(), .data, torch.no_grad() or numpy round-trips in those layers' forward, and for layers "
+            "that are built but never called",
+            data,
+        )
+    if frozen:
+        return Check(
+            "gradient flow",
+            WARN,
+            f"every trainable parameter gets a gradient; {len(frozen)} are frozen (requires_grad=False)",
+            [f"frozen: {', '.join(sorted({part_of(n) for n in frozen}))}", f"gradient norms: {norms_text}"],
+            "frozen on purpose (e.g. a frozen backbone) is fine; otherwise set requires_grad=True",
+            data,
+        )
+    return Check("gradient flow", PASS, f"every parameter gets a finite, non-zero gradient; norms: {norms_text}", data=data)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.models import mobilenet_v2
 
-from conftest import SHARED_WEIGHTS, needs_shared
+from shared_paths import SHARED_WEIGHTS, needs_shared
 from ssdlite.errors import UserError
 from ssdlite.models import MobileNetV2Backbone, ssdlite_mobilenet_v2
 

@@ -1,0 +1,152 @@
+"""One entry point for every format: find the format, read and check a split, build the dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ssdlite.data.catalog import Catalog
+from ssdlite.data.coco import read_coco
+from ssdlite.data.dataset import DetectionDataset
+from ssdlite.data.decode import MAX_PIXELS
+from ssdlite.data.voc import read_voc
+from ssdlite.data.problems import Problem
+from ssdlite.data.yolo import find_yolo_yaml, read_yolo, read_yolo_yaml
+from ssdlite.errors import DataError
+
+FORMATS = ("voc", "coco", "yolo")
+
+
+def detect_format(path: str | Path) -> str:
+    """``voc``, ``coco`` or ``yolo`` from what ``path`` contains; ``DataError`` when it is none of them."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix == ".json":
+            return "coco"
+        if path.suffix in (".yaml", ".yml"):
+            return "yolo"
+        raise DataError(f"{path}: expected a dataset folder, a COCO .json or a YOLO .yaml file")
+    if (path / "Annotations").is_dir():
+        return "voc"
+    if find_yolo_yaml(path) is not None or ((path / "images").is_dir() and (path / "labels").is_dir()):
+        return "yolo"
+    if list(path.glob("annotations/*.json")) or list(path.glob("*.json")) or list(path.glob("*/_annotations.coco.json")):
+        return "coco"
+    raise DataError(
+        f"{path}: cannot tell the dataset format (expected Annotations/ for VOC, annotations/*.json for COCO, "
+        "or data.yaml / images/ + labels/ for YOLO); pass format="
+    )
+
+
+def coco_annotation_file(root: Path, split: str | None) -> Path:
+    """The COCO JSON of ``split`` under ``root``: ``annotations/instances_<split>*.json``,
+    ``annotations/<split>.json``, ``<split>.json`` or ``<split>/_annotations.coco.json`` (Roboflow)."""
+    if root.is_file():
+        return root
+    patterns = (
+        [f"annotations/instances_{split}*.json", f"annotations/{split}.json", f"{split}.json", f"{split}/_annotations.coco.json"]
+        if split
+        else ["annotations/*.json", "*.json"]
+    )
+    for pattern in patterns:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+    present = sorted(str(p.relative_to(root)) for p in [*root.glob("annotations/*.json"), *root.glob("*.json")])
+    raise DataError(f"{root}: no COCO annotation file for split {split!r} (JSON files present: {present or 'none'})")
+
+
+def read_catalog(
+    path: str | Path,
+    format: str | None = None,
+    split: str | None = "train",
+    classes: list[str] | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Catalog:
+    """Read and check the annotations of one split (no image decoded); see :func:`build_dataset`."""
+    path = Path(path)
+    format = format or detect_format(path)
+    if format == "voc":
+        return read_voc(path, split, classes, max_pixels)
+    if format == "coco":
+        return read_coco(coco_annotation_file(path, split), None, classes, max_pixels, split=split)
+    if format == "yolo":
+        return read_yolo(path, split, classes)
+    raise DataError(f"unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}")
+
+
+def raise_if_unusable(catalog: Catalog, strict: bool = False) -> None:
+    """``DataError`` for fatal problems (unknown classes, a bad class list, no usable sample), and with
+    ``strict`` for any warning or skipped sample; the message lists each problem."""
+    report = catalog.report
+    if not catalog.records and "no_samples" not in report.counts():
+        report.add(Problem(catalog.source, "no_samples", "no usable sample"))
+    failures = report.failures(strict) if strict else [p for p in report.problems if p.severity == "fatal"]
+    if not failures:
+        return
+    lines = [p.line() for p in failures]
+    shown = lines[:20] + ([f"... and {len(lines) - 20} more"] if len(lines) > 20 else [])
+    raise DataError(f"{catalog.source}: cannot be used:\n  " + "\n  ".join(shown))
+
+
+def build_dataset(
+    path: str | Path,
+    format: str | None = None,
+    split: str | None = "train",
+    transforms: Callable[[Any, dict], tuple[Any, dict]] | None = None,
+    keep_difficult: bool = False,
+    classes: list[str] | None = None,
+    strict: bool = False,
+    max_pixels: int = MAX_PIXELS,
+) -> DetectionDataset:
+    """Read, check and wrap one split of a VOC, COCO or YOLO dataset.
+
+    Args:
+        path: dataset folder (VOC root, COCO root, YOLO root), a COCO ``.json`` or a YOLO ``.yaml``.
+        format: ``"voc"``, ``"coco"``, ``"yolo"`` or None to detect it (:func:`detect_format`).
+        split: ``"train"``, ``"val"``, ...; VOC without split files and None read every annotation.
+        transforms: callable on ``(image, target)``: :func:`~ssdlite.data.train_transforms` or
+            :func:`~ssdlite.data.eval_transforms`; None yields uint8 images at the original size.
+        keep_difficult: keep VOC ``difficult`` and COCO ``iscrowd`` boxes (flagged) for evaluation.
+        classes: foreground class names (VOC: instead of ``labels.txt``; YOLO: instead of ``data.yaml``'s
+            names; COCO: checked against the categories).
+        strict: refuse the dataset for any warning or unusable sample, not only for fatal problems.
+        max_pixels: per-image decompression-bomb limit.
+
+    Returns:
+        a :class:`~ssdlite.data.dataset.DetectionDataset`; its ``report`` lists the problems found, each
+        fixed or skipped sample once.
+
+    Raises:
+        DataError: unknown class names (listed), a class list with background or duplicates, no usable
+            sample, a layout that is not the format, or with ``strict`` any problem above a note.
+    """
+    catalog = read_catalog(path, format, split, classes, max_pixels)
+    raise_if_unusable(catalog, strict)
+    return DetectionDataset(catalog, transforms=transforms, keep_difficult=keep_difficult, max_pixels=max_pixels)
+
+
+def dataset_splits(path: str | Path, format: str | None = None) -> list[str | None]:
+    """Splits to check when none is named: VOC reads every annotation once (``[None]``), COCO and YOLO
+    each split they have (COCO: the JSON itself when ``path`` is a file)."""
+    path = Path(path)
+    format = format or detect_format(path)
+    if format == "voc" or path.is_file():
+        return [None]
+    if format == "yolo":
+        data_file = find_yolo_yaml(path)
+        if data_file is not None:
+            data = read_yolo_yaml(data_file)
+            return [s for s in ("train", "val", "test") if data.get(s)] or ["train"]
+        return [s for s in ("train", "val", "test") if (path / "images" / s).is_dir()] or [None]
+    splits = []
+    for split in ("train", "val", "test"):
+        try:
+            coco_annotation_file(path, split)
+            splits.append(split)
+        except DataError:
+            continue
+    return splits or [None]

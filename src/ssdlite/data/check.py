@@ -1,0 +1,40 @@
+"""``ssdlite data check``: read every annotation and decode every image of a dataset, collect the problems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ssdlite.data.build import dataset_splits, read_catalog
+from ssdlite.data.dataset import DetectionDataset
+from ssdlite.data.decode import MAX_PIXELS
+from ssdlite.data.problems import DataReport
+
+
+def check_dataset(
+    path: str | Path,
+    format: str | None = None,
+    split: str | None = None,
+    classes: list[str] | None = None,
+    max_pixels: int = MAX_PIXELS,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> list[DataReport]:
+    """Run every check training runs, plus decoding every image, and return one report per split.
+
+    Args:
+        path, format, classes, max_pixels: as for :func:`ssdlite.data.build_dataset`.
+        split: the split to check; None checks them all (VOC: every annotation once).
+        progress: ``progress(description, total)`` returns a callable invoked after each decoded image.
+
+    A report's ``ok(strict)`` is False when a sample (or the dataset) would be unusable; with ``strict``
+    also when anything was fixed. Layout errors (not a dataset at all) raise ``DataError``.
+    """
+    splits = [split] if split is not None else dataset_splits(path, format)
+    reports = []
+    for name in splits:
+        catalog = read_catalog(path, format, name, classes, max_pixels)
+        dataset = DetectionDataset(catalog, keep_difficult=True, max_pixels=max_pixels)
+        tick = progress(f"decoding {catalog.report.source}", len(dataset)) if progress is not None else None
+        dataset.check_images(tick)
+        reports.append(dataset.report)
+    return reports

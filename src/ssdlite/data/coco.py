@@ -1,0 +1,176 @@
+"""COCO JSON (``instances_*.json``): images, annotations with ``[x, y, w, h]`` boxes, categories.
+
+Category ids are mapped to contiguous labels in ascending id order (label ``i`` is category
+``category_ids[i - 1]``, which is what COCO results must be written with). ``iscrowd`` boxes are kept
+with ``iscrowd`` and ``difficult`` set: training drops them, evaluation treats them as ignore regions.
+Images without annotations are kept as background-only samples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ssdlite.data.box_checks import check_boxes
+from ssdlite.data.catalog import Catalog, Record, empty_annotation
+from ssdlite.data.classes import UnknownClasses, check_class_list
+from ssdlite.data.decode import MAX_PIXELS, ImageError, image_size
+from ssdlite.data.problems import DataReport, Problem
+from ssdlite.errors import DataError
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: annotation file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable COCO JSON file ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
+        raise DataError(f"{path}: not a COCO detection file (needs 'images' and 'categories' lists)")
+    return data
+
+
+def _xywh_box(bbox) -> list[float] | None:
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        return None
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return None
+    return [x, y, x + w, y + h]
+
+
+def find_image_dir(annotation_file: Path, file_name: str | None, split: str | None = None) -> Path:
+    """The folder ``file_name`` is found in, among the usual COCO layouts around the JSON file:
+    ``images/<split>``, ``<split>2017``, ``<split>``, ``images`` beside ``annotations/``, or the JSON's folder."""
+    here = annotation_file.parent
+    roots = [here.parent, here] if here.name == "annotations" else [here]
+    candidates = []
+    for root in roots:
+        if split:
+            candidates += [root / "images" / split, root / f"{split}2017", root / split]
+        candidates += [root / "images", root]
+    existing = [c for c in candidates if c.is_dir()]
+    for folder in existing:
+        if file_name and (folder / file_name).is_file():
+            return folder
+    return existing[0] if existing else here
+
+
+def read_coco(
+    annotation_file: str | Path,
+    image_dir: str | Path | None = None,
+    classes: list[str] | None = None,
+    max_pixels: int = MAX_PIXELS,
+    split: str | None = None,
+) -> Catalog:
+    """Read and check a COCO detection JSON (no image is decoded).
+
+    Args:
+        annotation_file: the JSON file.
+        image_dir: folder that each image's ``file_name`` is relative to; default: :func:`find_image_dir`.
+        classes: if given, must equal the category names in ascending id order (a check, not a remapping).
+        max_pixels: decompression-bomb limit, used when an image entry lacks its size.
+        split: only a hint for finding ``image_dir``.
+    """
+    annotation_file = Path(annotation_file)
+    source = str(annotation_file)
+    data = _load_json(annotation_file)
+    if image_dir is None:
+        first = data["images"][0].get("file_name") if data["images"] and isinstance(data["images"][0], dict) else None
+        image_dir = find_image_dir(annotation_file, first, split)
+    image_dir = Path(image_dir)
+    try:
+        categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+        category_ids = [int(c["id"]) for c in categories]
+        names = [str(c["name"]) for c in categories]
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{source}: a category lacks an integer 'id' or a 'name' ({err})") from None
+    if classes is not None and list(classes) != names:
+        raise DataError(f"{source}: classes {list(classes)} differ from the file's categories {names}")
+    report = DataReport(source, num_samples=len(data["images"]))
+    report.extend(check_class_list(names, source))
+    label_of = {cid: i + 1 for i, cid in enumerate(category_ids)}
+
+    images: dict[int, dict] = {}
+    for entry in data["images"]:
+        try:
+            image_id = int(entry["id"])
+            str(entry["file_name"])
+        except (KeyError, TypeError, ValueError):
+            detail = f"image entry {str(entry)[:80]} lacks an integer 'id' or 'file_name'"
+            report.add(Problem(source, "annotation_malformed", detail))
+            continue
+        if image_id in images:
+            detail = f"image id {image_id} is listed twice (second: {entry['file_name']})"
+            report.add(Problem(source, "annotation_malformed", detail))
+            continue
+        images[image_id] = entry
+
+    per_image: dict[int, list[dict]] = defaultdict(list)
+    unknown = UnknownClasses()
+    for ann in data.get("annotations") or []:
+        image_id = ann.get("image_id")
+        if image_id not in images:
+            detail = f"annotation {ann.get('id')} refers to image id {image_id}, which is not in 'images'"
+            report.add(Problem(source, "annotation_orphan", detail))
+            continue
+        if ann.get("category_id") not in label_of:
+            unknown.add(str(ann.get("category_id")), f"annotation {ann.get('id')} of {images[image_id]['file_name']}")
+            continue
+        per_image[image_id].append(ann)
+
+    records: list[Record] = []
+    for image_id, entry in images.items():
+        file_name = str(entry["file_name"])
+        image_path = image_dir / file_name
+        where = f"{source} ({file_name})"
+        if not image_path.is_file():
+            report.add(Problem(str(image_path), "image_missing", f"image id {image_id} of {source} not found"))
+            continue
+        try:
+            size = (int(entry["height"]), int(entry["width"]))
+            if size[0] <= 0 or size[1] <= 0:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            try:
+                size = image_size(image_path, max_pixels)
+            except ImageError as err:
+                report.add(Problem(str(image_path), err.kind, err.detail))
+                continue
+            detail = f"image id {image_id} has no valid width/height; the image is {size[1]}x{size[0]}"
+            report.add(Problem(where, "size_missing", detail))
+        boxes, labels, crowd, described = [], [], [], []
+        for ann in per_image.get(image_id, []):
+            what = f"annotation {ann.get('id')} bbox={ann.get('bbox')}"
+            box = _xywh_box(ann.get("bbox"))
+            if box is None:
+                report.add(Problem(where, "box_malformed", f"{what} is not 4 numbers"))
+                continue
+            boxes.append(box)
+            labels.append(label_of[ann["category_id"]])
+            crowd.append(bool(ann.get("iscrowd", 0)))
+            described.append(what)
+        checked, keep, problems = check_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size, where, described)
+        report.extend(problems)
+        arrays = empty_annotation()
+        if len(keep):
+            flags = np.asarray([crowd[k] for k in keep], dtype=bool)
+            arrays = {
+                "boxes": checked,
+                "labels": np.asarray([labels[k] for k in keep], dtype=np.int64),
+                "difficult": flags.copy(),
+                "iscrowd": flags,
+            }
+        elif not per_image.get(image_id):
+            report.add(Problem(where, "no_objects", f"image id {image_id} has no annotations"))
+        else:
+            report.add(Problem(where, "no_objects", f"image id {image_id} has no usable boxes"))
+        records.append(Record(image_path=image_path, image_id=image_id, source=where, size=size, **arrays))
+    report.extend(unknown.problems(source, [str(c) for c in category_ids]))
+    return Catalog(source=source, records=records, classes=names, category_ids=category_ids, report=report)

@@ -1,0 +1,196 @@
+"""YOLO (Ultralytics) layout: ``images/<split>/*.jpg`` with ``labels/<split>/*.txt`` beside them.
+
+Each label line is ``class cx cy w h`` normalized to ``[0, 1]`` (or ``class x1 y1 x2 y2 ...``, a
+segmentation polygon, whose bounding box is used). Class ids are 0-based and become labels
+``id + 1`` (label 0 is background). Class names come from ``data.yaml`` (``names`` as a list or an
+``{id: name}`` map; ``path`` and the split keys as Ultralytics reads them), else from ``names``, else
+from ``classes.txt``. An image without a label file is a background-only image, as in Ultralytics.
+Boxes are checked in normalized coordinates and scaled by the decoded image's size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ssdlite.data.box_checks import check_boxes
+from ssdlite.data.catalog import Catalog, Record, empty_annotation
+from ssdlite.data.classes import UnknownClasses, check_class_list, read_class_file
+from ssdlite.data.problems import DataReport, Problem
+from ssdlite.data.voc import IMAGE_SUFFIXES
+from ssdlite.errors import DataError
+
+YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml")
+
+
+def find_yolo_yaml(root: Path) -> Path | None:
+    if root.is_file() and root.suffix in (".yaml", ".yml"):
+        return root
+    for name in YAML_NAMES:
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def read_yolo_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise DataError(f"{path}: cannot read the YOLO data file ({err})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a YOLO data file (expected a mapping with 'names' and split keys)")
+    return data
+
+
+def _names(value, source: Path) -> list[str]:
+    if isinstance(value, dict):
+        try:
+            ids = sorted(int(k) for k in value)
+        except (TypeError, ValueError):
+            raise DataError(f"{source}: 'names' keys must be class ids 0..K-1") from None
+        if ids != list(range(len(ids))):
+            raise DataError(f"{source}: 'names' ids must be 0..{len(ids) - 1} without gaps, got {ids}")
+        return [str(value.get(i, value.get(str(i)))) for i in ids]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    raise DataError(f"{source}: 'names' must be a list or an {{id: name}} mapping")
+
+
+def _resolve(base: Path, entry: str) -> Path:
+    path = Path(entry)
+    if not path.is_absolute():
+        path = base / path
+        if not path.exists() and entry.startswith("../"):  # Roboflow writes ../train/images beside data.yaml
+            path = base / entry[3:]
+    return path
+
+
+def _images_in(location: Path, base: Path) -> list[Path]:
+    if location.is_dir():
+        return sorted(p for p in location.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if location.is_file() and location.suffix == ".txt":
+        lines = [line.strip() for line in location.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [_resolve(base, line[2:] if line.startswith("./") else line) for line in lines]
+    raise DataError(f"{location}: YOLO image location not found")
+
+
+def yolo_layout(root: str | Path, split: str | None, names: list[str] | None) -> tuple[list[Path], list[str], str]:
+    """``(image paths, class names, class-list source)`` of one split."""
+    root = Path(root)
+    data_file = find_yolo_yaml(root)
+    if data_file is not None:
+        data = read_yolo_yaml(data_file)
+        base = data_file.parent
+        if data.get("path"):
+            candidate = Path(str(data["path"]))
+            candidate = candidate if candidate.is_absolute() else base / candidate
+            base = candidate if candidate.is_dir() else base  # a dataset moved since data.yaml was written
+        split = split or "train"
+        if split not in data or not data[split]:
+            splits = [k for k in ("train", "val", "test") if data.get(k)]
+            raise DataError(f"{data_file}: no {split!r} split (splits present: {', '.join(splits) or 'none'})")
+        entries = data[split] if isinstance(data[split], list) else [data[split]]
+        images = [p for entry in entries for p in _images_in(_resolve(base, str(entry)), base)]
+        if names is None:
+            if "names" not in data:
+                raise DataError(f"{data_file}: no 'names' (the class names)")
+            names = _names(data["names"], data_file)
+        return images, list(names), str(data_file)
+    candidates = [root / "images" / split, root / split / "images"] if split else []
+    folder = next((c for c in candidates if c.is_dir()), root / "images")
+    if not folder.is_dir():
+        raise DataError(f"{root}: not a YOLO dataset (no data.yaml and no images/ folder)")
+    if names is None:
+        class_file = root / "classes.txt"
+        if not class_file.is_file():
+            raise DataError(f"{root}: YOLO dataset without data.yaml or classes.txt; pass the class names")
+        return _images_in(folder, root), read_class_file(class_file), str(class_file)
+    return _images_in(folder, root), list(names), str(root)
+
+
+def label_path(image_path: Path) -> Path:
+    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, the suffix ``.txt``."""
+    text = str(image_path)
+    marker = "/images/"
+    if marker in text:
+        head, tail = text.rsplit(marker, 1)
+        text = head + "/labels/" + tail
+    return Path(text).with_suffix(".txt")
+
+
+def _parse_line(fields: list[str]) -> tuple[int, list[float]] | None:
+    """``(class id, normalized xyxy)`` of one label line, or None when it is not a box or polygon."""
+    if len(fields) < 5 or (len(fields) > 5 and len(fields) % 2 == 0):
+        return None
+    try:
+        class_id = float(fields[0])
+        values = [float(v) for v in fields[1:]]
+    except ValueError:
+        return None
+    if class_id != int(class_id):
+        return None
+    if len(values) == 4:
+        cx, cy, w, h = values
+        return int(class_id), [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    xs, ys = values[0::2], values[1::2]  # polygon x1 y1 x2 y2 ...
+    return int(class_id), [min(xs), min(ys), max(xs), max(ys)]
+
+
+def read_yolo(root: str | Path, split: str | None = "train", names: list[str] | None = None) -> Catalog:
+    """Read and check one split of a YOLO dataset (no image is decoded).
+
+    Args:
+        root: the dataset folder (with ``data.yaml``, or ``images/`` and ``labels/``) or the yaml file.
+        split: the yaml key (``train``, ``val``, ``test``) or the ``images/<split>`` folder.
+        names: class names in id order; default from ``data.yaml`` or ``classes.txt``.
+    """
+    images, names, class_source = yolo_layout(root, split, names)
+    report = DataReport(f"{root}" + (f" [{split}]" if split else ""), num_samples=len(images))
+    report.extend(check_class_list(names, class_source))
+    unknown = UnknownClasses()
+    records: list[Record] = []
+    for image_path in images:
+        if not image_path.is_file():
+            report.add(Problem(str(image_path), "image_missing", "listed image not found"))
+            continue
+        labels_file = label_path(image_path)
+        source = str(labels_file)
+        boxes, labels, described = [], [], []
+        if labels_file.is_file():
+            try:
+                lines = labels_file.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                report.add(Problem(source, "annotation_malformed", f"cannot read label file ({err})"))
+                continue
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                parsed = _parse_line(line.split())
+                what = f"line {number} {line.strip()!r}"
+                if parsed is None:
+                    report.add(Problem(source, "box_malformed", f"{what} is not 'class cx cy w h'"))
+                    continue
+                class_id, box = parsed
+                if not 0 <= class_id < len(names):
+                    unknown.add(f"id {class_id}", f"{source} {what}")
+                    continue
+                boxes.append(box)
+                labels.append(class_id + 1)
+                described.append(what)
+        checked, keep, problems = check_boxes(
+            np.asarray(boxes, dtype=np.float64).reshape(-1, 4), (1.0, 1.0), source, described, frame="the normalized [0, 1] image"
+        )
+        report.extend(problems)
+        arrays = empty_annotation()
+        if len(keep):
+            arrays["boxes"] = checked
+            arrays["labels"] = np.asarray([labels[k] for k in keep], dtype=np.int64)
+            arrays["difficult"] = np.zeros(len(keep), dtype=bool)
+            arrays["iscrowd"] = np.zeros(len(keep), dtype=bool)
+        else:
+            report.add(Problem(source, "no_objects", "no label file" if not labels_file.is_file() else "no usable boxes"))
+        records.append(Record(image_path=image_path, image_id=len(records), source=source, size=None, **arrays))
+    report.extend(unknown.problems(class_source, [f"{i}: {n}" for i, n in enumerate(names)]))
+    return Catalog(source=str(root), records=records, classes=names, category_ids=list(range(1, len(names) + 1)), report=report)

@@ -1,0 +1,173 @@
+"""VOC, COCO and YOLO readers on small fixtures, and the same annotations in all three formats."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fixture_writers import CLASSES, Sample, default_samples, write_coco, write_voc, write_yolo
+from torchvision import tv_tensors
+
+from ssdlite.data import build_dataset, detect_format
+from ssdlite.errors import DataError
+
+
+def _expected(sample: Sample, keep_difficult: bool):
+    objects = [o for o in sample.objects if keep_difficult or not o[5]]
+    boxes = np.array([o[1:5] for o in objects], dtype=np.float32).reshape(-1, 4)
+    labels = np.array([CLASSES.index(o[0]) + 1 for o in objects], dtype=np.int64)
+    flags = np.array([o[5] for o in objects], dtype=bool)
+    return boxes, labels, flags
+
+
+def test_voc_items_follow_the_target_contract(tmp_path):
+    samples = default_samples()
+    root = write_voc(tmp_path / "voc", samples, splits={"train": ["a", "b", "c"], "val": ["d"]})
+    ds = build_dataset(root, split="train")
+    assert ds.classes == CLASSES and ds.category_ids == [1, 2, 3] and len(ds) == 3
+    for index, sample in enumerate(samples[:3]):
+        image, target = ds[index]
+        assert isinstance(image, tv_tensors.Image) and image.dtype == torch.uint8
+        assert tuple(image.shape) == (3, *sample.size)
+        assert isinstance(target["boxes"], tv_tensors.BoundingBoxes)
+        assert target["boxes"].format == tv_tensors.BoundingBoxFormat.XYXY
+        assert tuple(target["boxes"].canvas_size) == sample.size
+        boxes, labels, _ = _expected(sample, keep_difficult=False)
+        np.testing.assert_allclose(target["boxes"].numpy(), boxes)
+        assert target["labels"].tolist() == labels.tolist()
+        assert target["image_id"] == index
+        assert target["orig_size"].tolist() == list(sample.size)
+        assert not target["difficult"].any() and not target["iscrowd"].any()
+    assert len(build_dataset(root, split="val")) == 1
+
+
+def test_voc_difficult_is_dropped_for_training_and_flagged_for_evaluation(tmp_path):
+    sample = default_samples()[2]  # one difficult dog, one cat
+    root = write_voc(tmp_path / "voc", [sample])
+    train = build_dataset(root, split=None)
+    assert train[0][1]["labels"].tolist() == [1]
+    evaluation = build_dataset(root, split=None, keep_difficult=True)
+    _, target = evaluation[0]
+    assert target["labels"].tolist() == [2, 1] and target["difficult"].tolist() == [True, False]
+
+
+def test_voc_without_split_files_reads_every_annotation_and_refuses_a_missing_split(tmp_path):
+    root = write_voc(tmp_path / "voc", default_samples())
+    assert len(build_dataset(root, split="train")) == 4
+    write_voc(tmp_path / "split", default_samples(), splits={"train": ["a"]})
+    with pytest.raises(DataError, match=r"val\.txt.*train"):
+        build_dataset(tmp_path / "split", split="val")
+
+
+def test_get_annotation_does_not_decode_the_image(tmp_path):
+    root = write_voc(tmp_path / "voc", default_samples())
+    ds = build_dataset(root, split=None, keep_difficult=True)
+    (root / "JPEGImages" / "c.jpg").write_bytes(b"not an image any more")
+    annotation = ds.get_annotation(2)
+    assert annotation["height"] == 50 and annotation["width"] == 70
+    assert annotation["file_name"].endswith("c.jpg") and annotation["image_id"] == 2
+    np.testing.assert_allclose(annotation["boxes"], [[10, 12, 22, 30], [30, 5, 69, 49]])
+    assert annotation["difficult"].tolist() == [True, False]
+
+
+def test_coco_category_ids_map_to_contiguous_labels_and_crowd_is_an_ignore_region(tmp_path):
+    samples = default_samples()
+    samples[3].objects = []  # an image without annotations is kept
+    root = write_coco(tmp_path / "coco", samples, category_ids=[3, 17, 90])
+    train = build_dataset(root, split="train")
+    assert train.classes == CLASSES and train.category_ids == [3, 17, 90]
+    assert len(train) == 4
+    assert [train[i][1]["image_id"] for i in range(4)] == [100, 101, 102, 103]
+    assert train[2][1]["labels"].tolist() == [1]  # the crowd dog is not trained on
+    assert len(train[3][1]["boxes"]) == 0
+    assert train.report.counts()["no_objects"] == 1
+    evaluation = build_dataset(root / "annotations" / "instances_train.json", keep_difficult=True)
+    _, target = evaluation[2]
+    assert target["labels"].tolist() == [2, 1]
+    assert target["iscrowd"].tolist() == [True, False] and target["difficult"].tolist() == [True, False]
+
+
+def test_yolo_class_zero_becomes_label_one_and_names_may_be_a_map(tmp_path):
+    samples = default_samples()
+    for names in ("list", "map"):
+        root = write_yolo(tmp_path / names, samples, yaml_names=names)
+        ds = build_dataset(root, split="train")
+        assert ds.classes == CLASSES
+        assert ds[0][1]["labels"].tolist() == [1, 2]  # cat is class 0 in the file, label 1 here
+    bare = write_yolo(tmp_path / "bare", samples, yaml_names="none")
+    with pytest.raises(DataError, match="class names"):
+        build_dataset(bare, format="yolo", split="train")
+    assert build_dataset(bare, format="yolo", split="train", classes=CLASSES).classes == CLASSES
+
+
+def _assert_same_items(datasets: dict, samples: list[Sample], keep_difficult: bool) -> None:
+    for index, sample in enumerate(samples):
+        reference_image, reference = datasets["voc"][index]
+        for fmt, ds in datasets.items():
+            assert ds.classes == CLASSES
+            image, target = ds[index]
+            assert torch.equal(image, reference_image), fmt
+            np.testing.assert_allclose(target["boxes"].numpy(), reference["boxes"].numpy(), atol=1e-3, err_msg=fmt)
+            assert target["labels"].tolist() == reference["labels"].tolist(), fmt
+            assert target["difficult"].tolist() == reference["difficult"].tolist(), fmt
+            assert target["orig_size"].tolist() == list(sample.size)
+        boxes, labels, flags = _expected(sample, keep_difficult)
+        np.testing.assert_allclose(reference["boxes"].numpy(), boxes)
+        assert reference["labels"].tolist() == labels.tolist()
+        assert reference["difficult"].tolist() == flags.tolist()
+
+
+def test_same_annotations_in_voc_coco_and_yolo_load_to_identical_targets(tmp_path):
+    samples = default_samples()
+    for sample in samples:  # YOLO cannot say "difficult"
+        sample.objects = [(*o[:5], False) for o in sample.objects]
+    roots = {
+        "voc": write_voc(tmp_path / "voc", samples),
+        "coco": write_coco(tmp_path / "coco", samples),
+        "yolo": write_yolo(tmp_path / "yolo", samples),
+    }
+    datasets = {fmt: build_dataset(root, split="train") for fmt, root in roots.items()}
+    _assert_same_items(datasets, samples, keep_difficult=False)
+
+
+def test_voc_difficult_and_coco_crowd_travel_the_same_way(tmp_path):
+    samples = default_samples()
+    roots = {"voc": write_voc(tmp_path / "voc", samples), "coco": write_coco(tmp_path / "coco", samples)}
+    for keep_difficult in (False, True):
+        datasets = {fmt: build_dataset(root, split="train", keep_difficult=keep_difficult) for fmt, root in roots.items()}
+        _assert_same_items(datasets, samples, keep_difficult)
+
+
+def test_format_is_detected_from_the_layout(tmp_path):
+    samples = default_samples()[:1]
+    assert detect_format(write_voc(tmp_path / "voc", samples)) == "voc"
+    assert detect_format(write_coco(tmp_path / "coco", samples)) == "coco"
+    assert detect_format(write_yolo(tmp_path / "yolo", samples)) == "yolo"
+    assert detect_format(tmp_path / "coco" / "annotations" / "instances_train.json") == "coco"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="cannot tell the dataset format"):
+        detect_format(tmp_path / "empty")
+    with pytest.raises(DataError, match="no such file"):
+        build_dataset(tmp_path / "missing")
+
+
+def test_coco_classes_argument_is_checked_against_the_categories(tmp_path):
+    root = write_coco(tmp_path / "coco", default_samples())
+    with pytest.raises(DataError, match="differ from the file's categories"):
+        build_dataset(root, classes=["cat", "dog"])
+    data = json.loads((root / "annotations" / "instances_train.json").read_text())
+    assert build_dataset(root, classes=[c["name"] for c in data["categories"]]).classes == CLASSES
+
+
+def test_changing_a_returned_target_does_not_change_the_dataset(tmp_path):
+    ds = build_dataset(write_voc(tmp_path / "voc", default_samples()), split=None, keep_difficult=True)
+    _, target = ds[0]
+    target["boxes"].zero_()
+    target["labels"].fill_(3)
+    ds.get_annotation(0)["boxes"][:] = -1
+    _, again = ds[0]
+    np.testing.assert_allclose(again["boxes"].numpy(), [[4, 6, 30, 40], [20, 10, 60, 44]])
+    assert again["labels"].tolist() == [1, 2]
+    np.testing.assert_allclose(ds.get_annotation(0)["boxes"], [[4, 6, 30, 40], [20, 10, 60, 44]])

@@ -32,7 +32,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from ssdlite.data import build_dataset
     from ssdlite.doctor.coverage import best_ious, fit_anchors, normalized_boxes
     from ssdlite.models import ssdlite_mobilenet_v2
-    from ssdlite.models.io import atomic_write
+    from ssdlite.files import atomic_write
 
     dataset = build_dataset(args.data, args.format, split=args.split)
     annotations = [dataset.get_annotation(i) for i in range(len(dataset))]

@@ -78,7 +78,7 @@ def run_checks(
 
 def write_report(checks: list[Check], out: str | Path) -> list[Path]:
     """``report.txt``, ``report.json``, ``coverage.png`` and ``overfit_loss.png`` under ``out``."""
-    from ssdlite.models.io import atomic_write
+    from ssdlite.files import atomic_write
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

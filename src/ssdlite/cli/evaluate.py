@@ -1,0 +1,159 @@
+"""`ssdlite eval`: VOC and COCO metrics of a trained model, or of detections saved in COCO results format.
+
+    ssdlite eval --weights runs/raccoon --data ../shared/datasets/raccoon --json metrics.json --plots plots/
+    ssdlite eval --predictions detections.json --data path/to/coco --split val2017
+
+Prints a per-class table (VOC AP50 by both rules, COCO AP) and the COCO summary; ``--json -``
+prints the metrics as JSON on stdout and the table on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+FORMAT_NAMES = "voc, coco or yolo"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="VOC and COCO mAP of a model or of saved detections",
+        description="Score a model (--weights) or detections in COCO results format (--predictions) on one split "
+        "of a dataset: VOC mAP@0.5 (VOC2007 11-point and VOC2010+ all-point), COCO AP/AP50/AP75/APs/APm/APl "
+        "and AR@1/10/100 through pycocotools, per-class APs. Difficult (VOC) and crowd (COCO) boxes are "
+        "ignore regions in both metrics.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", metavar="W", help="run directory, checkpoint (.pt) or model.safetensors")
+    source.add_argument(
+        "--predictions",
+        metavar="PRED.json",
+        help="detections in COCO results format (from --save-predictions or any detector); integer image_id "
+        "= the dataset's image id, string image_id = an image file name or stem",
+    )
+    p.add_argument("--data", required=True, metavar="PATH", help="dataset folder, COCO .json or YOLO .yaml")
+    p.add_argument("--format", help=f"dataset format: {FORMAT_NAMES} (default: detected)")
+    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--json", metavar="OUT", help="write every metric as one JSON object to OUT ('-': stdout)")
+    p.add_argument("--plots", metavar="DIR", help="write precision-recall curves and the confusion matrix (PNG) to DIR")
+    p.add_argument("--save-predictions", metavar="FILE", help="with --weights: write the detections in COCO results format")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2; 0 decodes in the main process)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    p.add_argument("--score-threshold", type=float, help="ignore detections scored below this (default: keep all)")
+    p.add_argument(
+        "--plot-score-threshold", type=float, default=0.25, help="detections counted in the confusion matrix (default 0.25)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from ssdlite.errors import UserError
+
+    if args.save_predictions and not args.weights:
+        raise UserError("--save-predictions needs --weights (with --predictions the detections are already saved)")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
+
+
+def _dataset(args: argparse.Namespace, classes: list[str] | None = None):
+    """The split, untransformed and with difficult/crowd boxes; what the data checks changed goes to stderr."""
+    from ssdlite.data import build_dataset
+
+    dataset = build_dataset(args.data, args.format, args.split, transforms=None, keep_difficult=True, classes=classes)
+    if any(p.severity in ("warning", "error") for p in dataset.report.problems):
+        # Skipped samples and fixed boxes make the numbers differ from a tool that reads the raw files.
+        print(f"warning: evaluating after these data fixes (details: ssdlite data check {args.data})", file=sys.stderr)
+        print(dataset.report.summary(), file=sys.stderr)
+    return dataset
+
+
+def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
+    from ssdlite.engine.distributed import resolve_device
+    from ssdlite.engine.evaluate import evaluate
+    from ssdlite.errors import DataError, UserError
+    from ssdlite.models.io import load_model
+
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as err:  # torch.device("gpu") and the like
+        raise UserError(f"--device {args.device}: {err}") from err
+    model, info = load_model(args.weights, map_location=device)
+    # The model's class list fixes the label order; the dataset is read against it (unknown names are an error).
+    classes = list(info.get("classes") or []) or None
+    try:
+        dataset = _dataset(args, classes)
+    except DataError as err:
+        if classes is None:
+            raise
+        raise DataError(f"{err}\n(the classes are those of the model in {info['path']}: {', '.join(classes)})") from err
+    if model.num_classes - 1 != len(dataset.classes):
+        raise UserError(
+            f"{info['path']}: the model predicts {model.num_classes - 1} classes but {args.data} has "
+            f"{len(dataset.classes)} ({', '.join(dataset.classes)})"
+        )
+    return evaluate(
+        model,
+        dataset,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=device,
+        score_threshold=args.score_threshold,
+        progress=not args.no_progress,
+        save_predictions=args.save_predictions,
+        plots_dir=args.plots,
+        plot_score_threshold=args.plot_score_threshold,
+    )
+
+
+def _evaluate_file(args: argparse.Namespace) -> dict[str, Any]:
+    from ssdlite.engine.evaluate import evaluate_predictions
+
+    return evaluate_predictions(
+        args.predictions,
+        _dataset(args),
+        score_threshold=args.score_threshold,
+        plots_dir=args.plots,
+        plot_score_threshold=args.plot_score_threshold,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssdlite.errors import UserError
+
+    _check_args(args)
+    try:
+        return _run(args)
+    except OSError as err:  # an output that cannot be written (a folder where a file should go, no space, ...)
+        raise UserError(f"{err.filename or 'output'}: {err.strerror or err}") from err
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ssdlite.files import write_bytes_atomic
+    from ssdlite.metrics.report import format_report
+
+    result = _evaluate_model(args) if args.weights else _evaluate_file(args)
+    result = {"weights" if args.weights else "predictions": args.weights or args.predictions, "data": args.data, "split": args.split, **result}
+
+    to_stdout = args.json == "-"
+    table_stream = sys.stderr if to_stdout else sys.stdout  # keep stdout pure JSON with --json -
+    for name in result.get("skipped_images", []):
+        print(f"warning: {name}: image could not be decoded; not scored", file=sys.stderr)
+    print(format_report(result), file=table_stream)
+    text = json.dumps(result, indent=2, allow_nan=False)
+    if to_stdout:
+        print(text)
+    elif args.json:
+        write_bytes_atomic(args.json, (text + "\n").encode("utf-8"))
+        print(f"metrics written to {args.json}", file=table_stream)
+    if args.plots:
+        print(f"plots written to {args.plots}", file=table_stream)
+    if args.save_predictions:
+        print(f"detections written to {args.save_predictions}", file=table_stream)
+    return 0

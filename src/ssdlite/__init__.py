@@ -3,4 +3,13 @@
 from ssdlite.models import SSDLite, build_model, ssdlite_mobilenet_v2
 
 __version__ = "0.1.0"
-__all__ = ["SSDLite", "build_model", "ssdlite_mobilenet_v2", "__version__"]
+__all__ = ["Predictor", "SSDLite", "build_model", "ssdlite_mobilenet_v2", "__version__"]
+
+
+def __getattr__(name: str):
+    # Predictor pulls in the data package (decoding); import it only when asked for.
+    if name == "Predictor":
+        from ssdlite.deploy.predictor import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'ssdlite' has no attribute {name!r}")

@@ -1,0 +1,56 @@
+"""`ssdlite benchmark`: parameters, MAdds and latency (p50/p90/p99) of a model on torch or onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "benchmark",
+        help="parameters, MAdds, latency percentiles and images/s on torch, onnxruntime or onnxruntime-int8",
+        description="Time the full pipeline (uint8 640x480 images -> detections) and the network alone on the CPU. "
+        "Builds the model from --arch/--num-classes/--size (random weights) or reads --weights.",
+    )
+    p.add_argument("--weights", help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model)")
+    p.add_argument("--arch", default="ssdlite_mobilenet_v2", choices=("ssdlite_mobilenet_v2",), help="architecture")
+    p.add_argument("--num-classes", type=int, default=91, help="classes including the background (default 91)")
+    p.add_argument("--size", type=int, default=320, help="input size (default 320)")
+    p.add_argument("--width-mult", type=float, default=1.0, help="MobileNetV2 width multiplier (default 1.0)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime-int8"), default="torch")
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
+    p.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssdlite.deploy.latency import benchmark
+    from ssdlite.errors import UserError
+
+    if args.batch < 1 or args.iters < 1 or args.warmup < 0:
+        raise UserError("--batch and --iters must be >= 1 and --warmup >= 0")
+    if args.weights:
+        from ssdlite.models.io import load_model
+
+        model, _ = load_model(args.weights)
+    else:
+        from ssdlite.models import build_model
+
+        model = build_model({"arch": args.arch, "num_classes": args.num_classes, "size": args.size, "width_mult": args.width_mult})
+    result = benchmark(model, args.backend, args.batch, args.threads, args.warmup, args.iters)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    lat, net = result["latency_ms"], result["network_latency_ms"]
+    print(
+        f"{args.arch} {result['input_size']}x{result['input_size']}: {result['params'] / 1e6:.2f}M params, "
+        f"{result['madds'] / 1e9:.3f}B MAdds\n"
+        f"{result['backend']}, batch {result['batch']}, {result['threads']} threads\n"
+        f"pipeline  p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  p99 {lat['p99']:.2f} ms  ({result['images_per_s']:.1f} images/s)\n"
+        f"network   p50 {net['p50']:.2f} ms  p90 {net['p90']:.2f} ms  p99 {net['p99']:.2f} ms"
+    )
+    return 0

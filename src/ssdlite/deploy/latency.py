@@ -1,0 +1,117 @@
+"""Latency of a model on one backend: the full pipeline and the network alone.
+
+- **pipeline**: a batch of uint8 ``(3, 480, 640)`` images (a VGA photo) -> final detections:
+  preprocess (resize, normalize), network, postprocess (on onnxruntime, the in-graph NMS).
+- **network**: the preprocessed ``(B, 3, S, S)`` tensor -> raw head outputs.
+
+Each is called ``warmup`` times, then timed ``iters`` times; reported as p50/p90/p99 in
+milliseconds and images per second at the median. The onnxruntime-int8 backend is calibrated on
+the synthetic sample images: its latency does not depend on the calibration data; its accuracy
+does and is measured by ``ssdlite quantize --val`` instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ssdlite.deploy.samples import sample_batch, sample_images
+from ssdlite.models.ssdlite import SSDLite
+from ssdlite.summary import count_madds, count_parameters
+
+BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+
+
+def time_ms(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
+    """Wall times of ``iters`` calls of ``fn`` after ``warmup`` untimed calls, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def percentiles(times_ms: list[float]) -> dict[str, float]:
+    p50, p90, p99 = np.percentile(np.asarray(times_ms), [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+
+def onnx_sessions(model: SSDLite, int8: bool, threads: int | None):
+    """``(network session, pipeline session)``: the raw graph and the graph with in-graph NMS."""
+    from ssdlite.deploy.onnx_export import export_core_onnx, postprocess_settings
+    from ssdlite.deploy.onnx_postprocess import append_postprocess
+    from ssdlite.deploy.onnx_runtime import make_session
+
+    raw = export_core_onnx(model, dynamic_batch=True)
+    if int8:
+        from ssdlite.deploy.quantize import quantize_model
+
+        raw, _ = quantize_model(raw, [sample_batch(model.preprocess, 1, seed=s) for s in range(8)])
+    full = append_postprocess(raw, model.default_boxes.boxes, **postprocess_settings(model))
+    return make_session(raw, threads), make_session(full, threads)
+
+
+def benchmark(
+    model: SSDLite,
+    backend: str = "torch",
+    batch: int = 1,
+    threads: int | None = None,
+    warmup: int = 5,
+    iters: int = 50,
+) -> dict[str, Any]:
+    """Parameters, MAdds and latency of ``model`` (on the CPU) as one JSON-ready dict.
+
+    Keys: ``backend``, ``batch``, ``threads``, ``params``, ``madds``, ``input_size``, ``latency_ms``
+    (pipeline p50/p90/p99), ``network_latency_ms``, ``images_per_s`` (pipeline, at the median).
+    """
+    if backend not in BENCH_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BENCH_BACKENDS)}")
+    if threads:
+        torch.set_num_threads(threads)
+    model = model.cpu().eval()
+    images = sample_images(batch, 480, 640)
+    x = sample_batch(model.preprocess, batch)  # (B, 3, S, S)
+    if backend == "torch":
+        def pipeline():
+            with torch.inference_mode():
+                return model(images)
+
+        def network():
+            with torch.inference_mode():
+                return model.core(x)
+    else:
+        from ssdlite.deploy.onnx_postprocess import detections_from_outputs
+
+        net_session, full_session = onnx_sessions(model, backend.endswith("int8"), threads)
+        feed = {"images": x.numpy()}
+
+        def pipeline():
+            with torch.inference_mode():
+                inputs, sizes = model.preprocess(images)
+            return detections_from_outputs(*full_session.run(None, {"images": inputs.numpy()}), sizes)
+
+        def network():
+            return net_session.run(None, feed)
+
+    pipeline_ms = time_ms(pipeline, warmup, iters)
+    network_ms = time_ms(network, warmup, iters)
+    latency = percentiles(pipeline_ms)
+    return {
+        "backend": backend,
+        "batch": batch,
+        "threads": threads or torch.get_num_threads(),
+        "params": count_parameters(model),
+        "madds": count_madds(model.core, model.size),
+        "input_size": model.size,
+        "image_size": [480, 640],
+        "latency_ms": latency,
+        "network_latency_ms": percentiles(network_ms),
+        "images_per_s": batch * 1e3 / latency["p50"],
+    }

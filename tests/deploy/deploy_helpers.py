@@ -1,0 +1,45 @@
+"""Tiny models and images for the deployment tests."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+import ssdlite
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+def varied_model(seed: int = 0, background_bias: float = 2.0, **kwargs) -> ssdlite.SSDLite:
+    """A small model whose scores differ from box to box (an untrained one scores every box alike).
+
+    Every convolution gets He-initialized weights (activations keep their scale through the
+    network) and the background a bias, so that images have some confident detections, many low
+    ones, and no exactly tied scores.
+    """
+    settings = {"topk_candidates": 50, "detections_per_image": 20} | kwargs
+    torch.manual_seed(seed)
+    model = ssdlite.ssdlite_mobilenet_v2(len(CLASSES) + 1, size=128, width_mult=0.35, **settings).eval()
+    with torch.no_grad():
+        for conv in model.core.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        for predictor in model.core.head.classification.predictors:
+            predictor[-1].bias.view(-1, len(CLASSES) + 1)[:, 0] = background_bias
+        for predictor in model.core.head.regression.predictors:
+            predictor[-1].weight.mul_(0.1)  # boxes near their default boxes
+    return model
+
+
+def write_images(folder, n: int, seed: int = 0) -> list:
+    """``n`` small RGB photos-like JPEG/PNG files of varied sizes."""
+    g = torch.Generator().manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        h, w = 90 + 17 * i, 120 + 11 * i
+        array = (torch.rand(h, w, 3, generator=g) * 255).to(torch.uint8).numpy()
+        path = folder / f"img{i}.{'png' if i % 2 else 'jpg'}"
+        Image.fromarray(array).save(path)
+        paths.append(path)
+    return paths

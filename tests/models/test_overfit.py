@@ -4,7 +4,7 @@ import torch
 from torchvision.ops import box_iou
 
 from ssdlite.models import ssdlite_mobilenet_v2
-from ssdlite.models.batch_norm import recompute_batch_norm
+from ssdlite.engine.precise_bn import recompute_bn_stats
 
 
 def synthetic_pair(size=160):
@@ -60,7 +60,7 @@ def test_overfits_two_images():
     assert last <= 0.1 * first, (first, last)
 
     # 150 fast steps leave the running BN statistics behind the weights: recompute them once.
-    recompute_batch_norm(model, [images])
+    recompute_bn_stats(model, [(images, targets)], torch.device("cpu"), max_batches=1)
     model.eval()
     with torch.no_grad():
         detections = model(images)

@@ -16,7 +16,7 @@ import torch
 from torchvision.ops import box_iou
 
 from ssdlite.doctor.report import FAIL, PASS, Check
-from ssdlite.models.batch_norm import recompute_batch_norm
+from ssdlite.engine.precise_bn import recompute_bn_stats
 
 
 def check_overfit(
@@ -57,7 +57,7 @@ def check_overfit(
     first, last = total[0], min(total[-5:])
     drop = 1 - last / first if first > 0 else 0.0
 
-    recompute_batch_norm(model, [images])
+    recompute_bn_stats(model, [(images, targets)], next(model.parameters()).device, max_batches=1)
     model.eval()
     with torch.no_grad():
         detections = model(images)

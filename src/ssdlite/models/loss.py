@@ -45,7 +45,7 @@ def multibox_loss(
     # Hard negatives: rank the background boxes by loss (positives pushed to the end) and keep the top ones.
     num_neg = (neg_pos_ratio * num_pos_per_image).to(torch.int64).clamp(min=min_negatives)  # (N, 1)
     negative_loss = ce.detach().masked_fill(positive, -float("inf"))  # (N, A)
-    order = negative_loss.argsort(dim=1, descending=True)  # (N, A)
+    order = negative_loss.argsort(dim=1, descending=True, stable=True)  # (N, A); stable: ties (equal losses) break by index
     rank = order.argsort(dim=1)  # (N, A): rank of each box by loss
     negative = (rank < num_neg) & ~positive  # (N, A)
     cls_loss = ce[positive].sum() + ce[negative].sum()

@@ -1,0 +1,91 @@
+"""`ssdlite train`: train a detector on a VOC, COCO or YOLO dataset, or resume a run.
+
+Flags are generated from the fields of :class:`ssdlite.engine.config.TrainConfig`; ``--config``
+sets the defaults and flags given on the command line override it. Under ``torchrun`` every
+process runs this command; only rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: Settings that may differ when resuming: they do not change what is computed (or, for ``epochs``,
+#: the user explicitly extends the run; the cosine schedule then stretches from the resumed step).
+RESUME_OVERRIDABLE = ("device", "workers", "val_every", "log_every", "stop_after", "epochs", "data")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ssdlite.engine.config import add_config_arguments
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a detector (or resume a run) and write a run directory",
+        description="Train SSDLite on a dataset. The run directory gets config.yaml, metrics.jsonl, TensorBoard "
+        "events, last.pt, best.pt (best validation mAP), model.safetensors and training_curves.png. "
+        "Run it under `torchrun --nproc_per_node N` for data-parallel training.",
+    )
+    p.add_argument("--out", help="run directory to write (required unless --resume)")
+    p.add_argument("--config", dest="config_file", help="YAML file with the defaults (sections model, data, optim)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
+    add_config_arguments(p)
+    p.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace):
+    """``(config, run_dir, checkpoint or None)`` from the flags, the config file and a resumed run."""
+    from ssdlite.engine.checkpoint import load_checkpoint
+    from ssdlite.engine.config import TrainConfig, load_yaml, overrides_from_args
+    from ssdlite.errors import UserError
+
+    overrides = overrides_from_args(args)
+    if args.resume:
+        ckpt = load_checkpoint(args.resume)
+        config = TrainConfig.from_dict(ckpt["config"], ckpt["path"])
+        changed = sorted(k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE and config.replace(**{k: v}) != config)
+        if changed or args.config_file:
+            what = ", ".join(changed) if changed else "--config"
+            raise UserError(
+                f"{ckpt['path']}: a resumed run keeps its configuration; cannot change {what} "
+                f"(only {', '.join(RESUME_OVERRIDABLE)} may be given with --resume)"
+            )
+        run_dir = Path(args.out or args.resume)
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise UserError(f"--out {args.out}: a resumed run continues in its own directory {args.resume}")
+        return config.replace(**overrides), run_dir, ckpt
+    if not args.out:
+        raise UserError("--out RUN_DIR is required (or --resume RUN_DIR to continue a run)")
+    config = load_yaml(args.config_file) if args.config_file else TrainConfig()
+    config = config.replace(**overrides)
+    if not config.data.data:
+        raise UserError("--data PATH is required (or a data: section with data: PATH in --config)")
+    return config, Path(args.out), None
+
+
+def build_datasets(config):
+    """``(train dataset with augmentation, validation dataset without transforms or None)``."""
+    from ssdlite.data import build_dataset, train_transforms
+    from ssdlite.models.transform import IMAGENET, SIGNED_UNIT
+
+    d = config.data
+    # Zoom-out fills with the normalization mean, i.e. zeros at the network input.
+    mean = IMAGENET[0] if config.model.backbone_weights == "imagenet" else SIGNED_UNIT[0]
+    transforms = train_transforms(d.augment, config.model.size, mean_fill=mean)
+    train_set = build_dataset(d.data, d.format, d.train_split, transforms=transforms)
+    val_set = None
+    if d.val_split:
+        val_set = build_dataset(d.data, d.format, d.val_split, transforms=None, keep_difficult=True, classes=train_set.classes)
+    return train_set, val_set
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssdlite.engine.trainer import train
+
+    config, run_dir, ckpt = resolve_config(args)
+    train_set, val_set = build_datasets(config)
+    result = train(config, train_set, val_set, run_dir, resume=ckpt)
+    if result.best_metric is not None:
+        print(f"best {config.best_metric} {result.best_metric:.4f} at epoch {result.best_epoch}; run directory {run_dir}")
+    else:
+        print(f"trained {result.epochs_done} epochs; run directory {run_dir}")
+    return 0

@@ -1,0 +1,71 @@
+"""Training checkpoints: ``last.pt`` (every epoch) and ``best.pt`` (best validation score).
+
+A checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` reads back: the model's
+state dict and ``model_config`` (so :func:`ssdlite.models.io.load_model` can rebuild it), the
+foreground ``classes``, the EMA weights (``ema``, preferred for inference), the optimizer, scheduler
+and AMP-scaler states, the epoch and step counters, every RNG state, and the resolved training
+``config``. Writes go through a temporary file and a rename, and a model with non-finite weights is
+never written, so the last good checkpoint survives a crash or a diverging run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssdlite.errors import UserError
+from ssdlite.models.io import atomic_write
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteWeights(RuntimeError):
+    """The weights to save contain NaN or infinity; the checkpoint on disk is left as it was."""
+
+
+def _all_finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` (see the module docstring) to ``path`` atomically.
+
+    Raises:
+        NonFiniteWeights: if the model or EMA weights are not finite (nothing is written).
+    """
+    for key in ("model", "ema"):
+        if state.get(key) is not None and not _all_finite(state[key]):
+            raise NonFiniteWeights(f"refusing to write {path}: the {key} weights contain NaN or infinity")
+    payload = {"format": CHECKPOINT_FORMAT, **state}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only=True``) or a run directory's ``last.pt``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint (a run directory must contain last.pt to be resumed)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors have many types; name the file
+        raise UserError(f"{path}: not a readable checkpoint ({err})") from err
+    needed = ("model", "model_config", "optimizer", "scheduler", "epoch", "step", "config", "rng")
+    missing = [k for k in needed if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise UserError(f"{path}: not an ssdlite training checkpoint (missing {', '.join(missing)})")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def check_same_architecture(ckpt: dict[str, Any], model_config: dict[str, Any]) -> None:
+    """Raise ``UserError`` naming the checkpoint and the differing settings if it is of another model."""
+    saved = ckpt["model_config"]
+    keys = sorted(set(saved) | set(model_config))
+    differ = [f"{k}: checkpoint {saved.get(k)!r} vs now {model_config.get(k)!r}" for k in keys if saved.get(k) != model_config.get(k)]
+    if differ:
+        raise UserError(f"{ckpt['path']}: checkpoint is of a different architecture ({'; '.join(differ)})")

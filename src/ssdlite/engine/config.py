@@ -1,0 +1,245 @@
+"""The training configuration: frozen dataclasses, a YAML file and command-line flags made from the fields.
+
+Precedence, lowest first: the dataclass defaults, the ``--config`` YAML file, then flags given on the
+command line. The resolved configuration is written to the run directory as ``config.yaml`` and
+stored in every checkpoint, so a run can always be reproduced and resumed.
+
+Defaults and where they come from (torchvision's ``references/detection`` SSDLite recipe trains
+COCO for 600 epochs at lr 0.15 with batch 24 per GPU on 8 GPUs, i.e. global batch 192, SGD momentum
+0.9, weight decay 4e-5, no decay on norm layers, cosine schedule with linear warm-up):
+
+- ``lr = 0.03`` at ``batch_size = 32``: the reference's 0.15 / 192 linear scaling gives 0.025 at 32;
+  rounded up slightly since small datasets converge in far fewer steps.
+- ``epochs = 120``: small datasets (a few hundred images) need many passes, but nowhere near COCO's
+  600 at 118k images; the data recipes in ``configs/`` set their own budget.
+- ``weight_decay = 4e-5``, ``momentum = 0.9``, no decay on BN and biases: the reference values.
+- ``warmup_epochs = 2``: torchvision warms up for 1000 iterations at most; on datasets of a few
+  batches per epoch a couple of epochs gives the same effect.
+- ``clip_grad = 10``: not in the reference; a safety net on small batches from random heads.
+- ``precise_bn_images = 512``: BatchNorm statistics recomputed for the weights being evaluated
+  (Wu & Johnson 2021); the TensorFlow BN momentum of the model lags far behind on short runs.
+- ``ema_decay = 0.999``: the decay used by timm/YOLOv5-style EMA, with a warm-up of the decay
+  (``decay * (1 - exp(-updates / 2000))``) so early averages are not dominated by the random init.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ssdlite.errors import UserError
+
+
+def _opt(default, help: str, choices: tuple | None = None):
+    """A dataclass field with its flag's help text (and choices) attached."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network to train."""
+
+    arch: str = _opt("ssdlite_mobilenet_v2", "architecture", ("ssdlite_mobilenet_v2",))
+    size: int = _opt(320, "square input size in pixels")
+    width_mult: float = _opt(1.0, "MobileNetV2 width multiplier")
+    backbone_weights: str | None = _opt(None, "torchvision mobilenet_v2 state dict for the backbone (e.g. ../shared/weights/mobilenet_v2_imagenet.pth)")
+    freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers", ("none", "backbone", "all"))
+    sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes under torchrun (GPU only)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are augmented."""
+
+    data: str | None = _opt(None, "dataset root (VOC directory, COCO JSON, YOLO data.yaml, ...)")
+    format: str | None = _opt(None, "dataset format (default: detected from the files)", ("voc", "coco", "yolo"))
+    train_split: str = _opt("train", "split to train on")
+    val_split: str = _opt("val", "split to validate on (empty: no validation)")
+    augment: str = _opt("ssdlite", "augmentation preset", ("ssd", "ssdlite", "none"))
+    workers: int = _opt(2, "data loader worker processes per training process")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer, learning-rate schedule and gradient clipping."""
+
+    optimizer: str = _opt("sgd", "optimizer", ("sgd", "adamw"))
+    lr: float = _opt(0.03, "peak learning rate (after warm-up) for the whole global batch")
+    momentum: float = _opt(0.9, "SGD momentum (AdamW: beta1)")
+    weight_decay: float = _opt(4e-5, "weight decay (never applied to BatchNorm parameters and biases)")
+    schedule: str = _opt("cosine", "learning-rate schedule after warm-up", ("cosine", "sgdr", "multistep"))
+    warmup_epochs: float = _opt(2.0, "linear warm-up length in epochs")
+    warmup_factor: float = _opt(0.001, "learning rate at the start of the warm-up, as a fraction of lr")
+    min_lr_ratio: float = _opt(0.0, "cosine floor as a fraction of lr")
+    sgdr_period: float = _opt(10.0, "SGDR: length of the first cycle in epochs")
+    sgdr_mult: float = _opt(2.0, "SGDR: each cycle is this many times longer than the last")
+    milestones: tuple[float, ...] = _opt((0.67, 0.89), "multistep: decay points as fractions of the epochs")
+    gamma: float = _opt(0.1, "multistep: decay factor at each milestone")
+    clip_grad: float = _opt(10.0, "clip the global gradient norm to this (0: no clipping)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; ``model``, ``data`` and ``optim`` are sections in the YAML file."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = _opt(120, "training epochs")
+    batch_size: int = _opt(32, "global batch size (split evenly across torchrun processes)")
+    device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
+    seed: int = _opt(0, "seed for initialization, data order and augmentation")
+    amp: str = _opt("bf16", "mixed precision on CUDA (ignored on the CPU)", ("off", "bf16", "fp16"))
+    channels_last: bool = _opt(False, "use the channels_last memory format (faster convolutions on recent GPUs)")
+    ema: bool = _opt(True, "keep an exponential moving average of the weights for validation and best.pt")
+    ema_decay: float = _opt(0.999, "EMA decay (warmed up from 0 over the first few thousand steps)")
+    val_every: int = _opt(5, "validate every N epochs (and after the last one); 0 disables validation")
+    best_metric: str = _opt("voc07_map50", "validation metric that selects best.pt")
+    precise_bn_images: int = _opt(512, "recompute BatchNorm statistics on this many training images before validating and saving (0: off)")
+    max_bad_steps: int = _opt(20, "stop after this many consecutive steps with a non-finite loss or gradient")
+    log_every: int = _opt(10, "write a step record to metrics.jsonl every N steps")
+    stop_after: int = _opt(0, "stop after this many epochs in this invocation, as if interrupted; --resume continues (0: run to the end)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists instead of tuples), for YAML and checkpoints."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> TrainConfig:
+        """Build from a nested dict; unknown keys and wrong types raise ``UserError`` naming ``source``."""
+        return _build(cls, data, source, "")
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with fields replaced by flat names (``lr=0.1``, ``size=160``, ``epochs=3``)."""
+        data = self.to_dict()
+        for name, value in overrides.items():
+            section = _SECTION_OF.get(name)
+            if section is None:
+                raise KeyError(f"no configuration field {name!r}")
+            (data[section] if section else data)[name] = value
+        return TrainConfig.from_dict(data)
+
+    def save_yaml(self, path: str | Path) -> None:
+        from ssdlite.models.io import atomic_write
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+# Field name -> section name ("" for top-level fields); names are unique so flags can be flat.
+_SECTION_OF: dict[str, str] = {f.name: s for s, c in SECTIONS.items() for f in fields(c)}
+_SECTION_OF.update({f.name: "" for f in fields(TrainConfig) if f.name not in SECTIONS})
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _base_type(annotation) -> tuple[type, bool]:
+    """``(scalar type, is_tuple)`` of a field annotation such as ``str | None`` or ``tuple[float, ...]``."""
+    hint = annotation
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return typing.get_args(hint)[0], True
+    return hint, False
+
+
+def _coerce(value, annotation, where: str):
+    kind, is_tuple = _base_type(annotation)
+    if value is None:
+        if type(None) in typing.get_args(annotation):
+            return None
+        raise UserError(f"{where}: must not be empty")
+    if is_tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce(v, kind, where) for v in value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise UserError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+def _build(cls, data: dict[str, Any], source: str, prefix: str):
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: '{prefix or 'top level'}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise UserError(f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        where = f"{source}: {prefix}{name}"
+        if name in SECTIONS and cls is TrainConfig:
+            kwargs[name] = _build(SECTIONS[name], value or {}, source, f"{name}.")
+            continue
+        value = _coerce(value, hints[name], where)
+        choices = known[name].metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise UserError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_yaml(path: str | Path) -> TrainConfig:
+    """Read a configuration file (sections ``model``, ``data``, ``optim`` and top-level fields)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such configuration file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({err})") from err
+    return TrainConfig.from_dict(data, str(path))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per configuration field (``--batch-size``, ``--lr``, ...); unset flags stay ``None``."""
+    for section, cls in [("", TrainConfig)] + list(SECTIONS.items()):
+        group = parser.add_argument_group(f"{section} options" if section else "training options")
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if cls is TrainConfig and f.name in SECTIONS:
+                continue
+            kind, is_tuple = _base_type(hints[f.name])
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
+            if kind is bool:
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            else:
+                group.add_argument(
+                    flag,
+                    dest=f.name,
+                    type=kind,
+                    nargs="+" if is_tuple else None,
+                    choices=f.metadata.get("choices"),
+                    default=None,
+                    help=help_text,
+                )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration fields given on the command line."""
+    return {name: getattr(args, name) for name in _SECTION_OF if getattr(args, name, None) is not None}

@@ -1,0 +1,420 @@
+"""The training loop: ``train(config, train_dataset, val_dataset, run_dir)``.
+
+One epoch: seed the epoch's randomness from ``(seed, epoch, rank)``, build its loader, and for each
+batch compute the MultiBox loss (SSD paper, section 2.2: localization + confidence), check it is
+finite, back-propagate, clip, check the gradient is finite, step the optimizer, the per-step
+learning-rate schedule and the EMA. After the epoch: log, validate the EMA weights every
+``val_every`` epochs, write ``last.pt`` (and ``best.pt`` on a new best) atomically.
+
+Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``. DDP averages gradients over
+ranks, but the MultiBox loss is normalized by the number of positive default boxes, which differs
+between ranks; each rank's loss is therefore rescaled by ``local positives * world / global
+positives``, which makes the averaged gradient exactly that of the whole global batch in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture, save_checkpoint
+from ssdlite.engine.config import TrainConfig
+from ssdlite.engine.curves import plot_training_curves
+from ssdlite.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from ssdlite.engine.ema import ModelEMA
+from ssdlite.engine.guard import NonFiniteGuard
+from ssdlite.engine.loader import epoch_loader, steps_per_epoch
+from ssdlite.engine.optim import build_optimizer, build_scheduler
+from ssdlite.engine.precise_bn import recompute_bn_stats
+from ssdlite.engine.progress import EpochProgress
+from ssdlite.engine.run_log import METRICS_FILE, RunLog, read_metrics
+from ssdlite.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from ssdlite.errors import UserError
+from ssdlite.models import ssdlite_mobilenet_v2
+from ssdlite.models.io import load_state_dict_checked, save_safetensors
+
+#: Validation metrics copied into ``metrics.jsonl`` (the full dict also has per-class results).
+LOGGED_METRICS = ("voc07_map50", "voc_map50", "coco_map", "coco_map50", "coco_map75")
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    run_dir: Path
+    epochs_done: int
+    step: int
+    best_metric: float | None
+    best_epoch: int | None
+    last_val: dict[str, Any] | None = None
+    skipped_steps: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_training_model(config: TrainConfig, num_classes: int, load_backbone: bool = True) -> nn.Module:
+    """The model ``config`` describes (backbone weights only for a fresh run: a resume loads all weights)."""
+    m = config.model
+    weights = m.backbone_weights if load_backbone else None
+    return ssdlite_mobilenet_v2(num_classes, size=m.size, width_mult=m.width_mult, backbone_weights=weights)
+
+
+def freeze_batchnorm(model: nn.Module, which: str) -> None:
+    """Put BatchNorm layers of ``which`` ("backbone" or "all") in eval mode with fixed affine parameters.
+
+    With small batches, batch statistics are noisy; keeping the ImageNet statistics of a pretrained
+    backbone is the usual remedy. Called after every ``model.train()``, which would undo it.
+    """
+    if which == "none":
+        return
+    root = model.core.backbone if which == "backbone" else model
+    for module in root.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(False)
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if device.type != "cuda" or config.amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
+
+
+def _to_device(images, targets, device: torch.device):
+    non_blocking = device.type == "cuda"
+    if isinstance(images, torch.Tensor):
+        images = images.to(device, non_blocking=non_blocking)
+    else:
+        images = [im.to(device, non_blocking=non_blocking) for im in images]
+    targets = [{k: v.to(device, non_blocking=non_blocking) for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+def _image_sizes(images) -> list[tuple[int, int]]:
+    return [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+
+
+def train(
+    config: TrainConfig,
+    train_dataset: Dataset,
+    val_dataset: Dataset | None,
+    run_dir: str | Path,
+    *,
+    classes: list[str] | None = None,
+    resume: dict[str, Any] | None = None,
+    info: DistInfo | None = None,
+    plain_progress: bool | None = None,
+) -> TrainResult:
+    """Train a model as ``config`` says and write the run directory.
+
+    Args:
+        config: the resolved configuration.
+        train_dataset: items ``(image, target)`` already augmented to ``config.model.size`` (float [0, 1]).
+        val_dataset: the validation split **without transforms** (``ssdlite.engine.evaluate`` reads
+            ground truth in original pixels), or ``None``.
+        run_dir: where ``config.yaml``, ``metrics.jsonl``, TensorBoard events, ``last.pt``, ``best.pt``,
+            ``model.safetensors`` and ``training_curves.png`` go.
+        classes: foreground class names (default ``train_dataset.classes``).
+        resume: a checkpoint from :func:`ssdlite.engine.checkpoint.load_checkpoint` to continue from.
+        info: the distributed context (default: from the environment, see :func:`init_distributed`).
+        plain_progress: force plain progress lines (default: a bar when stderr is a terminal).
+
+    Raises:
+        TrainingDiverged: after ``max_bad_steps`` consecutive non-finite steps.
+        UserError: a dataset smaller than one global batch, or a checkpoint of another architecture.
+    """
+    own_info = info is None
+    info = info or init_distributed(config.device)
+    try:
+        return _Trainer(config, train_dataset, val_dataset, Path(run_dir), classes, resume, info, plain_progress).run()
+    finally:
+        if own_info:
+            cleanup(info)
+
+
+class _Trainer:
+    def __init__(self, config, train_dataset, val_dataset, run_dir, classes, resume, info, plain_progress) -> None:
+        self.config = config
+        self.info = info
+        self.device = info.device
+        self.run_dir = run_dir
+        self.train_dataset = train_dataset
+        self.val_dataset = val_dataset
+        self.classes = list(classes if classes is not None else train_dataset.classes)
+        self.plain_progress = plain_progress
+        if config.batch_size % info.world_size:
+            raise UserError(f"--batch-size {config.batch_size} must be divisible by the {info.world_size} processes")
+        self.local_batch = config.batch_size // info.world_size
+        self.steps_per_epoch = steps_per_epoch(len(train_dataset), config.batch_size)
+        if self.steps_per_epoch == 0:
+            raise UserError(
+                f"the training split has {len(train_dataset)} images, fewer than one batch of {config.batch_size}; lower --batch-size"
+            )
+        if config.model.sync_bn and info.distributed and self.device.type != "cuda":
+            raise UserError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on the CPU (use --freeze-bn all instead)")
+
+        seed_everything(config.seed)  # the same initialization on every rank and for every run of a seed
+        model = build_training_model(config, len(self.classes) + 1, load_backbone=resume is None)
+        if resume is not None:
+            check_same_architecture(resume, model.config)
+            load_state_dict_checked(model, resume["model"], resume["path"])
+        if config.model.sync_bn and info.distributed:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+        self.model = model.to(self.device, memory_format=memory_format)
+        freeze_batchnorm(self.model, config.model.freeze_bn)
+        self.ema = ModelEMA(self.model, config.ema_decay) if config.ema else None
+        self.optimizer = build_optimizer(self.model, config.optim)
+        self.scheduler = build_scheduler(self.optimizer, config.optim, self.steps_per_epoch, config.epochs)
+        fp16 = self.device.type == "cuda" and config.amp == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.guard = NonFiniteGuard(config.max_bad_steps)
+        self._bn_fresh_at = -1  # the step at which the evaluated model's BN statistics were recomputed
+        self.start_epoch, self.step = 0, 0
+        self.best_metric, self.best_epoch = None, None
+        if resume is not None:
+            self._restore(resume)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+        self.ddp = None
+        if info.distributed:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.log = RunLog(run_dir, enabled=info.is_main, resume_step=self.step if resume is not None else None)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.module.load_state_dict(ckpt["ema"])
+            self.ema.updates = int(ckpt.get("ema_updates", 0))
+        self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self.best_metric, self.best_epoch = ckpt.get("best_metric"), ckpt.get("best_epoch")
+        set_rng_state(ckpt["rng"])
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def _losses(self, images, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss to back-propagate, [loss, bbox_regression, classification] summed over ranks / world)``."""
+        with _autocast(self.config, self.device):
+            losses = (self.ddp or self.model)(images, targets)
+        bbox, cls = losses["bbox_regression"].float(), losses["classification"].float()
+        scale = torch.ones((), device=self.device)
+        if self.info.distributed:
+            with torch.no_grad():  # global normalization by positives, see the module docstring
+                cls_targets, _ = self.model.encode_targets(targets, _image_sizes(images))
+                positives = (cls_targets > 0).sum().float()
+                total = all_reduce_sum(positives.clone(), self.info)
+                scale = positives.clamp(min=1) * self.info.world_size / total.clamp(min=1)
+        loss = (bbox + cls) * scale
+        stats = torch.stack([loss, bbox * scale, cls * scale]).detach()
+        all_reduce_sum(stats, self.info)
+        return loss, stats / self.info.world_size
+
+    def _step(self, images, targets) -> dict[str, float] | None:
+        """One optimizer step; ``None`` when the guard skipped it."""
+        images, targets = _to_device(images, targets, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, stats = self._losses(images, targets)
+        # stats are summed over ranks, so every rank takes the same branch (no collective is left waiting).
+        if not torch.isfinite(stats).all():
+            self._skip("loss")
+            return None
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.config.optim.clip_grad if self.config.optim.clip_grad > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)  # of the all-reduced gradients
+        if not torch.isfinite(grad_norm):
+            self.scaler.update()  # fp16: lowers the loss scale; otherwise a no-op
+            self.optimizer.zero_grad(set_to_none=True)
+            self._skip("gradient")
+            return None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.guard.good()
+        loss_value, bbox_value, cls_value = stats.tolist()
+        return {"loss": loss_value, "bbox_regression": bbox_value, "classification": cls_value, "grad_norm": float(grad_norm)}
+
+    def _skip(self, reason: str) -> None:
+        self.log.write({"kind": "skipped", "step": self.step, "reason": f"non-finite {reason}"})
+        last = self.run_dir / "last.pt"
+        self.guard.bad(self.step, reason, str(last) if last.exists() else None)
+
+    # -- epochs -----------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        config, info = self.config, self.info
+        started = time.perf_counter()
+        if info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config.save_yaml(self.run_dir / "config.yaml")
+        last_val, epochs_run = None, 0
+        for epoch in range(self.start_epoch, config.epochs):
+            means = self._train_epoch(epoch)
+            record = {"kind": "epoch", "epoch": epoch + 1, "step": self.step, **means}
+            if self._validation_due(epoch):
+                last_val = self._validate()
+                if last_val is not None:
+                    record["val"] = {k: last_val[k] for k in LOGGED_METRICS if k in last_val}
+            self._end_epoch(epoch, record, last_val if "val" in record else None)
+            epochs_run += 1
+            if config.stop_after and epochs_run >= config.stop_after and epoch + 1 < config.epochs:
+                break
+        finished = self.start_epoch + epochs_run >= config.epochs
+        if info.is_main:
+            if finished:
+                self._save_final_model()
+            plot_training_curves(self.run_dir / METRICS_FILE, self.run_dir / "training_curves.png")
+        barrier(info)
+        self.log.close()
+        history = []
+        if info.is_main:
+            history = [r for r in read_metrics(self.run_dir / METRICS_FILE) if r.get("kind") == "epoch"]
+        return TrainResult(
+            self.run_dir,
+            self.start_epoch + epochs_run,
+            self.step,
+            self.best_metric,
+            self.best_epoch,
+            last_val,
+            self.guard.total,
+            time.perf_counter() - started,
+            history,
+        )
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        config, info = self.config, self.info
+        seed_everything(derive_seed(config.seed, epoch, info.rank))  # augmentation in the main process
+        loader = epoch_loader(
+            self.train_dataset,
+            self.local_batch,
+            epoch,
+            config.seed,
+            info.rank,
+            info.world_size,
+            config.data.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        (self.ddp or self.model).train()
+        freeze_batchnorm(self.model, config.model.freeze_bn)
+        progress = EpochProgress(epoch + 1, config.epochs, len(loader), enabled=info.is_main, plain=self.plain_progress)
+        sums, good = {"loss": 0.0, "bbox_regression": 0.0, "classification": 0.0}, 0
+        epoch_start = time.perf_counter()
+        try:
+            for images, targets in loader:
+                values = self._step(images, targets)
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.scheduler.step()
+                self.step += 1
+                if values is None:
+                    continue
+                good += 1
+                for k in sums:
+                    sums[k] += values[k]
+                progress.update({k: values[k] for k in sums}, lr, config.batch_size)
+                if self.step % config.log_every == 0:
+                    self.log.write(
+                        {"kind": "step", "epoch": epoch + 1, "step": self.step, **values, "lr": lr,
+                         "images_per_s": progress.images_per_second()}
+                    )
+        finally:
+            progress.close()
+        seconds = time.perf_counter() - epoch_start
+        means = {k: v / max(good, 1) for k, v in sums.items()}
+        means.update({"lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
+                      "images_per_s": good * config.batch_size / max(seconds, 1e-9), "skipped_steps": len(loader) - good})
+        return means
+
+    def _validation_due(self, epoch: int) -> bool:
+        every = self.config.val_every
+        return self.val_dataset is not None and every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == self.config.epochs)
+
+    def _validate(self) -> dict[str, Any] | None:
+        """VOC and COCO metrics of the EMA weights (the raw weights without EMA), on rank 0."""
+        if not self.info.is_main:
+            return None
+        from ssdlite.engine.evaluate import evaluate
+
+        model = self._model_to_evaluate()
+        return evaluate(model, self.val_dataset, batch_size=16, device=self.device, progress=False)
+
+    def _model_to_evaluate(self) -> nn.Module:
+        """The EMA (or raw) model with BatchNorm statistics recomputed for its weights (see ``precise_bn``)."""
+        model = self.ema.module if self.ema is not None else self.model
+        images = self.config.precise_bn_images
+        freeze = self.config.model.freeze_bn
+        if images > 0 and freeze != "all" and self._bn_fresh_at != self.step:
+            # Its own seed, so it draws other augmentations than the epoch; deterministic, so resume stays exact.
+            loader = epoch_loader(
+                self.train_dataset, self.local_batch, self.step, derive_seed(self.config.seed, 1), workers=self.config.data.workers
+            )
+            skip = model.core.backbone if freeze == "backbone" else None  # frozen statistics stay as they are
+            recompute_bn_stats(model, loader, self.device, max_batches=-(-images // self.local_batch), skip=skip)
+            self._bn_fresh_at = self.step
+        return model
+
+    def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "model_config": self.model.config,
+            "classes": self.classes,
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": epoch + 1,
+            "step": self.step,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "config": self.config.to_dict(),
+            "rng": rng_state(),
+        }
+
+    def _end_epoch(self, epoch: int, record: dict[str, Any], val: dict[str, Any] | None) -> None:
+        if self.info.is_main:
+            improved = False
+            if val is not None:
+                score = float(val.get(self.config.best_metric, float("nan")))
+                improved = math.isfinite(score) and (self.best_metric is None or score > self.best_metric)
+                if improved:
+                    self.best_metric, self.best_epoch = score, epoch + 1
+                record["best_metric"] = self.best_metric
+            self.log.write(record)
+            state = self._checkpoint_state(epoch)
+            try:
+                save_checkpoint(self.run_dir / "last.pt", state)
+                if improved:
+                    save_checkpoint(self.run_dir / "best.pt", state)
+            except NonFiniteWeights as err:
+                raise UserError(f"{err}; the last good checkpoint in {self.run_dir} is kept as it was") from err
+            self._print_epoch(record)
+        barrier(self.info)
+
+    def _print_epoch(self, record: dict[str, Any]) -> None:
+        text = f"epoch {record['epoch']}/{self.config.epochs}: loss {record['loss']:.4f} ({record['images_per_s']:.1f} img/s)"
+        if "val" in record:
+            text += " " + " ".join(f"{k} {v:.4f}" for k, v in record["val"].items())
+        print(text, file=sys.stderr, flush=True)
+
+    def _save_final_model(self) -> None:
+        final = self._model_to_evaluate()
+        metadata = {"epochs": str(self.config.epochs), "weights": "ema" if self.ema is not None else "raw"}
+        if self.best_metric is not None:
+            metadata.update({"best_metric": self.config.best_metric, "best_value": f"{self.best_metric:.6f}", "best_epoch": str(self.best_epoch)})
+        save_safetensors(final, self.run_dir / "model.safetensors", self.classes, metadata)

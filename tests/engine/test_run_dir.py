@@ -1,0 +1,102 @@
+"""What a training run leaves behind, and how checkpoints are read back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+
+from ssdlite.data import SyntheticShapes, train_transforms
+from ssdlite.engine import TrainConfig, train
+from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture, load_checkpoint, save_checkpoint
+from ssdlite.errors import UserError
+from ssdlite.models import build_model
+from ssdlite.models.io import load_model
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Two epochs on 8 tiny images, validated after each."""
+    from train_helpers import TINY
+
+    run_dir = tmp_path_factory.mktemp("run")
+    config = TrainConfig().replace(**TINY).replace(epochs=2, val_every=1)
+    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128))
+    val_set = SyntheticShapes(4, size=128, seed=0, split="val")
+    result = train(config, train_set, val_set, run_dir, plain_progress=True)
+    return run_dir, config, result
+
+
+def test_run_directory_has_every_artifact(run):
+    run_dir, config, result = run
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "model.safetensors", "training_curves.png"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())) == config
+
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all({"loss", "bbox_regression", "classification", "lr", "images_per_s"} <= set(r) for r in steps)
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert all({"voc07_map50", "voc_map50", "coco_map"} <= set(r["val"]) for r in epochs)
+    assert result.best_metric == max(r["val"]["voc07_map50"] for r in epochs)
+
+
+def test_checkpoints_hold_the_full_training_state(run):
+    run_dir, config, result = run
+    ckpt = load_checkpoint(run_dir)
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 4
+    assert TrainConfig.from_dict(ckpt["config"]) == config
+    assert ckpt["classes"] == ["circle", "square", "triangle", "star", "ring"]
+    assert {"python", "numpy", "torch"} <= set(ckpt["rng"])
+    assert ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] == 4
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    assert best["epoch"] == result.best_epoch and best["best_metric"] == result.best_metric
+
+
+def test_safetensors_rebuilds_the_model_with_ema_weights(run):
+    run_dir, config, _ = run
+    with safe_open(str(run_dir / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    model_config = json.loads(meta["ssdlite_config"])
+    assert model_config["size"] == 128 and model_config["width_mult"] == 0.35 and model_config["num_classes"] == 6
+    assert model_config["image_mean"] == [0.5, 0.5, 0.5] and json.loads(meta["classes"])[0] == "circle"
+    model, info = load_model(run_dir / "model.safetensors")
+    ema = torch.load(run_dir / "last.pt", weights_only=True)["ema"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ema[key]), key
+    assert not model.training and info["classes"][0] == "circle"
+
+
+def test_checkpoint_of_another_architecture_is_refused(run):
+    run_dir, _, _ = run
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    other = build_model({**ckpt["model_config"], "width_mult": 0.5}).config
+    with pytest.raises(UserError) as err:
+        check_same_architecture(ckpt, other)
+    assert "last.pt" in str(err.value) and "width_mult: checkpoint 0.35 vs now 0.5" in str(err.value)
+
+
+def test_resuming_a_missing_or_foreign_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="must contain last.pt"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path)
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(UserError, match="missing model_config"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_non_finite_weights_never_replace_a_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(2)}, "epoch": 1})
+    with pytest.raises(NonFiniteWeights):
+        save_checkpoint(path, {"model": {"w": torch.tensor([1.0, float("nan")])}, "epoch": 2})
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind

@@ -52,3 +52,10 @@ def test_anchors_fit_writes_a_config_and_reports_before_and_after(tmp_path, caps
     model = yaml.safe_load(out.read_text())["model"]
     assert set(model) == {"size", "min_scale", "max_scale", "aspect_ratios", "reduce_lowest"}
     assert model["min_scale"] < 0.2
+    # The file is a configuration `ssdlite train --config` reads, and the model it describes uses the fitted boxes.
+    from ssdlite.engine.config import load_yaml
+    from ssdlite.engine.trainer import build_training_model
+
+    config = load_yaml(out)
+    built = build_training_model(config, 2)
+    assert built.config["min_scale"] == model["min_scale"] and built.config["reduce_lowest"] == model["reduce_lowest"]

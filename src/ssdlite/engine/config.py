@@ -50,6 +50,10 @@ class ModelConfig:
     size: int = _opt(320, "square input size in pixels")
     width_mult: float = _opt(1.0, "MobileNetV2 width multiplier")
     backbone_weights: str | None = _opt(None, "torchvision mobilenet_v2 state dict for the backbone (e.g. ../shared/weights/mobilenet_v2_imagenet.pth)")
+    min_scale: float = _opt(0.2, "default boxes: scale of the first map (SSD paper 2.2; `ssdlite anchors fit` searches it)")
+    max_scale: float = _opt(0.95, "default boxes: scale of the last map")
+    aspect_ratios: tuple[float, ...] = _opt((2.0, 3.0), "default boxes: ratios a > 1, each adding a and 1/a")
+    reduce_lowest: bool = _opt(True, "default boxes: three boxes on the first map, as the TensorFlow reference")
     freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers", ("none", "backbone", "all"))
     sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes under torchrun (GPU only)")
 

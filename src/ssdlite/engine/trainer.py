@@ -65,7 +65,16 @@ def build_training_model(config: TrainConfig, num_classes: int, load_backbone: b
     """The model ``config`` describes (backbone weights only for a fresh run: a resume loads all weights)."""
     m = config.model
     weights = m.backbone_weights if load_backbone else None
-    return ssdlite_mobilenet_v2(num_classes, size=m.size, width_mult=m.width_mult, backbone_weights=weights)
+    return ssdlite_mobilenet_v2(
+        num_classes,
+        size=m.size,
+        width_mult=m.width_mult,
+        backbone_weights=weights,
+        min_scale=m.min_scale,
+        max_scale=m.max_scale,
+        aspect_ratios=m.aspect_ratios,
+        reduce_lowest=m.reduce_lowest,
+    )
 
 
 def freeze_batchnorm(model: nn.Module, which: str) -> None:

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
 
+from ssdlite.models.state_dict import state_dict_mismatch
+
 #: BatchNorm settings of the TensorFlow reference (eps 1e-3, decay 0.997); torchvision's SSDLite uses the same.
 TF_BATCH_NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
 
@@ -68,22 +70,9 @@ class MobileNetV2Backbone(nn.Module):
             ValueError: naming ``source`` and listing missing, unexpected or mis-shaped keys.
         """
         features = {k: v for k, v in state_dict.items() if k.startswith("features.")}
-        ignored = [k for k in state_dict if not k.startswith(("features.", "classifier."))]
-        own = self.state_dict()
-        missing = sorted(set(own) - set(features))
-        unexpected = sorted(set(features) - set(own)) + sorted(ignored)
-        mis_shaped = sorted(
-            f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-            for k, v in features.items()
-            if k in own and v.shape != own[k].shape
-        )
-        problems = []
-        if missing:
-            problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:10])}")
-        if unexpected:
-            problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:10])}")
-        if mis_shaped:
-            problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:5])}")
-        if problems:
-            raise ValueError(f"{source} is not a torchvision mobilenet_v2 state dict for this width: " + "; ".join(problems))
+        # Anything that is neither the feature extractor nor the ImageNet classifier does not belong here.
+        foreign = {k: v for k, v in state_dict.items() if not k.startswith(("features.", "classifier."))}
+        problem = state_dict_mismatch(self.state_dict(), {**features, **foreign})
+        if problem:
+            raise ValueError(f"{source} is not a torchvision mobilenet_v2 state dict for this width: {problem}")
         self.load_state_dict(features)

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from ssdlite.errors import UserError
 from ssdlite.files import atomic_write
 from ssdlite.models.ssdlite import SSDLite, build_model
+from ssdlite.models.state_dict import state_dict_mismatch
 
 RUN_DIR_FILES = ("best.pt", "last.pt", "model.safetensors")
 
@@ -84,17 +85,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``load_state_dict`` with an error that names the file and what does not fit."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mis_shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or mis_shaped:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if mis_shaped:
-            parts.append(f"{len(mis_shaped)} of another shape (e.g. {'; '.join(mis_shaped[:3])})")
-        raise UserError(f"{source}: weights do not fit this architecture: " + ", ".join(parts))
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise UserError(f"{source}: weights do not fit this architecture: {problem}")
     model.load_state_dict(state)

@@ -66,7 +66,7 @@ def _draw(model, dataset, classes: list[str], out_dir: Path, count: int, score_t
     from torchvision.io import encode_png
     from torchvision.utils import draw_bounding_boxes
 
-    from ssdlite.models.io import atomic_write
+    from ssdlite.files import atomic_write
 
     names = []
     model.eval()
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ssdlite.cli.train import build_datasets
     from ssdlite.engine import TrainConfig, evaluate, train
-    from ssdlite.models.io import atomic_write, load_model
+    from ssdlite.files import atomic_write
+    from ssdlite.models.io import load_model
 
     out = Path(args.out)
     start = time.perf_counter()

@@ -38,7 +38,7 @@ from ssdlite.deploy.onnx_runtime import make_session, write_metadata
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.samples import sample_batch
 from ssdlite.errors import UserError
-from ssdlite.models.io import atomic_write
+from ssdlite.files import atomic_write
 from ssdlite.models.ssdlite import SSDLite
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own opset; lower ones go through onnx's version converter

@@ -25,7 +25,7 @@ from PIL import Image
 
 from ssdlite.deploy.draw import class_name, draw_detections
 from ssdlite.deploy.predictor import Prediction
-from ssdlite.models.io import atomic_write
+from ssdlite.files import atomic_write
 
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ssdlite.deploy.optional import require
-from ssdlite.models.io import atomic_write
+from ssdlite.files import atomic_write
 from ssdlite.models.transform import Preprocess
 
 

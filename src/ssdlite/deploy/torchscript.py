@@ -21,7 +21,7 @@ import torch
 from ssdlite.deploy.onnx_export import RAW_OUTPUTS, ExportMismatchError, ExportReport
 from ssdlite.deploy.samples import sample_batch
 from ssdlite.errors import UserError
-from ssdlite.models.io import atomic_write
+from ssdlite.files import atomic_write
 from ssdlite.models.ssdlite import SSDLite
 
 EXTRA_FILES = ("ssdlite_config", "classes")

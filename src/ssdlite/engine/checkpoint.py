@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ssdlite.errors import UserError
-from ssdlite.models.io import atomic_write
+from ssdlite.files import atomic_write
 
 CHECKPOINT_FORMAT = 1
 

@@ -131,7 +131,7 @@ class TrainConfig:
         return TrainConfig.from_dict(data)
 
     def save_yaml(self, path: str | Path) -> None:
-        from ssdlite.models.io import atomic_write
+        from ssdlite.files import atomic_write
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssdlite.engine.run_log import read_metrics
-from ssdlite.models.io import atomic_write
+from ssdlite.files import atomic_write
 
 
 def plot_training_curves(metrics_path: str | Path, out_path: str | Path) -> None:

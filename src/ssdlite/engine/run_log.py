@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ssdlite.models.io import atomic_write
+from ssdlite.files import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"

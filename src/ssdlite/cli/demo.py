@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=128, help="side of the generated images in pixels (default 128)")
     p.add_argument("--size", type=int, default=128, help="model input size (default 128)")
     p.add_argument("--width-mult", type=float, default=0.5, help="MobileNetV2 width multiplier (default 0.5)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    p.add_argument("--epochs", type=int, default=16, help="training epochs (default 16: about 9 CPU minutes on 2 quiet cores)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
     p.add_argument("--augment", default="none", choices=("ssd", "ssdlite", "none"), help="augmentation preset (default none: the generator never repeats an image)")

@@ -43,3 +43,14 @@ def test_boxes_are_read_in_each_images_own_pixels():
     loss_big = model.compute_loss(logits, deltas, [big], [(320, 320)])
     for key in loss_small:
         torch.testing.assert_close(loss_small[key], loss_big[key])
+
+
+def test_a_stacked_batch_is_preprocessed_like_a_list():
+    model = small_model()
+    images = [torch.rand(3, 100, 120), torch.rand(3, 100, 120)]
+    as_list, sizes_list = model.preprocess(images)
+    as_batch, sizes_batch = model.preprocess(torch.stack(images))
+    torch.testing.assert_close(as_batch, as_list)
+    assert sizes_batch == sizes_list == [(100, 120), (100, 120)]
+    uint8 = (torch.stack(images) * 255).round().to(torch.uint8)
+    torch.testing.assert_close(model.preprocess(uint8)[0], model.preprocess(list(uint8))[0])

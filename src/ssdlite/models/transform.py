@@ -18,7 +18,8 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class Preprocess(torch.nn.Module):
-    """List of ``(3, H_i, W_i)`` images (uint8, or float in [0, 1]) -> ``(N, 3, S, S)`` normalized batch."""
+    """List of ``(3, H_i, W_i)`` images (uint8, or float in [0, 1]), or one ``(N, 3, H, W)`` batch, ->
+    ``(N, 3, S, S)`` normalized batch and each image's ``(H, W)``."""
 
     def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -29,6 +30,8 @@ class Preprocess(torch.nn.Module):
     def forward(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         if isinstance(images, torch.Tensor) and images.dim() == 3:
             raise ValueError("images must be a list of (3, H, W) tensors or an (N, 3, H, W) batch, got one (3, H, W) tensor")
+        if isinstance(images, torch.Tensor) and images.dim() == 4:
+            return self._batch(images)
         sizes, resized = [], []
         for i, image in enumerate(images):
             if image.dim() != 3 or image.shape[0] != 3:
@@ -41,3 +44,14 @@ class Preprocess(torch.nn.Module):
             resized.append(image)
         batch = torch.stack(resized)  # (N, 3, S, S) in [0, 1]
         return (batch - self.mean) / self.std, sizes
+
+    def _batch(self, images: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """A stacked batch (what the training loader gives): converted and normalized in one go, no per-image copies."""
+        n, c, h, w = images.shape
+        if c != 3:
+            raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+        batch = images.to(self.mean.device, non_blocking=True)
+        batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()  # (N, 3, H, W) in [0, 1]
+        if (h, w) != (self.size, self.size):
+            batch = TF.resize(batch, [self.size, self.size], antialias=True)  # (N, 3, S, S)
+        return (batch - self.mean) / self.std, [(h, w)] * n

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from planted_faults import Detached, ListHeldExtras
 from ssdlite.doctor import (
     FAIL,
     PASS,
@@ -44,33 +45,10 @@ def annotations(boxes_per_image, labels=None, size=(100, 100)):
     return out
 
 
-class PlainListExtras(nn.Module):
-    def __init__(self, extras):
-        super().__init__()
-        self.blocks = [*extras.blocks]
-        self.out_channels = extras.out_channels
-
-    def forward(self, x):
-        maps = []
-        for block in self.blocks:
-            x = block(x)
-            maps.append(x)
-        return maps
-
-
-class Detached(nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x).detach()
-
-
 def test_registration_passes_healthy_and_names_layers_in_a_plain_list():
     model = small_model()
     assert check_registration(model, torch.optim.SGD(model.parameters(), lr=0.1)).status == PASS
-    model.core.extras = PlainListExtras(model.core.extras)
+    model.core.extras = ListHeldExtras(model.core.extras)
     check = check_registration(model)
     assert check.status == FAIL
     assert any("core.extras.blocks[0]" in e for e in check.evidence)

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from ssdlite.models import ssdlite_mobilenet_v2
+from planted_faults import ListHeldExtras
 from ssdlite.registration import find_unregistered
 
 
@@ -39,22 +40,6 @@ def test_every_parameter_gets_a_finite_nonzero_gradient_and_is_saved():
     assert all_layers_learn(model) == []
     n_params = sum(1 for _ in model.parameters())
     assert n_params == len([k for k in model.state_dict() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))])
-
-
-class ListHeldExtras(nn.Module):
-    """The bug this project was born from: extra layers kept in a plain Python list."""
-
-    def __init__(self, extras: nn.Module) -> None:
-        super().__init__()
-        self.blocks = list(extras.blocks)  # plain list: never registered
-        self.out_channels = extras.out_channels
-
-    def forward(self, x):
-        maps = []
-        for block in self.blocks:
-            x = block(x)
-            maps.append(x)
-        return maps
 
 
 def broken_model():

@@ -37,11 +37,14 @@ def summarize(model: nn.Module) -> dict[str, Any]:
     core = model.core
     maps = model.feature_sizes
     channels = list(core.backbone.out_channels) + list(core.extras.out_channels)
+    if core.neck is not None:
+        channels = list(core.neck.out_channels)  # the head sees the neck's maps
     state = model.state_dict()
     size_bytes = sum(t.numel() * t.element_size() for t in state.values())
     parts = {
         "backbone": count_parameters(core.backbone),
         "extras": count_parameters(core.extras),
+        **({"neck": count_parameters(core.neck)} if core.neck is not None else {}),
         "heads": count_parameters(core.head),
     }
     unregistered = find_unregistered(model)

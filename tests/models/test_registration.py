@@ -6,33 +6,7 @@ from torch import nn
 from ssdlite.models import ssdlite_mobilenet_v2
 from planted_faults import ListHeldExtras
 from ssdlite.registration import find_unregistered
-
-
-def training_step_gradients(model: nn.Module) -> dict[str, torch.Tensor | None]:
-    model.train()
-    images = [torch.rand(3, 120, 100), torch.rand(3, 128, 128)]
-    targets = [
-        {"boxes": torch.tensor([[10.0, 10.0, 60.0, 90.0], [50.0, 5.0, 95.0, 40.0]]), "labels": torch.tensor([1, 2])},
-        {"boxes": torch.tensor([[0.0, 0.0, 127.0, 127.0], [30.0, 40.0, 50.0, 60.0]]), "labels": torch.tensor([3, 1])},
-    ]
-    model.zero_grad(set_to_none=True)
-    losses = model(images, targets)
-    sum(losses.values()).backward()
-    return {name: p.grad for name, p in model.named_parameters()}
-
-
-def all_layers_learn(model: nn.Module) -> list[str]:
-    """Names of problems: a layer used in forward that gets no gradient or is not saved."""
-    problems = []
-    grads = training_step_gradients(model)
-    for name, grad in grads.items():
-        if grad is None or not torch.isfinite(grad).all() or grad.abs().sum() == 0:
-            problems.append(f"{name}: no finite non-zero gradient")
-    state = model.state_dict()
-    problems += [f"{name}: not in the state dict" for name in grads if name not in state]
-    # A layer that runs in forward but is invisible to parameters() never gets here: count them directly.
-    problems += [f"unregistered: {item}" for item in find_unregistered(model)]
-    return problems
+from model_checks import all_layers_learn
 
 
 def test_every_parameter_gets_a_finite_nonzero_gradient_and_is_saved():

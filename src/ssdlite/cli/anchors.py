@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ssdlite.cli.model_args import add_model_arguments, model_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("anchors", help="default-box tools: `anchors fit` searches settings that cover your boxes")
@@ -20,8 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--data", required=True, help="dataset root")
     fit.add_argument("--format", choices=("voc", "coco", "yolo"), help="dataset format (default: detected)")
     fit.add_argument("--split", default="train", help="split whose boxes are fitted (default: train)")
-    fit.add_argument("--size", type=int, default=320, help="model input size (default 320)")
-    fit.add_argument("--width-mult", type=float, default=1.0, help="width multiplier (sets the feature-map sizes)")
+    add_model_arguments(fit)
     fit.add_argument("--out", default="anchors.yaml", help="YAML file for the best setting (default anchors.yaml)")
     fit.set_defaults(func=run_fit)
 
@@ -31,17 +32,16 @@ def run_fit(args: argparse.Namespace) -> int:
 
     from ssdlite.data import build_dataset
     from ssdlite.doctor.coverage import best_ious, fit_anchors, normalized_boxes
-    from ssdlite.models import ssdlite_mobilenet_v2
     from ssdlite.files import atomic_write
 
     dataset = build_dataset(args.data, args.format, split=args.split)
     annotations = [dataset.get_annotation(i) for i in range(len(dataset))]
-    model = ssdlite_mobilenet_v2(len(dataset.classes) + 1, size=args.size, width_mult=args.width_mult)
+    model = model_from_args(args, len(dataset.classes) + 1)
     boxes = normalized_boxes(annotations)
     before = best_ious(boxes, model.default_boxes)
     results = fit_anchors(annotations, model.feature_sizes)
     best = results[0]
-    print(f"{len(boxes)} boxes of {len(annotations)} images, input {args.size}")
+    print(f"{len(boxes)} boxes of {len(annotations)} images, input {model.size}")
     print(f"{'setting':<58} {'covered':>8} {'mean IoU':>9} {'anchors':>8}")
     print(f"{'default (0.2-0.95, ratios 2 3, reduced lowest)':<58} {float((before >= 0.5).float().mean()):>8.1%} "
           f"{float(before.mean()):>9.3f} {model.default_boxes.boxes.shape[0]:>8}")
@@ -50,8 +50,8 @@ def run_fit(args: argparse.Namespace) -> int:
         print(f"{name:<58} {r['covered']:>8.1%} {r['mean_best_iou']:>9.3f} {r['num_anchors']:>8}")
     section = {k: best[k] for k in ("min_scale", "max_scale", "aspect_ratios", "reduce_lowest")}
     text = "# written by `ssdlite anchors fit`: coverage {:.1%} -> {:.1%} at input {}\n".format(
-        float((before >= 0.5).float().mean()), best["covered"], args.size
-    ) + yaml.safe_dump({"model": {"size": args.size, **section}}, sort_keys=False)
+        float((before >= 0.5).float().mean()), best["covered"], model.size
+    ) + yaml.safe_dump({"model": {"size": model.size, **section}}, sort_keys=False)
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
     print(f"best setting written to {args.out}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ssdlite.cli.model_args import add_model_arguments, model_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -14,10 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Builds the model from --arch/--num-classes/--size (random weights) or reads --weights.",
     )
     p.add_argument("--weights", help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model)")
-    p.add_argument("--arch", default="ssdlite_mobilenet_v2", choices=("ssdlite_mobilenet_v2",), help="architecture")
     p.add_argument("--num-classes", type=int, default=91, help="classes including the background (default 91)")
-    p.add_argument("--size", type=int, default=320, help="input size (default 320)")
-    p.add_argument("--width-mult", type=float, default=1.0, help="MobileNetV2 width multiplier (default 1.0)")
+    add_model_arguments(p)
     p.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime-int8"), default="torch")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
@@ -38,16 +38,14 @@ def run(args: argparse.Namespace) -> int:
 
         model, _ = load_model(args.weights)
     else:
-        from ssdlite.models import build_model
-
-        model = build_model({"arch": args.arch, "num_classes": args.num_classes, "size": args.size, "width_mult": args.width_mult})
+        model = model_from_args(args, args.num_classes)
     result = benchmark(model, args.backend, args.batch, args.threads, args.warmup, args.iters)
     if args.json:
         print(json.dumps(result))
         return 0
     lat, net = result["latency_ms"], result["network_latency_ms"]
     print(
-        f"{args.arch} {result['input_size']}x{result['input_size']}: {result['params'] / 1e6:.2f}M params, "
+        f"{model.config['arch']} {result['input_size']}x{result['input_size']}: {result['params'] / 1e6:.2f}M params, "
         f"{result['madds'] / 1e9:.3f}B MAdds\n"
         f"{result['backend']}, batch {result['batch']}, {result['threads']} threads\n"
         f"pipeline  p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  p99 {lat['p99']:.2f} ms  ({result['images_per_s']:.1f} images/s)\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from ssdlite.cli.model_args import add_model_arguments, model_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -20,8 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--config", help="a training configuration YAML: check the model and optimizer it builds")
     source.add_argument("--weights", help="check a trained model (run directory, checkpoint or .safetensors)")
-    p.add_argument("--size", type=int, default=320, help="input size when building from flags (default 320)")
-    p.add_argument("--width-mult", type=float, default=1.0, help="width multiplier when building from flags")
+    add_model_arguments(p)
     p.add_argument("--backbone-weights", help="backbone state dict when building from flags")
     p.add_argument("--overfit-steps", type=int, default=200, help="steps of the one-batch overfit (default 200)")
     p.add_argument("--out", default="runs/doctor", help="folder for report.txt, report.json and plots")
@@ -31,7 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_subject(args: argparse.Namespace, classes: list[str]):
     """``(model, optimizer or None, backbone_weights)`` from --weights, --config or the flags."""
     from ssdlite.errors import UserError
-    from ssdlite.models import ssdlite_mobilenet_v2
 
     num_classes = len(classes) + 1
     if args.weights:
@@ -49,7 +49,7 @@ def build_subject(args: argparse.Namespace, classes: list[str]):
         config = load_yaml(args.config)
         model = build_training_model(config, num_classes)
         return model, build_optimizer(model, config.optim), config.model.backbone_weights
-    model = ssdlite_mobilenet_v2(num_classes, size=args.size, width_mult=args.width_mult, backbone_weights=args.backbone_weights)
+    model = model_from_args(args, num_classes, args.backbone_weights)
     return model, None, args.backbone_weights
 
 

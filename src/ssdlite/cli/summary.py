@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ssdlite.cli.model_args import add_model_arguments, model_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -14,15 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and whether every layer is registered. Builds the model from the flags, or reads --weights.",
     )
     p.add_argument("--num-classes", type=int, default=91, help="classes including the background (default 91, COCO)")
-    p.add_argument("--size", type=int, default=320, help="square input size (default 320)")
-    p.add_argument("--width-mult", type=float, default=1.0, help="MobileNetV2 width multiplier (default 1.0)")
+    add_model_arguments(p)
     p.add_argument("--weights", help="describe a trained model instead (run directory, checkpoint or .safetensors)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssdlite.models import ssdlite_mobilenet_v2
     from ssdlite.summary import format_summary, summarize
 
     if args.weights:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
         model, _ = load_model(args.weights)
     else:
-        model = ssdlite_mobilenet_v2(args.num_classes, size=args.size, width_mult=args.width_mult)
+        model = model_from_args(args, args.num_classes)
     info = summarize(model)
     print(json.dumps(info) if args.json else format_summary(info))
     return 0 if info["registration"]["ok"] else 1

@@ -46,14 +46,19 @@ def _opt(default, help: str, choices: tuple | None = None):
 class ModelConfig:
     """The network to train."""
 
-    arch: str = _opt("ssdlite_mobilenet_v2", "architecture", ("ssdlite_mobilenet_v2",))
-    size: int = _opt(320, "square input size in pixels")
-    width_mult: float = _opt(1.0, "MobileNetV2 width multiplier")
-    backbone_weights: str | None = _opt(None, "torchvision mobilenet_v2 state dict for the backbone (e.g. ../shared/weights/mobilenet_v2_imagenet.pth)")
+    arch: str = _opt("mobilenet_v2", "backbone", ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v1", "vgg16", "ssdlite_mobilenet_v2"))
+    size: int | None = _opt(None, "square input size in pixels (default: 320; 300 for vgg16)")
+    width_mult: float = _opt(1.0, "MobileNet width multiplier")
+    head: str | None = _opt(None, "prediction heads: depthwise-separable or regular 3x3 (default: lite; ssd for vgg16)", ("lite", "ssd"))
+    neck: str = _opt("none", "neck over the prediction maps", ("none", "fpn"))
+    fpn_stride8: bool = _opt(False, "FPN neck: also predict on a stride-8 map (small objects)")
+    reduced_tail: bool = _opt(False, "MobileNetV3: halve the last stage (torchvision's reduced_tail)")
+    backbone_weights: str | None = _opt(None, "torchvision state dict of the backbone's classifier (e.g. ../shared/weights/mobilenet_v2_imagenet.pth)")
+    init_from: str | None = _opt(None, "start from a trained detector (run dir, .pt, .safetensors, or torchvision:PATH); a different class count re-initializes the class head")
     min_scale: float = _opt(0.2, "default boxes: scale of the first map (SSD paper 2.2; `ssdlite anchors fit` searches it)")
     max_scale: float = _opt(0.95, "default boxes: scale of the last map")
-    aspect_ratios: tuple[float, ...] = _opt((2.0, 3.0), "default boxes: ratios a > 1, each adding a and 1/a")
-    reduce_lowest: bool = _opt(True, "default boxes: three boxes on the first map, as the TensorFlow reference")
+    aspect_ratios: tuple[float, ...] | None = _opt(None, "default boxes: ratios a > 1, each adding a and 1/a (default: 2 3; SSD300's per-map ratios for vgg16)")
+    reduce_lowest: bool | None = _opt(None, "default boxes: three boxes on the first map, as the TensorFlow reference (default: on; off for vgg16)")
     freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers", ("none", "backbone", "all"))
     sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes under torchrun (GPU only)")
 

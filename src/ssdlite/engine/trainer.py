@@ -39,7 +39,8 @@ from ssdlite.engine.progress import EpochProgress
 from ssdlite.engine.run_log import METRICS_FILE, RunLog, read_metrics
 from ssdlite.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from ssdlite.errors import UserError
-from ssdlite.models import ssdlite_mobilenet_v2
+from ssdlite.models.init_from import init_from
+from ssdlite.models.ssdlite import ssdlite
 from ssdlite.models.io import load_state_dict_checked, save_safetensors
 
 #: Validation metrics copied into ``metrics.jsonl`` (the full dict also has per-class results).
@@ -65,11 +66,16 @@ def build_training_model(config: TrainConfig, num_classes: int, load_backbone: b
     """The model ``config`` describes (backbone weights only for a fresh run: a resume loads all weights)."""
     m = config.model
     weights = m.backbone_weights if load_backbone else None
-    return ssdlite_mobilenet_v2(
+    return ssdlite(
         num_classes,
+        arch=m.arch,
         size=m.size,
         width_mult=m.width_mult,
         backbone_weights=weights,
+        head=m.head,
+        neck=m.neck,
+        fpn_stride8=m.fpn_stride8,
+        reduced_tail=m.reduced_tail,
         min_scale=m.min_scale,
         max_scale=m.max_scale,
         aspect_ratios=m.aspect_ratios,
@@ -177,6 +183,10 @@ class _Trainer:
         if resume is not None:
             check_same_architecture(resume, model.config)
             load_state_dict_checked(model, resume["model"], resume["path"])
+        elif config.model.init_from:
+            for line in init_from(model, config.model.init_from):
+                if info.is_main:
+                    print(line, file=sys.stderr, flush=True)
         if config.model.sync_bn and info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         memory_format = torch.channels_last if config.channels_last else torch.preserve_format

@@ -33,9 +33,14 @@ class DefaultBoxes(nn.Module):
         feature_sizes: ``(H, W)`` of each map, largest first.
         min_scale, max_scale: ``s_min`` and ``s_max``.
         aspect_ratios: ratios ``a > 1``; each adds ``a`` and ``1/a`` (so ``(2, 3)`` gives {1, 2, 1/2, 3, 1/3}).
+            One list for every map, or one list per map (SSD300: ``[[2], [2, 3], [2, 3], [2, 3], [2], [2]]``).
         reduce_lowest: give the first map the three TensorFlow boxes instead of six.
         lowest_scale: scale of the first map's 1:1 box when ``reduce_lowest`` (0.1 in the reference).
-        clip: clip boxes to the image (torchvision does; the TensorFlow reference does not).
+        clip: ``False`` (the TensorFlow reference), ``True``/``"image"`` (clip each box to the image) or
+            ``"size"`` (cap width and height at 1, what torchvision's ``DefaultBoxGenerator`` does).
+        scales: explicit ``s_1 .. s_m`` plus one past the last (for the extra 1:1 box), instead of
+            ``min_scale``/``max_scale`` (SSD300: ``[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05]``).
+        steps, image_size: explicit centre spacing in pixels per map (SSD300: ``[8, 16, 32, 64, 100, 300]``).
 
     The boxes are a non-persistent buffer ``boxes`` of shape ``(A, 4)`` as ``(cx, cy, w, h)``: built
     once, moved with the module, and never saved, since they are derived from the configuration.
@@ -46,25 +51,43 @@ class DefaultBoxes(nn.Module):
         feature_sizes: Sequence[tuple[int, int]],
         min_scale: float = 0.2,
         max_scale: float = 0.95,
-        aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
+        aspect_ratios: Sequence[float] | Sequence[Sequence[float]] = DEFAULT_ASPECT_RATIOS,
         reduce_lowest: bool = True,
         lowest_scale: float = 0.1,
-        clip: bool = False,
+        clip: bool | str = False,
+        scales: Sequence[float] | None = None,
+        steps: Sequence[float] | None = None,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
-        if len(feature_sizes) < 2:
-            raise ValueError(f"need at least two feature maps, got {len(feature_sizes)}")
-        if not 0 < min_scale < max_scale <= 1:
-            raise ValueError(f"need 0 < min_scale < max_scale <= 1, got {min_scale}, {max_scale}")
-        if any(a <= 1 for a in aspect_ratios):
+        m = len(feature_sizes)
+        if m < 2:
+            raise ValueError(f"need at least two feature maps, got {m}")
+        if scales is None:
+            if not 0 < min_scale < max_scale <= 1:
+                raise ValueError(f"need 0 < min_scale < max_scale <= 1, got {min_scale}, {max_scale}")
+            scales = [min_scale + (max_scale - min_scale) * k / (m - 1) for k in range(m)] + [1.0]
+        elif len(scales) != m + 1 or any(b <= a for a, b in zip(scales[:-1], scales[1:])) or scales[0] <= 0:
+            raise ValueError(f"scales must be {m + 1} increasing positive values (one per map and one past the last), got {list(scales)}")
+        per_level = [list(r) for r in aspect_ratios] if aspect_ratios and isinstance(aspect_ratios[0], Sequence) else None
+        ratios = per_level if per_level is not None else [list(aspect_ratios)] * m
+        if len(ratios) != m:
+            raise ValueError(f"per-map aspect ratios: need {m} lists, got {len(ratios)}")
+        if any(a <= 1 for level in ratios for a in level):
             raise ValueError(f"aspect ratios must be > 1 (each adds a and 1/a), got {list(aspect_ratios)}")
+        if steps is not None and (len(steps) != m or image_size is None):
+            raise ValueError(f"steps need one value per map ({m}) and the image size, got {steps} and {image_size}")
+        if clip not in (False, True, "image", "size"):
+            raise ValueError(f"clip must be False, True/'image' (clip boxes to the image) or 'size' (cap w, h at 1), got {clip!r}")
         self.feature_sizes = [tuple(s) for s in feature_sizes]
-        self.aspect_ratios = tuple(float(a) for a in aspect_ratios)
+        self.level_aspect_ratios = [tuple(float(a) for a in level) for level in ratios]
+        self.aspect_ratios = self.level_aspect_ratios[0]
         self.reduce_lowest = reduce_lowest
         self.lowest_scale = lowest_scale
-        self.clip = clip
-        m = len(self.feature_sizes)
-        self.scales = [min_scale + (max_scale - min_scale) * k / (m - 1) for k in range(m)] + [1.0]
+        self.clip = "image" if clip is True else clip
+        self.scales = [float(s) for s in scales]
+        self.steps = None if steps is None else [float(s) for s in steps]
+        self.image_size = image_size
         self.register_buffer("boxes", self._build(), persistent=False)
 
     def box_specs(self, level: int) -> list[tuple[float, float]]:
@@ -73,7 +96,7 @@ class DefaultBoxes(nn.Module):
         if level == 0 and self.reduce_lowest:
             return [(self.lowest_scale, 1.0), (s_k, 2.0), (s_k, 0.5)]
         specs = [(s_k, 1.0)]
-        for a in self.aspect_ratios:
+        for a in self.level_aspect_ratios[level]:
             specs += [(s_k, a), (s_k, 1.0 / a)]
         specs.append((math.sqrt(s_k * s_next), 1.0))
         return specs
@@ -92,15 +115,20 @@ class DefaultBoxes(nn.Module):
             specs = torch.tensor(
                 [[s * math.sqrt(a), s / math.sqrt(a)] for s, a in self.box_specs(level)], dtype=torch.float64
             )  # (B, 2) as (w, h)
-            cy = (torch.arange(h, dtype=torch.float64) + 0.5) / h  # (H,)
-            cx = (torch.arange(w, dtype=torch.float64) + 0.5) / w  # (W,)
+            # Centres at (i + 0.5) / f (SSD paper 2.2), or at (i + 0.5) * step / S with explicit steps
+            # (the SSD300 reference: 38 cells of step 8 do not tile 300 exactly).
+            fy, fx = (h, w) if self.steps is None else (self.image_size / self.steps[level],) * 2
+            cy = (torch.arange(h, dtype=torch.float64) + 0.5) / fy  # (H,)
+            cx = (torch.arange(w, dtype=torch.float64) + 0.5) / fx  # (W,)
             cy, cx = torch.meshgrid(cy, cx, indexing="ij")  # (H, W) each
             centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2)  # (H*W, 1, 2)
             b = specs.shape[0]
             boxes = torch.cat([centres.expand(-1, b, 2), specs.expand(h * w, b, 2)], dim=-1)  # (H*W, B, 4)
             levels.append(boxes.reshape(-1, 4))
         boxes = torch.cat(levels)  # (A, 4) cx, cy, w, h
-        if self.clip:
+        if self.clip == "size":
+            boxes[:, 2:] = boxes[:, 2:].clamp(max=1.0)  # torchvision's DefaultBoxGenerator(clip=True)
+        elif self.clip == "image":
             xyxy = torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], dim=1).clamp(0, 1)
             boxes = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1)
         return boxes.float()
@@ -111,4 +139,4 @@ class DefaultBoxes(nn.Module):
         return torch.cat([centre - size / 2, centre + size / 2], dim=1)
 
     def extra_repr(self) -> str:
-        return f"feature_sizes={self.feature_sizes}, boxes={self.boxes.shape[0]}, reduce_lowest={self.reduce_lowest}"
+        return f"feature_sizes={self.feature_sizes}, boxes={self.boxes.shape[0]}, reduce_lowest={self.reduce_lowest}, clip={self.clip}"

@@ -21,13 +21,16 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from ssdlite.models.state_dict import state_dict_mismatch
+from ssdlite.models.state_dict import classifier_features
 
 #: BatchNorm settings of the TensorFlow reference (eps 1e-3, decay 0.997); torchvision's SSDLite uses the same.
 TF_BATCH_NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
 
 #: Index (0-based) of "layer 15" in torchvision's ``features``: the block whose expansion is tapped.
 EXPANSION_TAP_LAYER = 14
+#: The same rule one stage earlier (FPN's optional stride-8 level): the expansion of layer 8, the
+#: first stride-2 block of the 64-channel stage (192 channels at width 1.0, output stride 8).
+STRIDE8_TAP_LAYER = 7
 
 
 class MobileNetV2Backbone(nn.Module):
@@ -36,32 +39,49 @@ class MobileNetV2Backbone(nn.Module):
     Args:
         width_mult: channel multiplier; channels are rounded to multiples of 8 as torchvision does.
         norm_layer: normalization layer factory.
+        stride8: also return the stride-8 expansion of layer 8 first (for an FPN's small-object level).
 
     Attributes:
         out_channels: channels of each returned map, e.g. ``(576, 1280)`` at width 1.0.
-        strides: output stride of each returned map, ``(16, 32)``.
+        strides: output stride of each returned map, ``(16, 32)`` (``(8, 16, 32)`` with ``stride8``).
 
     Shapes:
         input ``(N, 3, S, S)`` -> ``[(N, 576, S/16, S/16), (N, 1280, S/32, S/32)]`` (ceil division).
     """
 
-    def __init__(self, width_mult: float = 1.0, norm_layer=TF_BATCH_NORM) -> None:
+    def __init__(self, width_mult: float = 1.0, norm_layer=TF_BATCH_NORM, stride8: bool = False) -> None:
         super().__init__()
         self.features = mobilenet_v2(width_mult=width_mult, norm_layer=norm_layer).features
+        self.stride8 = stride8
         tap_block = self.features[EXPANSION_TAP_LAYER]
         # The channels are read off the built layers, so width multipliers need no table.
         expansion = tap_block.conv[0]
         self.out_channels: tuple[int, ...] = (expansion.out_channels, self.features[-1].out_channels)
         self.strides: tuple[int, ...] = (16, 32)
+        if stride8:
+            self.out_channels = (self.features[STRIDE8_TAP_LAYER].conv[0].out_channels, *self.out_channels)
+            self.strides = (8, *self.strides)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.features[:EXPANSION_TAP_LAYER](x)  # (N, 96w, S/16, S/16)
+        maps = []
+        if self.stride8:
+            x = self.features[:STRIDE8_TAP_LAYER](x)  # (N, 32w, S/8, S/8)
+            maps.append(self.features[STRIDE8_TAP_LAYER].conv[0](x))  # (N, 192, S/8, S/8): expansion of layer 8
+            x = self.features[STRIDE8_TAP_LAYER:EXPANSION_TAP_LAYER](x)  # (N, 96w, S/16, S/16)
+        else:
+            x = self.features[:EXPANSION_TAP_LAYER](x)  # (N, 96w, S/16, S/16)
         tap_block = self.features[EXPANSION_TAP_LAYER]
         c4 = tap_block.conv[0](x)  # (N, 576, S/16, S/16): the expansion of layer 15
         # Layer 15 has stride 2, so it has no residual connection: the rest of its conv is the block.
         x = tap_block.conv[1:](c4)  # (N, 160w, S/32, S/32)
         c5 = self.features[EXPANSION_TAP_LAYER + 1 :](x)  # (N, 1280, S/32, S/32)
-        return [c4, c5]
+        return maps + [c4, c5]
+
+    def imagenet_state_dict(self) -> dict[str, torch.Tensor]:
+        """torchvision's ImageNet weights for this backbone (downloads once into the torch hub cache)."""
+        from torchvision.models import MobileNet_V2_Weights
+
+        return MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
 
     def load_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor], source: str = "state dict") -> None:
         """Load a torchvision ``mobilenet_v2`` state dict (``features.*``; ``classifier.*`` is ignored).
@@ -69,10 +89,5 @@ class MobileNetV2Backbone(nn.Module):
         Raises:
             ValueError: naming ``source`` and listing missing, unexpected or mis-shaped keys.
         """
-        features = {k: v for k, v in state_dict.items() if k.startswith("features.")}
-        # Anything that is neither the feature extractor nor the ImageNet classifier does not belong here.
-        foreign = {k: v for k, v in state_dict.items() if not k.startswith(("features.", "classifier."))}
-        problem = state_dict_mismatch(self.state_dict(), {**features, **foreign})
-        if problem:
-            raise ValueError(f"{source} is not a torchvision mobilenet_v2 state dict for this width: {problem}")
-        self.load_state_dict(features)
+        what = f"{source} is not a torchvision mobilenet_v2 state dict for this width"
+        self.load_state_dict(classifier_features(self.state_dict(), state_dict, what))

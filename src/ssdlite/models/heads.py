@@ -5,6 +5,10 @@ convolutions (depthwise followed by 1x1 projection) in SSD prediction layers". P
 3x3 depthwise conv + BN + ReLU6, then a 1x1 conv to ``boxes_per_location * values``, once for
 class logits and once for box deltas.
 
+SSD's own heads (SSD paper, section 2.1: "a 3x3xp small kernel that produces either a score for a
+category, or a shape offset") are one regular 3x3 convolution per map: ``kind="ssd"``, the head of
+the classic SSD300-VGG16.
+
 Anchor order (used everywhere: default boxes, targets, export): level by level from the largest
 map; within a level row-major over ``(y, x)``; within a location the level's box specs in order.
 """
@@ -18,12 +22,24 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 
+HEAD_KINDS = ("lite", "ssd")
+
+
 def separable_predictor(in_channels: int, out_channels: int, norm_layer: Callable[..., nn.Module]) -> nn.Sequential:
     """3x3 depthwise + BN + ReLU6, then a 1x1 conv with bias (the prediction)."""
     return nn.Sequential(
         Conv2dNormActivation(in_channels, in_channels, 3, groups=in_channels, norm_layer=norm_layer, activation_layer=nn.ReLU6),
         nn.Conv2d(in_channels, out_channels, 1),
     )
+
+
+def predictor(kind: str, in_channels: int, out_channels: int, norm_layer: Callable[..., nn.Module]) -> nn.Module:
+    """A ``"lite"`` (depthwise-separable) or ``"ssd"`` (regular 3x3) predictor."""
+    if kind == "lite":
+        return separable_predictor(in_channels, out_channels, norm_layer)
+    if kind == "ssd":
+        return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    raise ValueError(f"head kind must be one of {HEAD_KINDS}, got {kind!r}")
 
 
 class PredictionHead(nn.Module):
@@ -38,11 +54,12 @@ class PredictionHead(nn.Module):
         boxes_per_location: Sequence[int],
         values: int,
         norm_layer: Callable[..., nn.Module],
+        kind: str = "lite",
     ) -> None:
         super().__init__()
         self.values = values
         self.predictors = nn.ModuleList(
-            separable_predictor(c, b * values, norm_layer) for c, b in zip(in_channels, boxes_per_location)
+            predictor(kind, c, b * values, norm_layer) for c, b in zip(in_channels, boxes_per_location)
         )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -57,7 +74,7 @@ class PredictionHead(nn.Module):
 
 
 class SSDLiteHead(nn.Module):
-    """Classification and box-regression heads.
+    """Classification and box-regression heads, ``kind`` ``"lite"`` (SSDLite) or ``"ssd"`` (3x3 convolutions).
 
     Shapes: list of feature maps -> ``cls_logits (N, A, K)``, ``bbox_deltas (N, A, 4)``.
     """
@@ -68,10 +85,23 @@ class SSDLiteHead(nn.Module):
         boxes_per_location: Sequence[int],
         num_classes: int,
         norm_layer: Callable[..., nn.Module],
+        kind: str = "lite",
     ) -> None:
         super().__init__()
-        self.classification = PredictionHead(in_channels, boxes_per_location, num_classes, norm_layer)
-        self.regression = PredictionHead(in_channels, boxes_per_location, 4, norm_layer)
+        self.kind = kind
+        self.classification = PredictionHead(in_channels, boxes_per_location, num_classes, norm_layer, kind)
+        self.regression = PredictionHead(in_channels, boxes_per_location, 4, norm_layer, kind)
+
+    def reset_parameters(self) -> None:
+        """torchvision's initialization: Normal(0, 0.03) for SSDLite heads, Xavier-uniform for SSD's; zero biases."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                if self.kind == "lite":
+                    nn.init.normal_(m.weight, mean=0.0, std=0.03)
+                else:
+                    nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.classification(features), self.regression(features)

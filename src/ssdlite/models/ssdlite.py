@@ -9,7 +9,8 @@ the part that is exported) and ``postprocess``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -27,17 +28,23 @@ from ssdlite.models.transform import SIGNED_UNIT, Preprocess
 
 
 class SSDLiteCore(nn.Module):
-    """The network: ``(N, 3, S, S)`` -> ``cls_logits (N, A, K)``, ``bbox_deltas (N, A, 4)``."""
+    """The network: ``(N, 3, S, S)`` -> ``cls_logits (N, A, K)``, ``bbox_deltas (N, A, 4)``.
 
-    def __init__(self, backbone: nn.Module, extras: ExtraLayers, head: SSDLiteHead) -> None:
+    ``neck`` (optional) maps the list of feature maps to a list of the same sizes, e.g. the FPN
+    top-down pathway; it declares its ``out_channels``.
+    """
+
+    def __init__(self, backbone: nn.Module, extras: nn.Module, head: SSDLiteHead, neck: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.extras = extras
+        self.neck = neck
         self.head = head
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        maps = self.backbone(x)  # [(N, 576, S/16, S/16), (N, 1280, S/32, S/32)]
-        return maps + self.extras(maps[-1])  # + 4 extra maps, halving each time
+        maps = self.backbone(x)  # MobileNetV2: [(N, 576, S/16, S/16), (N, 1280, S/32, S/32)]
+        maps = maps + self.extras(maps[-1])  # + 4 extra maps, halving each time
+        return maps if self.neck is None else self.neck(maps)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.features(x))
@@ -50,7 +57,13 @@ class SSDLite(nn.Module):
         backbone: module returning a list of maps and declaring ``out_channels`` and ``strides``.
         num_classes: number of classes including the background (class 0).
         size: square input size ``S``.
-        extra_depths: output depths of the extra layers.
+        extra_depths: output depths of the SSDLite extra layers, built on the backbone's last map
+            when ``extras`` is not given.
+        extras: the extra layers (a module mapping the last backbone map to a list of maps and
+            declaring ``out_channels``), e.g. SSD300's regular convolutions.
+        neck: optional module over all maps (see :class:`SSDLiteCore`), built by
+            ``neck(in_channels)`` from the maps' channels.
+        head_kind: ``"lite"`` (depthwise-separable, SSDLite) or ``"ssd"`` (regular 3x3).
         image_mean, image_std: normalization applied after scaling pixels to [0, 1].
         anchor_kwargs: passed to :class:`DefaultBoxes` (scales, aspect ratios, ``reduce_lowest``, ``clip``).
         variances, iou_threshold, neg_pos_ratio, min_negatives: box coding, matching and loss settings.
@@ -64,6 +77,9 @@ class SSDLite(nn.Module):
         num_classes: int,
         size: int = 320,
         extra_depths: Sequence[int] = EXTRA_DEPTHS,
+        extras: nn.Module | None = None,
+        neck: Callable[[list[int]], nn.Module] | None = None,
+        head_kind: str = "lite",
         image_mean: Sequence[float] = SIGNED_UNIT[0],
         image_std: Sequence[float] = SIGNED_UNIT[1],
         anchor_kwargs: dict[str, Any] | None = None,
@@ -88,19 +104,31 @@ class SSDLite(nn.Module):
         self.min_negatives = min_negatives
         self.config = dict(config or {})
 
-        extras = ExtraLayers(backbone.out_channels[-1], extra_depths, norm_layer)
+        own_extras = extras is None
+        if own_extras:
+            extras = ExtraLayers(backbone.out_channels[-1], extra_depths, norm_layer)
+        # Channels come from what the modules declare: never typed twice.
         in_channels = list(backbone.out_channels) + list(extras.out_channels)
+        neck_module = None
+        if neck is not None:
+            neck_module = neck(in_channels)
+            in_channels = list(neck_module.out_channels)
         feature_sizes = self._feature_sizes(backbone, extras, size)
-        self.default_boxes = DefaultBoxes(feature_sizes, **(anchor_kwargs or {}))
-        head = SSDLiteHead(in_channels, self.default_boxes.boxes_per_location, num_classes, norm_layer)
+        anchor_kwargs = dict(anchor_kwargs or {})
+        if anchor_kwargs.get("steps") is not None:
+            anchor_kwargs.setdefault("image_size", size)
+        self.default_boxes = DefaultBoxes(feature_sizes, **anchor_kwargs)
+        head = SSDLiteHead(in_channels, self.default_boxes.boxes_per_location, num_classes, norm_layer, head_kind)
         self.preprocess = Preprocess(size, image_mean, image_std)
-        self.core = SSDLiteCore(backbone, extras, head)
+        self.core = SSDLiteCore(backbone, extras, head, neck_module)
         self.box_coder = BoxCoder(variances)
         self.postprocess_detections = PostProcess(
             self.box_coder, score_threshold, nms_threshold, topk_candidates, detections_per_image
         )
-        _init_weights(extras)
-        _init_weights(head)
+        if own_extras:
+            _init_weights(extras)
+        head.reset_parameters()
+        self._has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())
 
     @staticmethod
     def _feature_sizes(backbone: nn.Module, extras: nn.Module, size: int) -> list[tuple[int, int]]:
@@ -108,14 +136,20 @@ class SSDLite(nn.Module):
         was_training = backbone.training
         backbone.eval()
         extras.eval()
-        with torch.no_grad():
-            maps = backbone(torch.zeros(1, 3, size, size))
-            maps = maps + extras(maps[-1])
-        backbone.train(was_training)
-        extras.train(was_training)
+        try:
+            with torch.no_grad():
+                maps = backbone(torch.zeros(1, 3, size, size))
+                num_backbone = len(maps)
+                maps = maps + extras(maps[-1])
+        except RuntimeError as err:  # e.g. SSD300's unpadded 3x3 extras on a map smaller than 3x3
+            raise ValueError(f"input size {size} is too small for this architecture's feature maps ({err})") from err
+        finally:
+            backbone.train(was_training)
+            extras.train(was_training)
         sizes = [tuple(m.shape[-2:]) for m in maps]
-        if min(min(s) for s in sizes) < 1:
-            raise ValueError(f"input size {size} is too small for {len(sizes)} feature maps: {sizes}")
+        # Rule: every backbone map at least 2x2 (so 64 is the smallest MobileNet input); extra maps may reach 1x1.
+        if min(min(s) for s in sizes[:num_backbone]) < 2 or min(min(s) for s in sizes) < 1:
+            raise ValueError(f"input size {size} is too small: feature maps {sizes} (every backbone map needs at least 2x2)")
         return sizes
 
     @property
@@ -133,7 +167,7 @@ class SSDLite(nn.Module):
                 raise ValueError("in train mode the model needs targets: model(images, targets)")
             if len(targets) != len(images):
                 raise ValueError(f"got {len(images)} images but {len(targets)} targets")
-            if len(images) < 2:
+            if len(images) < 2 and self._has_batchnorm:
                 # The last maps are 1x1: batch statistics of a single image are undefined there.
                 raise ValueError("train mode needs at least 2 images per batch (BatchNorm on the 1x1 map); drop the last batch")
             for i, (image, target) in enumerate(zip(images, targets)):
@@ -216,76 +250,211 @@ def _init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def ssdlite_mobilenet_v2(
+#: Backbones the builder knows, by name (``arch``).
+ARCHS = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v1", "vgg16")
+#: Optional necks over the prediction maps.
+NECKS = ("none", "fpn")
+#: Names earlier versions wrote into ``model.config``.
+LEGACY_ARCHS = {"ssdlite_mobilenet_v2": "mobilenet_v2"}
+
+#: The classic SSD300 (SSD paper, section 3 and Fig. 2; torchvision's ``ssd300_vgg16``): explicit
+#: scales and centre steps, four or six boxes per map, ImageNet mean and 0-255 inputs (Caffe VGG).
+SSD300_ANCHORS = {
+    "scales": [0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+    "steps": [8, 16, 32, 64, 100, 300],
+    "aspect_ratios": [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]],
+}
+VGG_MEAN_STD = ((0.48235, 0.45882, 0.40784), (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0))
+
+
+def _arch_defaults(arch: str) -> dict[str, Any]:
+    """What each architecture uses when the caller does not say."""
+    if arch == "vgg16":
+        return {
+            "size": 300,
+            "head": "ssd",
+            "image_mean": VGG_MEAN_STD[0],
+            "image_std": VGG_MEAN_STD[1],
+            "aspect_ratios": SSD300_ANCHORS["aspect_ratios"],
+            "reduce_lowest": False,
+            "clip_boxes": "size",
+            "scales": SSD300_ANCHORS["scales"],
+            "steps": SSD300_ANCHORS["steps"],
+        }
+    return {
+        "size": 320,
+        "head": "lite",
+        "image_mean": SIGNED_UNIT[0],
+        "image_std": SIGNED_UNIT[1],
+        "aspect_ratios": DEFAULT_ASPECT_RATIOS,
+        "reduce_lowest": True,
+        "clip_boxes": False,
+        "scales": None,
+        "steps": None,
+    }
+
+
+def _build_backbone(arch: str, width_mult: float, reduced_tail: bool, fpn_stride8: bool) -> tuple[nn.Module, nn.Module | None]:
+    """The backbone for ``arch`` and, where SSDLite's separable extra layers do not apply, its own extras."""
+    if arch == "mobilenet_v2":
+        return MobileNetV2Backbone(width_mult=width_mult, stride8=fpn_stride8), None
+    if arch in ("mobilenet_v3_large", "mobilenet_v3_small"):
+        from ssdlite.models.mobilenet_v3 import MobileNetV3Backbone
+
+        return MobileNetV3Backbone(arch, width_mult=width_mult, reduced_tail=reduced_tail, stride8=fpn_stride8), None
+    if arch == "mobilenet_v1":
+        from ssdlite.models.mobilenet_v1 import MobileNetV1Backbone
+
+        return MobileNetV1Backbone(width_mult=width_mult, stride8=fpn_stride8), None
+    if arch == "vgg16":
+        from ssdlite.models.vgg import VGG16Backbone, VGGExtras
+
+        if width_mult != 1.0 or fpn_stride8:
+            raise ValueError("vgg16 has no width multiplier and its first map already has stride 8")
+        backbone = VGG16Backbone()
+        return backbone, VGGExtras(backbone.out_channels[-1])
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+
+
+def ssdlite(
     num_classes: int,
-    size: int = 320,
+    arch: str = "mobilenet_v2",
+    size: int | None = None,
     width_mult: float = 1.0,
     backbone_weights: str | None = None,
     *,
+    head: str | None = None,
+    neck: str = "none",
+    fpn_stride8: bool = False,
+    reduced_tail: bool = False,
     image_mean: Sequence[float] | None = None,
     image_std: Sequence[float] | None = None,
     min_scale: float = 0.2,
     max_scale: float = 0.95,
-    aspect_ratios: Sequence[float] = DEFAULT_ASPECT_RATIOS,
-    reduce_lowest: bool = True,
-    clip_boxes: bool = False,
+    aspect_ratios: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    reduce_lowest: bool | None = None,
+    clip_boxes: bool | str | None = None,
+    scales: Sequence[float] | None = None,
+    steps: Sequence[float] | None = None,
     **kwargs: Any,
 ) -> SSDLite:
-    """SSDLite with a MobileNetV2 backbone (MobileNetV2 paper, section 6.2).
+    """A single-shot detector: backbone by name, SSDLite or SSD heads, optional FPN neck.
 
     Args:
         num_classes: classes including the background (91 for COCO).
-        size: square input size (320 gives maps 20, 10, 5, 3, 2, 1; 300 gives 19, 10, 5, 3, 2, 1).
-        width_mult: MobileNetV2 width multiplier.
-        backbone_weights: ``None`` (random), a path to a torchvision ``mobilenet_v2`` state dict such as
-            ``../shared/weights/mobilenet_v2_imagenet.pth`` (inputs in [-1, 1]), or ``"imagenet"`` for
-            torchvision's own weights (downloads; inputs normalized with the ImageNet mean and std).
-        image_mean, image_std: override the normalization (defaults follow the weights, see above).
-        min_scale, max_scale, aspect_ratios, reduce_lowest, clip_boxes: default boxes (see :class:`DefaultBoxes`).
+        arch: ``"mobilenet_v2"`` (MobileNetV2 paper, section 6.2), ``"mobilenet_v3_large"`` /
+            ``"mobilenet_v3_small"`` (MobileNetV3 paper, section 6.2), ``"mobilenet_v1"`` (the
+            MobileNetV2 paper's comparison row) or ``"vgg16"`` (the classic SSD300).
+        size: square input size (default 320; 300 for vgg16). 320 gives maps 20, 10, 5, 3, 2, 1.
+        width_mult: MobileNet width multiplier (channels follow the backbone's declared ones).
+        backbone_weights: ``None`` (random), a path to a torchvision state dict of the backbone's
+            classifier model (e.g. ``../shared/weights/mobilenet_v2_imagenet.pth``), or ``"imagenet"``
+            for torchvision's own weights (downloads; MobileNets then use the ImageNet mean and std).
+            vgg16 keeps SSD300's Caffe normalization (0-255 inputs minus the mean), which is what
+            torchvision's ``VGG16_Weights.IMAGENET1K_FEATURES`` ("imagenet" here) expects; a regular
+            ``IMAGENET1K_V1`` file expects the ImageNet mean and std: pass ``image_mean``/``image_std``.
+        head: ``"lite"`` (depthwise-separable; default for MobileNets) or ``"ssd"`` (3x3; default for vgg16).
+        neck: ``"none"`` or ``"fpn"`` (top-down separable FPN, see :mod:`ssdlite.models.fpn`).
+        fpn_stride8: also predict on a stride-8 map of the backbone (for small objects).
+        reduced_tail: MobileNetV3's halved last stage (torchvision's ``reduced_tail``).
+        image_mean, image_std: override the normalization (defaults follow the weights).
+        min_scale, max_scale, aspect_ratios, reduce_lowest, clip_boxes, scales, steps: default boxes
+            (see :class:`DefaultBoxes`; ``clip_boxes`` is its ``clip``).
         **kwargs: matching, loss and postprocess settings of :class:`SSDLite`.
     """
-    default_mean, default_std = SIGNED_UNIT
-    if backbone_weights == "imagenet":
+    arch = LEGACY_ARCHS.get(arch, arch)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+    if neck not in NECKS:
+        raise ValueError(f"unknown neck {neck!r}; choose one of {NECKS}")
+    if fpn_stride8 and neck != "fpn":
+        raise ValueError("fpn_stride8 adds a level to the FPN neck: use it with neck='fpn'")
+    defaults = _arch_defaults(arch)
+    if backbone_weights == "imagenet" and arch != "vgg16":
         from ssdlite.models.transform import IMAGENET
 
-        default_mean, default_std = IMAGENET
-    mean = tuple(image_mean if image_mean is not None else default_mean)
-    std = tuple(image_std if image_std is not None else default_std)
+        defaults["image_mean"], defaults["image_std"] = IMAGENET
+    size = defaults["size"] if size is None else size
+    head = defaults["head"] if head is None else head
+    mean = tuple(image_mean if image_mean is not None else defaults["image_mean"])
+    std = tuple(image_std if image_std is not None else defaults["image_std"])
+    aspect_ratios = defaults["aspect_ratios"] if aspect_ratios is None else aspect_ratios
+    reduce_lowest = defaults["reduce_lowest"] if reduce_lowest is None else reduce_lowest
+    clip_boxes = defaults["clip_boxes"] if clip_boxes is None else clip_boxes
+    # SSD300's explicit scales and steps belong to its six maps at 300; other sizes use min/max scales.
+    if scales is None and steps is None and size == defaults["size"]:
+        scales, steps = defaults["scales"], defaults["steps"]
+    aspect_ratios = [list(r) for r in aspect_ratios] if aspect_ratios and isinstance(aspect_ratios[0], Sequence) else list(aspect_ratios)
     config = {
-        "arch": "ssdlite_mobilenet_v2",
+        "arch": arch,
         "num_classes": num_classes,
         "size": size,
         "width_mult": width_mult,
+        "head": head,
+        "neck": neck,
+        "fpn_stride8": fpn_stride8,
+        "reduced_tail": reduced_tail,
         "image_mean": list(mean),
         "image_std": list(std),
         "min_scale": min_scale,
         "max_scale": max_scale,
-        "aspect_ratios": list(aspect_ratios),
+        "aspect_ratios": aspect_ratios,
         "reduce_lowest": reduce_lowest,
         "clip_boxes": clip_boxes,
+        "scales": None if scales is None else list(scales),
+        "steps": None if steps is None else list(steps),
         **kwargs,
     }
-    backbone = MobileNetV2Backbone(width_mult=width_mult)
+    backbone, extras = _build_backbone(arch, width_mult, reduced_tail, fpn_stride8)
     if backbone_weights is not None:
         _load_backbone_weights(backbone, backbone_weights, width_mult)
+    neck_factory = None
+    if neck == "fpn":
+        from ssdlite.models.fpn import FPNNeck
+
+        neck_factory = partial(FPNNeck, norm_layer=TF_BATCH_NORM)
     anchor_kwargs = dict(
-        min_scale=min_scale, max_scale=max_scale, aspect_ratios=aspect_ratios, reduce_lowest=reduce_lowest, clip=clip_boxes
+        min_scale=min_scale,
+        max_scale=max_scale,
+        aspect_ratios=aspect_ratios,
+        reduce_lowest=reduce_lowest,
+        clip=clip_boxes,
+        scales=scales,
+        steps=steps,
     )
     return SSDLite(
-        backbone, num_classes, size, image_mean=mean, image_std=std, anchor_kwargs=anchor_kwargs, config=config, **kwargs
+        backbone,
+        num_classes,
+        size,
+        extras=extras,
+        neck=neck_factory,
+        head_kind=head,
+        image_mean=mean,
+        image_std=std,
+        anchor_kwargs=anchor_kwargs,
+        config=config,
+        **kwargs,
     )
 
 
-def _load_backbone_weights(backbone: MobileNetV2Backbone, weights: str, width_mult: float) -> None:
+def ssdlite_mobilenet_v2(
+    num_classes: int, size: int = 320, width_mult: float = 1.0, backbone_weights: str | None = None, **kwargs: Any
+) -> SSDLite:
+    """SSDLite with a MobileNetV2 backbone (MobileNetV2 paper, section 6.2); see :func:`ssdlite`."""
+    return ssdlite(num_classes, "mobilenet_v2", size, width_mult, backbone_weights, **kwargs)
+
+
+def _load_backbone_weights(backbone: nn.Module, weights: str, width_mult: float) -> None:
     from ssdlite.errors import UserError
 
     if weights == "imagenet":
-        from torchvision.models import MobileNet_V2_Weights
-
         if width_mult != 1.0:
             raise UserError(f"torchvision's ImageNet weights exist for width 1.0 only, not {width_mult}")
-        state_dict = MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-        backbone.load_torchvision_state_dict(state_dict, "torchvision IMAGENET1K_V1")
+        try:
+            state_dict = backbone.imagenet_state_dict()
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        backbone.load_torchvision_state_dict(state_dict, "torchvision ImageNet weights")
         return
     import os
 
@@ -306,9 +475,6 @@ def _load_backbone_weights(backbone: MobileNetV2Backbone, weights: str, width_mu
 def build_model(config: dict[str, Any]) -> SSDLite:
     """Rebuild a model from its ``model.config`` (no weights are loaded)."""
     config = dict(config)
-    arch = config.pop("arch", "ssdlite_mobilenet_v2")
-    if arch != "ssdlite_mobilenet_v2":
-        raise ValueError(f"unknown architecture {arch!r}; this version builds 'ssdlite_mobilenet_v2'")
+    arch = config.pop("arch", "mobilenet_v2")
     config.pop("backbone_weights", None)
-    return ssdlite_mobilenet_v2(**config)
-
+    return ssdlite(arch=arch, **config)

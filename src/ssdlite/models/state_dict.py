@@ -25,3 +25,19 @@ def state_dict_mismatch(own: Mapping[str, torch.Tensor], given: Mapping[str, tor
     if mis_shaped:
         problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:5])}")
     return "; ".join(problems) or None
+
+
+def classifier_features(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """The ``features.*`` tensors of an ImageNet classifier's state dict, checked against ``own``.
+
+    ``classifier.*`` (the ImageNet head) is dropped; any other key does not belong to such a file.
+
+    Raises:
+        ValueError: ``"{what}: {mismatch}"`` when the features do not fit ``own`` key for key and shape for shape.
+    """
+    features = {k: v for k, v in state_dict.items() if k.startswith("features.")}
+    foreign = {k: v for k, v in state_dict.items() if not k.startswith(("features.", "classifier."))}
+    problem = state_dict_mismatch(own, {**features, **foreign})
+    if problem:
+        raise ValueError(f"{what}: {problem}")
+    return features

@@ -1,0 +1,129 @@
+"""The FPN-SSDLite neck: shapes per level, a top-down pathway that really carries the coarse maps down, every layer learns."""
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from model_checks import all_layers_learn
+from ssdlite.models.fpn import FPNNeck
+from ssdlite.models.ssdlite import ssdlite
+
+
+def small_fpn(**kwargs):
+    return ssdlite(4, size=160, width_mult=0.35, neck="fpn", **kwargs)
+
+
+def neck_inputs(model, x):
+    """The maps the neck sees: backbone taps, then the extra layers (largest first)."""
+    core = model.core.eval()
+    with torch.no_grad():
+        maps = core.backbone(x)
+        return maps + core.extras(maps[-1])
+
+
+def test_every_level_keeps_its_size_and_gets_the_declared_channels():
+    model = small_fpn()
+    x = torch.rand(2, 3, 160, 160)
+    maps = neck_inputs(model, x)
+    with torch.no_grad():
+        out = model.core.features(x)
+    neck = model.core.neck
+    assert len(out) == 6 and neck.out_channels == (128,) * 6
+    assert [m.shape[1] for m in out] == list(neck.out_channels)
+    # 160 gives 10, 5, 3, 2, 1, 1: the 5 -> 3 -> 2 -> 1 steps are not exact halvings and 1 -> 1 is none.
+    sizes = [tuple(m.shape[-2:]) for m in out]
+    assert sizes == [tuple(m.shape[-2:]) for m in maps] == model.feature_sizes == [(10, 10), (5, 5), (3, 3), (2, 2), (1, 1), (1, 1)]
+    assert [lateral.in_channels for lateral in neck.lateral] == [m.shape[1] for m in maps]
+    assert [p[0][0].in_channels for p in model.core.head.classification.predictors] == list(neck.out_channels)
+
+
+def test_stride8_adds_a_seventh_level_first():
+    model = small_fpn(fpn_stride8=True).eval()
+    assert model.core.backbone.strides == (8, 16, 32)
+    assert model.feature_sizes == [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1), (1, 1)]
+    x = torch.rand(1, 3, 160, 160)
+    with torch.no_grad():
+        out = model.core.features(x)
+        cls_logits, bbox_deltas = model.core(x)
+    assert [tuple(m.shape[1:]) for m in out] == [(128, h, w) for h, w in model.feature_sizes]
+    boxes = sum(h * w * b for (h, w), b in zip(model.feature_sizes, model.default_boxes.boxes_per_location))
+    assert boxes == model.default_boxes.boxes.shape[0] == cls_logits.shape[1] == bbox_deltas.shape[1]
+
+
+def test_sizes_that_are_not_exact_doubles():
+    neck = FPNNeck([8, 16, 24, 32], width=16).eval()
+    maps = [torch.rand(1, c, s, s + 1) for c, s in zip([8, 16, 24, 32], [5, 3, 2, 1])]
+    with torch.no_grad():
+        out = neck(maps)
+    assert [tuple(m.shape) for m in out] == [(1, 16, 5, 6), (1, 16, 3, 4), (1, 16, 2, 3), (1, 16, 1, 2)]
+
+
+def test_the_coarsest_map_reaches_the_finest_output_and_nothing_flows_up():
+    model = small_fpn()
+    maps = neck_inputs(model, torch.rand(2, 3, 160, 160))
+    neck = model.core.neck.eval()
+    changed = maps[:-1] + [maps[-1] + torch.randn_like(maps[-1])]  # a different 1x1 map
+    with torch.no_grad():
+        out, out_changed = neck(maps), neck(changed)
+        out_fine_changed = neck([maps[0] + torch.randn_like(maps[0])] + maps[1:])
+    assert (out[0] - out_changed[0]).abs().max() > 1e-3  # top-down: the 1x1 map changes the 10x10 output
+    torch.testing.assert_close(out_fine_changed[-1], out[-1], rtol=0, atol=0)  # and the 10x10 map never reaches the 1x1 one
+    # Every level feeds the finest output through the top-down path.
+    inputs = [m.clone().requires_grad_(True) for m in maps]
+    neck(inputs)[0].sum().backward()
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in inputs)
+
+
+def test_smoothing_is_depthwise_separable_and_laterals_are_linear():
+    neck = FPNNeck([16, 32], width=24)
+    for lateral, smooth in zip(neck.lateral, neck.smooth):
+        assert isinstance(lateral, nn.Conv2d) and lateral.kernel_size == (1, 1) and lateral.bias is not None
+        depthwise, pointwise = smooth[0], smooth[1]
+        assert depthwise[0].kernel_size == (3, 3) and depthwise[0].groups == 24
+        assert pointwise[0].kernel_size == (1, 1) and pointwise[0].groups == 1
+        assert all(isinstance(s[1], nn.BatchNorm2d) and isinstance(s[2], nn.ReLU6) for s in (depthwise, pointwise))
+
+
+def test_initialized_like_the_extra_layers():
+    neck = small_fpn().core.neck  # the detector does not re-initialize the neck: its own init must hold
+    weights = torch.cat([m.weight.flatten() for m in neck.modules() if isinstance(m, nn.Conv2d)])
+    assert abs(weights.std().item() - 0.03) < 0.002 and abs(weights.mean().item()) < 0.002
+    assert all(m.bias is None or not m.bias.any() for m in neck.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_every_parameter_gets_a_finite_nonzero_gradient_and_is_saved():
+    model = small_fpn(fpn_stride8=True)
+    assert all_layers_learn(model) == []
+    assert sum(k.startswith("core.neck.") for k in model.state_dict()) == len(model.core.neck.state_dict())
+
+
+def test_the_check_catches_neck_layers_held_in_a_plain_list():
+    model = small_fpn()
+    neck = model.core.neck
+    laterals = list(neck.lateral)
+    del neck.lateral
+    neck.lateral = laterals  # runs in forward, invisible to parameters() and the state dict
+    problems = all_layers_learn(model)
+    assert any(p.startswith("unregistered: core.neck.lateral[0] (Conv2d") for p in problems)
+    assert not any(k.startswith("core.neck.lateral") for k in model.state_dict())
+
+
+def test_traces_like_eager_at_other_batch_sizes():
+    # TorchScript export traces the core at batch 2 and runs it at any batch: the upsampling sizes must not break that.
+    model = small_fpn().eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+        traced = torch.jit.trace(model.core, torch.rand(2, 3, 160, 160), check_trace=False)
+        for n in (1, 3):
+            x = torch.rand(n, 3, 160, 160)
+            for got, want in zip(traced(x), model.core(x)):
+                torch.testing.assert_close(got, want)
+
+
+def test_wrong_numbers_of_levels_are_refused():
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        FPNNeck([16])
+    with pytest.raises(ValueError, match="built for 2 maps, got 3"):
+        FPNNeck([8, 8])([torch.zeros(1, 8, 4, 4)] * 3)

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=128, help="side of the generated images in pixels (default 128)")
     p.add_argument("--size", type=int, default=128, help="model input size (default 128)")
     p.add_argument("--width-mult", type=float, default=0.5, help="MobileNetV2 width multiplier (default 0.5)")
+    p.add_argument("--neck", default="none", choices=("none", "fpn"), help="neck (default none)")
+    p.add_argument("--fpn-stride8", action="store_true", help="FPN neck with a stride-8 level (finer default boxes for small shapes)")
     p.add_argument("--epochs", type=int, default=16, help="training epochs (default 16: about 9 CPU minutes on 2 quiet cores)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
@@ -105,12 +107,13 @@ def run(args: argparse.Namespace) -> int:
     t_data = time.perf_counter() - start
 
     config = TrainConfig().replace(
-        data=str(data_dir), size=args.size, width_mult=args.width_mult, epochs=args.epochs, batch_size=args.batch_size,
+        data=str(data_dir), size=args.size, width_mult=args.width_mult, neck=args.neck, fpn_stride8=args.fpn_stride8, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, augment=args.augment, workers=args.workers, device=args.device, seed=args.seed,
         warmup_epochs=1.0, val_every=max(1, args.epochs // 3), log_every=5,
     )
     print(
-        f"[2/4] training SSDLite-MobileNetV2 (input {args.size}, width {args.width_mult}) for {args.epochs} epochs "
+        f"[2/4] training SSDLite-MobileNetV2 (input {args.size}, width {args.width_mult}, neck {args.neck}"
+        f"{' + stride 8' if args.fpn_stride8 else ''}) for {args.epochs} epochs "
         f"on {torch.get_num_threads()} threads",
         file=sys.stderr,
     )

@@ -14,7 +14,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from ssdlite.errors import UserError
 from ssdlite.models.convert import convert_state_dict, from_torchvision, load_torchvision_file, torchvision_anchor_index
-from ssdlite.models.ssdlite import ssdlite
+from ssdlite.models.ssdlite import create_model
 
 NUM_CLASSES = 5  # few classes: the comparison of detections stays small and fast
 SIZE = 320
@@ -166,7 +166,7 @@ def test_foreign_and_broken_state_dicts_are_refused_by_key(pair):
         from_torchvision({**state, "head.bad": "text"})
     # A model built with other default boxes cannot take torchvision's head.
     with pytest.raises(ValueError, match="map 0"):
-        convert_state_dict(state, ssdlite(NUM_CLASSES, arch="mobilenet_v3_large", reduced_tail=True))
+        convert_state_dict(state, create_model(NUM_CLASSES, arch="mobilenet_v3_large", reduced_tail=True))
 
 
 def test_files_are_loaded_safely_and_named_in_errors(pair, tmp_path):

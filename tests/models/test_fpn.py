@@ -8,11 +8,11 @@ from torch import nn
 
 from model_checks import all_layers_learn
 from ssdlite.models.fpn import FPNNeck
-from ssdlite.models.ssdlite import ssdlite
+from ssdlite.models.ssdlite import create_model
 
 
 def small_fpn(**kwargs):
-    return ssdlite(4, size=160, width_mult=0.35, neck="fpn", **kwargs)
+    return create_model(4, size=160, width_mult=0.35, neck="fpn", **kwargs)
 
 
 def neck_inputs(model, x):

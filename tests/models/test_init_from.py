@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ssdlite.errors import UserError
-from ssdlite.models import ssdlite_mobilenet_v2
+from ssdlite.models import create_model, ssdlite_mobilenet_v2
 from ssdlite.models.init_from import CLASS_HEAD, init_from
 from ssdlite.models.io import save_safetensors
 
@@ -64,3 +64,18 @@ def test_missing_source_names_the_path(tmp_path):
     model = ssdlite_mobilenet_v2(3, size=128, width_mult=0.35)
     with pytest.raises(UserError, match="nope.safetensors"):
         init_from(model, str(tmp_path / "nope.safetensors"))
+
+
+def test_from_a_torchvision_detector_file(tmp_path):
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)
+    path = tmp_path / "tv.pth"
+    torch.save(tv.state_dict(), path)
+    model = create_model(4, arch="mobilenet_v3_large", reduced_tail=True, reduce_lowest=False)
+    lines = init_from(model, f"torchvision:{path}")
+    assert "torchvision detector" in lines[0] and "mobilenet_v3_large" in lines[0]
+    assert "re-initialized for the new class count (12 tensors)" in lines[1]
+    backbone = "core.backbone.features.0.0.weight"
+    assert torch.equal(model.state_dict()[backbone], tv.state_dict()["backbone.features.0.0.0.weight"])

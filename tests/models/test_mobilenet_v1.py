@@ -7,7 +7,7 @@ from torch import nn
 from model_checks import all_layers_learn
 from ssdlite.errors import UserError
 from ssdlite.models.mobilenet_v1 import MobileNetV1Backbone
-from ssdlite.models.ssdlite import ssdlite
+from ssdlite.models.ssdlite import create_model
 from ssdlite.summary import count_madds, summarize
 
 # MobileNetV1 paper, Table 1: (output channels, stride) of the 3x3 conv and of the 13 separable blocks.
@@ -47,7 +47,7 @@ def test_taps_are_conv11_and_conv13_pointwise(size, grid):
 
 
 def test_feature_maps_of_the_detector_at_300():
-    model = ssdlite(91, arch="mobilenet_v1", size=300, width_mult=0.5)
+    model = create_model(91, arch="mobilenet_v1", size=300, width_mult=0.5)
     assert model.feature_sizes == [(19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
     assert model.default_boxes.boxes.shape[0] == 1917
 
@@ -68,7 +68,7 @@ def test_width_multiplier_follows_the_reference_rule(width, first, taps):
     with torch.no_grad():
         maps = backbone(torch.rand(1, 3, 160, 160))
     assert [tuple(m.shape) for m in maps] == [(1, taps[0], 10, 10), (1, taps[1], 5, 5)]
-    model = ssdlite(3, arch="mobilenet_v1", size=160, width_mult=width)
+    model = create_model(3, arch="mobilenet_v1", size=160, width_mult=width)
     assert model.core.head.classification.predictors[0][0][0].in_channels == taps[0]
 
 
@@ -100,7 +100,7 @@ def test_parameters_and_madds_match_the_mobilenet_v2_paper():
     # Measured: 5,246,911 (+2.9%) and 1,322,426,304 (+1.7%). The paper rounds to two figures (+-1% and +-4%);
     # 5% leaves room for that and for head details it does not give (biases, the 3-box first level). The taps
     # themselves are checked exactly above, the backbone to 1% against the MobileNetV1 paper.
-    info = summarize(ssdlite(91, arch="mobilenet_v1", size=320))
+    info = summarize(create_model(91, arch="mobilenet_v1", size=320))
     assert abs(info["params"] - 5.1e6) / 5.1e6 <= 0.05, info["params"]
     assert abs(info["madds"] - 1.3e9) / 1.3e9 <= 0.05, info["madds"]
     assert info["feature_maps"] == [[512, 20, 20], [1024, 10, 10], [512, 5, 5], [256, 3, 3], [256, 2, 2], [128, 1, 1]]
@@ -125,7 +125,7 @@ def test_builder_loads_a_weights_file(tmp_path):
     source = MobileNetV1Backbone(width_mult=0.5)
     path = tmp_path / "mnv1.pth"
     torch.save(source.state_dict(), path)
-    model = ssdlite(3, arch="mobilenet_v1", size=160, width_mult=0.5, backbone_weights=str(path))
+    model = create_model(3, arch="mobilenet_v1", size=160, width_mult=0.5, backbone_weights=str(path))
     torch.testing.assert_close(model.core.backbone.features[7][1][0].weight, source.features[7][1][0].weight)
 
 
@@ -144,18 +144,18 @@ def test_builder_turns_a_mismatch_into_a_user_error(tmp_path):
     path = tmp_path / "w05.pth"
     torch.save(MobileNetV1Backbone(width_mult=0.5).state_dict(), path)
     with pytest.raises(UserError, match=r"w05\.pth.*shape mismatches"):
-        ssdlite(3, arch="mobilenet_v1", size=160, width_mult=0.75, backbone_weights=str(path))
+        create_model(3, arch="mobilenet_v1", size=160, width_mult=0.75, backbone_weights=str(path))
 
 
 def test_there_are_no_imagenet_weights_to_download():
     with pytest.raises(UserError, match="no ImageNet weights for mobilenet_v1.*path"):
         MobileNetV1Backbone().imagenet_state_dict()
     with pytest.raises(UserError, match="no ImageNet weights for mobilenet_v1"):
-        ssdlite(3, arch="mobilenet_v1", backbone_weights="imagenet")
+        create_model(3, arch="mobilenet_v1", backbone_weights="imagenet")
 
 
 def test_works_under_the_fpn_neck_with_a_stride8_level():
-    model = ssdlite(4, arch="mobilenet_v1", size=160, width_mult=0.35, neck="fpn", fpn_stride8=True)
+    model = create_model(4, arch="mobilenet_v1", size=160, width_mult=0.35, neck="fpn", fpn_stride8=True)
     assert model.core.backbone.out_channels == (89, 179, 358)
     assert model.feature_sizes[:3] == [(20, 20), (10, 10), (5, 5)]
     assert all_layers_learn(model) == []

@@ -12,7 +12,7 @@ from torchvision.models.detection.ssdlite import _mobilenet_extractor
 
 from ssdlite.models.backbone import TF_BATCH_NORM
 from ssdlite.models.mobilenet_v3 import MobileNetV3Backbone
-from ssdlite.models.ssdlite import ssdlite
+from ssdlite.models.ssdlite import create_model
 
 TORCHVISION = {"mobilenet_v3_large": mobilenet_v3_large, "mobilenet_v3_small": mobilenet_v3_small}
 # (C4 expansion, last layer) channels at width 1.0, as the MobileNetV3 paper's Tables 1, 2 and 6 give them.
@@ -64,7 +64,7 @@ def test_stride8_map_is_the_expansion_of_the_previous_stride2_block(arch, c3_cha
 def test_c4_is_the_papers_bottleneck_and_the_builder_makes_six_maps_at_320():
     # Section 6.2: the 13th bottleneck of Large, the 9th of Small (features[0] is the stem convolution).
     assert MobileNetV3Backbone("mobilenet_v3_large").c4_index == 13
-    model = ssdlite(3, arch="mobilenet_v3_small")
+    model = create_model(3, arch="mobilenet_v3_small")
     assert model.core.backbone.c4_index == 9
     assert model.feature_sizes == [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
 

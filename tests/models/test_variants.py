@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model_checks import all_layers_learn, overfit_problems, synthetic_pair
-from ssdlite.models.ssdlite import build_model, ssdlite
+from ssdlite.models.ssdlite import build_model, create_model
 
 # Small inputs and widths keep each variant to a few seconds; vgg16 needs 300 for its six maps.
 VARIANTS = {
@@ -20,7 +20,7 @@ VARIANTS = {
 def test_every_parameter_gets_a_gradient_and_is_saved(name):
     torch.manual_seed(0)
     kwargs = VARIANTS.get(name, dict(arch="vgg16"))
-    model = ssdlite(4, **kwargs)
+    model = create_model(4, **kwargs)
     assert all_layers_learn(model) == []
 
 
@@ -36,13 +36,13 @@ def test_overfits_two_images(name):
     torch.manual_seed(0)
     images, targets = synthetic_pair()
     kwargs = dict(VARIANTS[name], width_mult=0.75) if name == "mobilenet_v3_large" else VARIANTS[name]
-    model = ssdlite(4, **kwargs)
+    model = create_model(4, **kwargs)
     assert overfit_problems(model, images, targets, min_iou=0.5, **OVERFIT.get(name, {})) == []
 
 
 @pytest.mark.parametrize("name", [*VARIANTS, "vgg16"])
 def test_rebuilds_from_its_config_with_the_same_shapes(name):
-    model = ssdlite(4, **VARIANTS.get(name, dict(arch="vgg16")))
+    model = create_model(4, **VARIANTS.get(name, dict(arch="vgg16")))
     rebuilt = build_model(model.config)
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     assert torch.equal(rebuilt.default_boxes.boxes, model.default_boxes.boxes)
@@ -51,7 +51,7 @@ def test_rebuilds_from_its_config_with_the_same_shapes(name):
 @pytest.mark.parametrize("width_mult", [0.35, 0.75, 1.4])
 @pytest.mark.parametrize("size", [192, 256, 512])
 def test_width_multipliers_and_input_sizes_keep_six_maps(width_mult, size):
-    model = ssdlite(3, size=size, width_mult=width_mult)
+    model = create_model(3, size=size, width_mult=width_mult)
     assert len(model.feature_sizes) == 6
     assert model.feature_sizes[0] == (size // 16, size // 16)
     # The head's input channels are the backbone's declared ones: 576 expansion scaled by the width.
@@ -61,13 +61,13 @@ def test_width_multipliers_and_input_sizes_keep_six_maps(width_mult, size):
 
 def test_too_small_an_input_says_so():
     with pytest.raises(ValueError, match="too small"):
-        ssdlite(3, size=32)
+        create_model(3, size=32)
 
 
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown architecture"):
-        ssdlite(3, arch="resnet50")
+        create_model(3, arch="resnet50")
     with pytest.raises(ValueError, match="unknown neck"):
-        ssdlite(3, neck="bifpn")
+        create_model(3, neck="bifpn")
     with pytest.raises(ValueError, match="neck='fpn'"):
-        ssdlite(3, fpn_stride8=True)
+        create_model(3, fpn_stride8=True)

@@ -10,7 +10,7 @@ from torchvision.models import mobilenet_v2, vgg16
 from torchvision.models.detection import SSD300_VGG16_Weights, ssd300_vgg16
 
 from ssdlite.errors import UserError
-from ssdlite.models.ssdlite import VGG_MEAN_STD, ssdlite
+from ssdlite.models.ssdlite import VGG_MEAN_STD, create_model
 from ssdlite.models.vgg import VGG16Backbone, convert_ssd300_backbone
 
 NUM_CLASSES = 4
@@ -54,7 +54,7 @@ def normalized_input(n: int = 1) -> torch.Tensor:
 
 
 def test_size_and_default_boxes_equal_torchvision_ssd300(tv_ssd300):
-    model = ssdlite(91, arch="vgg16")
+    model = create_model(91, arch="vgg16")
     assert sum(p.numel() for p in model.parameters()) == 35_641_826
     assert SSD300_VGG16_Weights.COCO_V1.meta["num_params"] == 35_641_826  # torchvision's figure, no download
     assert model.core.backbone.out_channels == (512, 1024) and model.core.backbone.strides == (8, 16)
@@ -69,7 +69,7 @@ def test_size_and_default_boxes_equal_torchvision_ssd300(tv_ssd300):
 
 
 def test_features_equal_torchvision_backbone(tv_ssd300):
-    model = ssdlite(NUM_CLASSES, arch="vgg16").eval()
+    model = create_model(NUM_CLASSES, arch="vgg16").eval()
     backbone_state = {k: v for k, v in tv_ssd300.state_dict().items() if k.startswith("backbone.")}
     result = model.load_state_dict(convert_ssd300_backbone(backbone_state), strict=False)
     assert result.unexpected_keys == []
@@ -162,4 +162,4 @@ def test_other_state_dicts_are_refused_with_the_source_named(tmp_path):
     path = tmp_path / "mnv2.pth"
     torch.save(state, path)
     with pytest.raises(UserError, match=r"backbone weights .*mnv2\.pth is not a torchvision vgg16 state dict.*unexpected keys"):
-        ssdlite(3, arch="vgg16", backbone_weights=str(path))
+        create_model(3, arch="vgg16", backbone_weights=str(path))

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "setting": {
             "images": {"train": args.num_train, "val": args.num_val, "size": args.image_size},
-            "model": {"input_size": args.size, "width_mult": args.width_mult, "parameters": sum(p.numel() for p in model.parameters())},
+            "model": {"input_size": args.size, "width_mult": args.width_mult, "neck": args.neck, "fpn_stride8": args.fpn_stride8, "parameters": sum(p.numel() for p in model.parameters())},
             "training": config.to_dict(),
             "threads": torch.get_num_threads(),
         },
@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     }
     rows = [
         ("data", f"synthetic shapes, {args.num_train} train / {args.num_val} val, {args.image_size} px, seed {args.seed}"),
-        ("model", f"SSDLite-MobileNetV2, input {args.size}, width {args.width_mult}, {summary['setting']['model']['parameters']:,} parameters"),
+        ("model", f"SSDLite-MobileNetV2, input {args.size}, width {args.width_mult}, neck {args.neck}"
+                  f"{' + stride 8' if args.fpn_stride8 else ''}, {summary['setting']['model']['parameters']:,} parameters"),
         ("training", f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, augment {args.augment}, threads {torch.get_num_threads()}"),
         ("VOC mAP@0.5 (all-point)", f"{metrics['voc_map50']:.4f} (target >= {TARGET_VOC_MAP50})"),
         ("VOC07 mAP@0.5 (11-point)", f"{metrics['voc07_map50']:.4f}"),

@@ -20,9 +20,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def model_from_args(args: argparse.Namespace, num_classes: int, backbone_weights: str | None = None):
     """The model the flags describe (random weights unless ``backbone_weights``)."""
-    from ssdlite.models.ssdlite import ssdlite
+    from ssdlite.models.ssdlite import create_model
 
-    return ssdlite(
+    return create_model(
         num_classes,
         arch=args.arch,
         size=args.size,

@@ -40,7 +40,7 @@ from ssdlite.engine.run_log import METRICS_FILE, RunLog, read_metrics
 from ssdlite.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from ssdlite.errors import UserError
 from ssdlite.models.init_from import init_from
-from ssdlite.models.ssdlite import ssdlite
+from ssdlite.models.ssdlite import create_model
 from ssdlite.models.io import load_state_dict_checked, save_safetensors
 
 #: Validation metrics copied into ``metrics.jsonl`` (the full dict also has per-class results).
@@ -66,7 +66,7 @@ def build_training_model(config: TrainConfig, num_classes: int, load_backbone: b
     """The model ``config`` describes (backbone weights only for a fresh run: a resume loads all weights)."""
     m = config.model
     weights = m.backbone_weights if load_backbone else None
-    return ssdlite(
+    return create_model(
         num_classes,
         arch=m.arch,
         size=m.size,

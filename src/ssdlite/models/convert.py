@@ -319,7 +319,7 @@ def from_torchvision(state_dict: Mapping[str, torch.Tensor], num_classes: int | 
     Raises:
         ValueError: not such a state dict, another class count, or keys that do not convert.
     """
-    from ssdlite.models.ssdlite import ssdlite
+    from ssdlite.models.ssdlite import create_model
 
     kind = detect_kind(state_dict)
     _check_no_foreign_keys(state_dict)  # before the model is built: a clear error fast
@@ -327,12 +327,12 @@ def from_torchvision(state_dict: Mapping[str, torch.Tensor], num_classes: int | 
     if num_classes is not None and num_classes != detected:
         raise ValueError(f"the state dict has {detected} classes (with background), not {num_classes}")
     if kind == "vgg16":
-        model = ssdlite(detected, arch="vgg16", **SSD300_SETTINGS)
+        model = create_model(detected, arch="vgg16", **SSD300_SETTINGS)
         description = f"torchvision ssd300_vgg16, {detected} classes"
         settings = SSD300_SETTINGS
     else:
         reduced_tail = _mobilenet_v3_reduced_tail(state_dict)
-        model = ssdlite(detected, arch="mobilenet_v3_large", reduced_tail=reduced_tail, **MOBILENET_V3_SETTINGS)
+        model = create_model(detected, arch="mobilenet_v3_large", reduced_tail=reduced_tail, **MOBILENET_V3_SETTINGS)
         tail = "reduced tail" if reduced_tail else "full tail"
         description = f"torchvision ssdlite320_mobilenet_v3_large, {detected} classes, {tail}"
         settings = MOBILENET_V3_SETTINGS

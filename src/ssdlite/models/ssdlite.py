@@ -316,7 +316,7 @@ def _build_backbone(arch: str, width_mult: float, reduced_tail: bool, fpn_stride
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
 
 
-def ssdlite(
+def create_model(
     num_classes: int,
     arch: str = "mobilenet_v2",
     size: int | None = None,
@@ -440,8 +440,8 @@ def ssdlite(
 def ssdlite_mobilenet_v2(
     num_classes: int, size: int = 320, width_mult: float = 1.0, backbone_weights: str | None = None, **kwargs: Any
 ) -> SSDLite:
-    """SSDLite with a MobileNetV2 backbone (MobileNetV2 paper, section 6.2); see :func:`ssdlite`."""
-    return ssdlite(num_classes, "mobilenet_v2", size, width_mult, backbone_weights, **kwargs)
+    """SSDLite with a MobileNetV2 backbone (MobileNetV2 paper, section 6.2); see :func:`create_model`."""
+    return create_model(num_classes, "mobilenet_v2", size, width_mult, backbone_weights, **kwargs)
 
 
 def _load_backbone_weights(backbone: nn.Module, weights: str, width_mult: float) -> None:
@@ -477,4 +477,4 @@ def build_model(config: dict[str, Any]) -> SSDLite:
     config = dict(config)
     arch = config.pop("arch", "mobilenet_v2")
     config.pop("backbone_weights", None)
-    return ssdlite(arch=arch, **config)
+    return create_model(arch=arch, **config)

@@ -119,7 +119,7 @@ class VGG16Backbone(nn.Module):
         """The ImageNet VGG16 features torchvision's ``ssd300_vgg16`` starts from (downloads once).
 
         ``VGG16_Weights.IMAGENET1K_FEATURES``, ported from ssd.pytorch: Caffe VGG16, which expects
-        0-255 inputs minus the ImageNet mean (the vgg16 defaults of :func:`ssdlite.models.ssdlite.ssdlite`);
+        0-255 inputs minus the ImageNet mean (the vgg16 defaults of :func:`ssdlite.models.ssdlite.create_model`);
         its ``classifier`` tensors are NaN and ignored.
         """
         from torchvision.models import VGG16_Weights

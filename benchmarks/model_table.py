@@ -27,7 +27,7 @@ VARIANTS = [
     ("SSDLite MobileNetV2 x0.5", ["--width-mult", "0.5"]),
     ("SSDLite MobileNetV2 + FPN (stride 8)", ["--neck", "fpn", "--fpn-stride8"]),
     ("SSDLite MobileNetV3-Large", ["--arch", "mobilenet_v3_large"]),
-    ("SSDLite MobileNetV3-Large, reduced tail (torchvision)", ["--arch", "mobilenet_v3_large", "--reduced-tail"]),
+    ("SSDLite MobileNetV3-Large, reduced tail", ["--arch", "mobilenet_v3_large", "--reduced-tail"]),
     ("SSDLite MobileNetV3-Small", ["--arch", "mobilenet_v3_small"]),
     ("SSDLite MobileNetV1", ["--arch", "mobilenet_v1"]),
     ("SSD300 VGG16", ["--arch", "vgg16"]),

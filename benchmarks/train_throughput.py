@@ -52,11 +52,11 @@ ARCH_SETTINGS = {
 }
 
 
-def ours_round(data_dir: Path, steps: int, work: Path, round_index: int, arch: str = "mobilenet_v2") -> float:
+def ours_round(data_dir: Path, steps: int, work: Path, round_index: int, arch: str = "mobilenet_v2", channels_last: bool = False) -> float:
     """Images/s of one epoch of ``ssdlite.engine.train`` with ``steps`` steps."""
     config = TrainConfig().replace(
         data=str(data_dir), size=320, width_mult=1.0, batch_size=BATCH, workers=WORKERS, epochs=1, val_every=0,
-        augment="ssdlite", log_every=10**6, device="cpu", seed=round_index, **ARCH_SETTINGS[arch],
+        augment="ssdlite", log_every=10**6, device="cpu", seed=round_index, channels_last=channels_last, **ARCH_SETTINGS[arch],
     )
     dataset = build_dataset(data_dir, "voc", "train", transforms=train_transforms("ssdlite", 320, mean_fill=(0.5, 0.5, 0.5)))
     dataset = Subset(dataset, range(steps * BATCH))
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per side, after one warm-up round each")
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per round")
     parser.add_argument("--arch", choices=tuple(ARCH_SETTINGS), default="mobilenet_v2", help="our side's backbone")
+    parser.add_argument("--channels-last", action="store_true", help="our side trains with --channels-last (torchvision's loop stays as its reference has it)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
@@ -100,7 +101,7 @@ def main() -> None:
         optimizer = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
         results = {"ssdlite": [], "torchvision": []}
         for round_index in range(args.rounds + 1):
-            a = ours_round(data_dir, args.steps, work, round_index, args.arch)
+            a = ours_round(data_dir, args.steps, work, round_index, args.arch, args.channels_last)
             b = theirs_round(data_dir, args.steps, theirs, optimizer)
             print(f"round {round_index}{' (warm-up)' if round_index == 0 else ''}: ssdlite {a:.2f} img/s, torchvision {b:.2f} img/s", flush=True)
             if round_index:
@@ -108,7 +109,7 @@ def main() -> None:
                 results["torchvision"].append(b)
     median_a, median_b = statistics.median(results["ssdlite"]), statistics.median(results["torchvision"])
     summary = {
-        "arch": args.arch, "batch": BATCH, "workers": WORKERS, "steps_per_round": args.steps, "threads": torch.get_num_threads(),
+        "arch": args.arch, "channels_last": args.channels_last, "batch": BATCH, "workers": WORKERS, "steps_per_round": args.steps, "threads": torch.get_num_threads(),
         "rounds": results, "median_images_per_s": {"ssdlite": median_a, "torchvision": median_b}, "ratio": median_a / median_b,
     }
     print(f"median: ssdlite ({args.arch}) {median_a:.2f} img/s, torchvision ssdlite320_mobilenet_v3_large {median_b:.2f} img/s, ratio {median_a / median_b:.2f}x")

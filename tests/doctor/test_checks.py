@@ -12,6 +12,7 @@ from ssdlite.doctor import (
     WARN,
     check_coverage,
     check_gradient_flow,
+    check_input_dependence,
     check_inputs,
     check_labels,
     check_overfit,
@@ -150,3 +151,22 @@ def test_overfit_passes_healthy_and_fails_with_a_detached_class_head():
         broken.core.head.classification.predictors[i] = Detached(p)
     check = check_overfit(broken, images, targets, steps=20)
     assert check.status == FAIL and check.suggestion
+
+
+def test_input_dependence_passes_healthy_and_fails_when_stale_statistics_flatten_a_map():
+    model = small_model()
+    images, _ = batch()
+    assert check_input_dependence(model, images).status == PASS
+    # Statistics that no longer fit the weights (the frozen-BatchNorm drift met on raccoon): a mean far
+    # off saturates the ReLU6 after the last backbone BatchNorm, so that map is 6 for every image.
+    last_bn = [m for m in model.core.backbone.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+    last_bn.running_mean.fill_(-1e3)
+    check = check_input_dependence(model, images)
+    assert check.status == FAIL
+    assert "map 1" in check.summary and "class logits" in check.summary
+    assert model.training  # left in the mode it was in
+
+
+def test_input_dependence_skips_identical_images():
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(1))
+    assert check_input_dependence(small_model(), [image, image.clone()]).status == WARN

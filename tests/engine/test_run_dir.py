@@ -10,6 +10,7 @@ import yaml
 from safetensors import safe_open
 
 from ssdlite.data import SyntheticShapes, train_transforms
+from ssdlite.data.synthetic import SHAPES
 from ssdlite.engine import TrainConfig, train
 from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture, load_checkpoint, save_checkpoint
 from ssdlite.errors import UserError
@@ -45,6 +46,7 @@ def test_run_directory_has_every_artifact(run):
     assert [r["epoch"] for r in epochs] == [1, 2]
     assert all({"voc07_map50", "voc_map50", "coco_map"} <= set(r["val"]) for r in epochs)
     assert result.best_metric == max(r["val"]["voc07_map50"] for r in epochs)
+    assert not [r for r in records if r["kind"] == "warning"], "a healthy model was reported as collapsed"
 
 
 def test_checkpoints_hold_the_full_training_state(run):
@@ -100,3 +102,26 @@ def test_non_finite_weights_never_replace_a_checkpoint(tmp_path):
         save_checkpoint(path, {"model": {"w": torch.tensor([1.0, float("nan")])}, "epoch": 2})
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_validation_warns_when_the_outputs_stop_depending_on_the_image(tmp_path, capsys):
+    """Frozen statistics that no longer fit the weights flatten the features: the run says so."""
+    from train_helpers import TINY
+
+    from ssdlite.engine.trainer import build_training_model
+    from ssdlite.models.io import save_safetensors
+
+    config = TrainConfig().replace(**TINY).replace(epochs=1, val_every=1, freeze_bn="all", precise_bn_images=0)
+    planted = build_training_model(config, num_classes=6, load_backbone=False)
+    last_bn = [m for m in planted.core.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    last_bn.running_mean.fill_(-1e3)  # saturates the ReLU6 after it: the last backbone map is 6 everywhere
+    save_safetensors(planted, tmp_path / "planted.safetensors", classes=list(SHAPES))
+
+    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128))
+    val_set = SyntheticShapes(4, size=128, seed=0, split="val")
+    train(config.replace(init_from=str(tmp_path / "planted.safetensors")), train_set, val_set, tmp_path / "run", plain_progress=True)
+
+    assert "warning: the outputs barely depend on the image" in capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    warnings = [r for r in records if r["kind"] == "warning"]
+    assert len(warnings) == 1 and warnings[0]["check"] == "input dependence" and "map 1" in warnings[0]["summary"]

@@ -8,6 +8,9 @@ evaluates it, draws its predictions on validation images and writes everything u
 
 The defaults trade input size and width for time: 128x128 inputs and width 0.5 instead of
 SSDLite's 320 and 1.0 (the synthetic images are drawn at 128 px, so no resize is needed either).
+At 128 px the plain SSDLite's first map is 8x8 (stride 16) and only 39% of the generated shapes
+have a default box with IoU >= 0.5 (``ssdlite anchors fit`` reports it); the FPN neck with its stride-8 level
+covers 76%, which is what lets the demo pass 0.90 within its 10-minute budget (RESULTS.md).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=128, help="side of the generated images in pixels (default 128)")
     p.add_argument("--size", type=int, default=128, help="model input size (default 128)")
     p.add_argument("--width-mult", type=float, default=0.5, help="MobileNetV2 width multiplier (default 0.5)")
-    p.add_argument("--neck", default="none", choices=("none", "fpn"), help="neck (default none)")
-    p.add_argument("--fpn-stride8", action="store_true", help="FPN neck with a stride-8 level (finer default boxes for small shapes)")
-    p.add_argument("--epochs", type=int, default=16, help="training epochs (default 16: about 9 CPU minutes on 2 quiet cores)")
+    p.add_argument("--neck", default="fpn", choices=("none", "fpn"), help="neck (default fpn)")
+    p.add_argument("--fpn-stride8", action=argparse.BooleanOptionalAction, default=True,
+                   help="FPN neck with a stride-8 level, finer default boxes for the small shapes (default on)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12: about 8 CPU minutes on 2 quiet cores)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
     p.add_argument("--augment", default="none", choices=("ssd", "ssdlite", "none"), help="augmentation preset (default none: the generator never repeats an image)")
@@ -101,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.models.io import load_model
 
     out = Path(args.out)
+    args.fpn_stride8 = args.fpn_stride8 and args.neck == "fpn"  # the stride-8 level belongs to the FPN neck
     start = time.perf_counter()
     print(f"[1/4] generating {args.num_train}+{args.num_val} synthetic images of {args.image_size} px in {out / 'data'}", file=sys.stderr)
     data_dir = _dataset(out, args)

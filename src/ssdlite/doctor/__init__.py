@@ -3,10 +3,12 @@
 - :func:`check_registration`: modules hidden in plain containers, parameters not saved or not optimized;
 - :func:`check_gradient_flow`: parameters with no, zero or non-finite gradient, per-part norms;
 - :func:`check_labels` and :func:`check_inputs`: labels within 1..K, histogram, input range and normalization;
+- :func:`check_input_dependence`: outputs that no longer depend on the image (collapsed features);
 - :func:`check_coverage` and :func:`fit_anchors`: how well the default boxes fit the training boxes;
 - :func:`check_overfit`: one batch, ~200 steps, loss down by 90% and boxes recovered.
 """
 
+from ssdlite.doctor.collapse import check_input_dependence
 from ssdlite.doctor.coverage import check_coverage, fit_anchors
 from ssdlite.doctor.gradients import check_gradient_flow
 from ssdlite.doctor.inputs import check_inputs, check_labels
@@ -22,6 +24,7 @@ __all__ = [
     "Check",
     "check_coverage",
     "check_gradient_flow",
+    "check_input_dependence",
     "check_inputs",
     "check_labels",
     "check_overfit",

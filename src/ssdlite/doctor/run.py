@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ssdlite.doctor.collapse import check_input_dependence
 from ssdlite.doctor.coverage import check_coverage, plot_coverage
 from ssdlite.doctor.gradients import check_gradient_flow
 from ssdlite.doctor.inputs import check_inputs, check_labels
@@ -65,6 +66,7 @@ def run_checks(
     run("labels", check_labels, annotations, model.num_classes, classes)
     images, targets = overfit_batch(dataset, model.size)
     run("inputs", check_inputs, images, model.config.get("image_mean", (0.5, 0.5, 0.5)), backbone_weights)
+    run("input dependence", check_input_dependence, model, images)
     run("gradient flow", check_gradient_flow, model, images, targets)
     run("coverage", check_coverage, annotations, model.default_boxes, model.size)
     labels_ok = all(c.status != "FAIL" for c in checks if c.name == "labels")

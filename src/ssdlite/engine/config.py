@@ -59,7 +59,7 @@ class ModelConfig:
     max_scale: float = _opt(0.95, "default boxes: scale of the last map")
     aspect_ratios: tuple[float, ...] | None = _opt(None, "default boxes: ratios a > 1, each adding a and 1/a (default: 2 3; SSD300's per-map ratios for vgg16)")
     reduce_lowest: bool | None = _opt(None, "default boxes: three boxes on the first map, as the TensorFlow reference (default: on; off for vgg16)")
-    freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers", ("none", "backbone", "all"))
+    freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers (not with weights whose BatchNorm was folded, such as the shared TFLite-converted MobileNetV2: docs/training.md)", ("none", "backbone", "all"))
     sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes under torchrun (GPU only)")
 
 

@@ -87,7 +87,9 @@ def freeze_batchnorm(model: nn.Module, which: str) -> None:
     """Put BatchNorm layers of ``which`` ("backbone" or "all") in eval mode with fixed affine parameters.
 
     With small batches, batch statistics are noisy; keeping the ImageNet statistics of a pretrained
-    backbone is the usual remedy. Called after every ``model.train()``, which would undo it.
+    backbone is the usual remedy, but only for weights trained with those statistics: on weights with
+    folded BatchNorm it lets channel means drift until the features stop depending on the image
+    (docs/training.md). Called after every ``model.train()``, which would undo it.
     """
     if which == "none":
         return
@@ -370,7 +372,20 @@ class _Trainer:
         from ssdlite.engine.evaluate import evaluate
 
         model = self._model_to_evaluate()
-        return evaluate(model, self.val_dataset, batch_size=16, device=self.device, progress=False)
+        metrics = evaluate(model, self.val_dataset, batch_size=16, device=self.device, progress=False)
+        self._warn_if_collapsed(model)
+        return metrics
+
+    def _warn_if_collapsed(self, model: nn.Module) -> None:
+        """Say so when the outputs no longer depend on the image: training goes on and the loss still
+        falls a little while the model predicts the dataset's average box (docs/training.md)."""
+        from ssdlite.doctor.collapse import check_input_dependence
+
+        images = [self.val_dataset[i][0] for i in range(min(4, len(self.val_dataset)))]
+        check = check_input_dependence(model, images)
+        if check.failed:
+            print(f"warning: {check.summary}; {check.suggestion}", file=sys.stderr, flush=True)
+            self.log.write({"kind": "warning", "step": self.step, "check": check.name, "summary": check.summary})
 
     def _model_to_evaluate(self) -> nn.Module:
         """The EMA (or raw) model with BatchNorm statistics recomputed for its weights (see ``precise_bn``)."""

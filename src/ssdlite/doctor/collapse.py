@@ -65,11 +65,10 @@ def check_input_dependence(model: nn.Module, images: list[torch.Tensor]) -> Chec
     collapsed = [k for k, v in spreads.items() if v < COLLAPSED]
     weak = [k for k, v in spreads.items() if COLLAPSED <= v < WEAK]
     if collapsed:
-        first = collapsed[0]
         return Check(
             name, FAIL,
             f"the outputs barely depend on the image: relative spread across {len(images)} images below {COLLAPSED:g} "
-            f"from {first} on ({', '.join(collapsed)})",
+            f"in {', '.join(collapsed)}",
             evidence,
             suggestion="a frozen or broken normalization is the usual cause: if the model was trained with --freeze-bn, "
             "retrain with BatchNorm in train mode (see docs/training.md, 'Frozen BatchNorm and folded weights'); "

@@ -2,9 +2,10 @@
 
 Records have a ``kind``: ``step`` (every ``log_every`` steps: losses, learning rate, images/s),
 ``epoch`` (means over the epoch, validation metrics when validated), ``skipped`` (a step dropped
-by the non-finite guard) and ``warning`` (a validated model whose outputs no longer depend on the image). The file is appended to and flushed record by record; on resume it is
-rewritten (atomically) without the records written after the checkpoint being resumed, and
-TensorBoard is told to purge those steps, so a resumed run's logs read like a straight run's.
+by the non-finite guard) and ``warning`` (a validated model whose outputs no longer depend on the
+image). The file is appended to and flushed record by record; on resume it is rewritten
+(atomically) without the records written after the checkpoint being resumed, and TensorBoard is
+told to purge those steps, so a resumed run's logs read like a straight run's.
 """
 
 from __future__ import annotations

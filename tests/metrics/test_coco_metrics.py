@@ -108,6 +108,37 @@ def test_equals_pycocotools_on_the_same_files(seed, tmp_path, make_random_images
     assert 0.05 < result.stats["map"] < 0.9  # a meaningful comparison, not all zeros or ones
 
 
+def test_ssdlite_eval_uses_the_files_areas_exactly_as_pycocotools(tmp_path, make_random_images, capsys):
+    """``ssdlite eval --predictions`` on a COCO file whose areas are mask areas (smaller than the boxes)
+    gives pycocotools' numbers on the same files, small/medium/large included."""
+    from PIL import Image
+
+    from ssdlite.cli import main
+
+    rng = np.random.default_rng(7)
+    # A 0.25 grid is exact in float32, the dtype the dataset stores boxes in, so IoUs are bit-identical.
+    ground_truths, detections = make_random_images(rng, 40, len(CATEGORY_IDS), difficult_rate=0.0, crowd_rate=0.1, grid=0.25)
+    gt_path, results_path = write_coco_files(tmp_path, rng, ground_truths, detections)
+    data = json.loads(gt_path.read_text())
+    (tmp_path / "images").mkdir()
+    for image in data["images"]:  # read_coco needs the files, evaluation never decodes them
+        Image.new("RGB", (image["width"], image["height"])).save(tmp_path / "images" / image["file_name"], "PNG")
+    expected, _ = pycocotools_direct(gt_path, results_path)
+
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--predictions", str(results_path), "--data", str(gt_path), "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert [got[f"coco_{name}"] for name in COCO_STAT_NAMES] == [v if v > -1 else None for v in expected]
+
+    # The areas matter: with box areas the size split, and pycocotools' numbers, differ.
+    for annotation in data["annotations"]:
+        annotation["area"] = annotation["bbox"][2] * annotation["bbox"][3]
+    box_area_path = tmp_path / "box_areas.json"
+    box_area_path.write_text(json.dumps(data))
+    with_box_areas, _ = pycocotools_direct(box_area_path, results_path)
+    assert list(with_box_areas[3:6]) != list(expected[3:6])
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_agrees_with_torchmetrics(seed, make_random_images):
     from torchmetrics.detection import MeanAveragePrecision

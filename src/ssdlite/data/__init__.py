@@ -6,7 +6,8 @@ The entry points the training engine and the CLI use:
 - :func:`train_transforms` / :func:`eval_transforms` build the augmentation presets;
 - :func:`build_loader` makes the ``DataLoader`` (list collate, seeded workers, distributed sampler);
 - :class:`SyntheticShapes` and :func:`write_synthetic` are the built-in shapes dataset;
-- :func:`check_dataset` is ``ssdlite data check``.
+- :func:`check_dataset` is ``ssdlite data check``; :func:`data_summary` is what training prints
+  about a dataset's problems before it starts, with the counts its log records.
 
 Item format and class conventions: ``docs/ARCHITECTURE.md`` ("Images and targets").
 """
@@ -19,7 +20,7 @@ from ssdlite.data.coco import read_coco
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS, ImageError, decode_image
 from ssdlite.data.loader import build_loader, collate
-from ssdlite.data.problems import KINDS, DataReport, Problem
+from ssdlite.data.problems import KINDS, DataReport, Problem, data_summary
 from ssdlite.data.synthetic import SHAPES, SyntheticShapes, write_synthetic
 from ssdlite.data.voc import read_voc
 from ssdlite.data.yolo import read_yolo
@@ -41,6 +42,7 @@ __all__ = [
     "build_loader",
     "check_dataset",
     "collate",
+    "data_summary",
     "decode_image",
     "detect_format",
     "eval_transforms",

@@ -23,7 +23,8 @@ class Record:
     ``boxes`` are ``(M, 4)`` float32 xyxy in pixels of the recorded ``size`` ``(H, W)``, or normalized to
     ``[0, 1]`` when ``size`` is None (YOLO: scaled by the decoded image's size). ``labels`` int64
     ``(M,)`` in ``1..K``; ``difficult`` and ``iscrowd`` bool ``(M,)``. ``source`` is the annotation file
-    the problems name.
+    the problems name. ``area`` float64 ``(M,)`` is the area a COCO file gives each object (the
+    segmentation's, which COCO's small/medium/large split reads), None for formats without one.
     """
 
     image_path: Path
@@ -34,6 +35,7 @@ class Record:
     difficult: np.ndarray
     iscrowd: np.ndarray
     size: tuple[int, int] | None
+    area: np.ndarray | None = None
 
 
 @dataclass

@@ -3,7 +3,10 @@
 Category ids are mapped to contiguous labels in ascending id order (label ``i`` is category
 ``category_ids[i - 1]``, which is what COCO results must be written with). ``iscrowd`` boxes are kept
 with ``iscrowd`` and ``difficult`` set: training drops them, evaluation treats them as ignore regions.
-Images without annotations are kept as background-only samples.
+Each object's ``area`` is kept as the file gives it (for a segmentation, the mask's area): COCO's
+small/medium/large split reads that, not the box, exactly as pycocotools does on the file; an
+annotation without a usable ``area`` gets its (checked) box's area. Images without annotations are kept as
+background-only samples. An annotation naming no image of the file is reported and ignored.
 """
 
 from __future__ import annotations
@@ -43,6 +46,30 @@ def _xywh_box(bbox) -> list[float] | None:
     except (TypeError, ValueError):
         return None
     return [x, y, x + w, y + h]
+
+
+# JSON values an id can be compared with; a list or object as an id matches nothing (and is unhashable).
+_KEYS = (int, float, str)
+
+
+def _entry(ann, position: int) -> str:
+    """How problems name an annotation: by its ``id``, else by its position in the list."""
+    if isinstance(ann, dict) and ann.get("id") is not None:
+        return f"annotation {ann['id']}"
+    return f"annotations[{position}]"
+
+
+def _area(ann: dict) -> tuple[float, str | None]:
+    """``(area, why the file's value is not used)``; NaN stands for "the box's area" (no usable ``area``)."""
+    if "area" not in ann:
+        return float("nan"), None
+    try:
+        area = float(ann["area"])
+    except (TypeError, ValueError):
+        area = float("nan")
+    if not np.isfinite(area) or area < 0:
+        return float("nan"), f"area={ann['area']!r} is not a finite number >= 0"
+    return area, None
 
 
 def find_image_dir(annotation_file: Path, file_name: str | None, split: str | None = None) -> Path:
@@ -112,18 +139,23 @@ def read_coco(
             continue
         images[image_id] = entry
 
-    per_image: dict[int, list[dict]] = defaultdict(list)
+    per_image: dict[int, list[tuple[str, dict]]] = defaultdict(list)
     unknown = UnknownClasses()
-    for ann in data.get("annotations") or []:
+    for position, ann in enumerate(data.get("annotations") or []):
+        entry = _entry(ann, position)
+        if not isinstance(ann, dict):
+            report.add(Problem(source, "box_malformed", f"{entry} is not a JSON object: {str(ann)[:80]}"))
+            continue
         image_id = ann.get("image_id")
-        if image_id not in images:
-            detail = f"annotation {ann.get('id')} refers to image id {image_id}, which is not in 'images'"
+        if not isinstance(image_id, _KEYS) or image_id not in images:
+            # A warning: the image it names does not exist, so no image of the dataset loses an object.
+            detail = f"{entry} refers to image id {image_id!r}, which is not in 'images'"
             report.add(Problem(source, "annotation_orphan", detail))
             continue
-        if ann.get("category_id") not in label_of:
-            unknown.add(str(ann.get("category_id")), f"annotation {ann.get('id')} of {images[image_id]['file_name']}")
+        if not isinstance(ann.get("category_id"), _KEYS) or ann["category_id"] not in label_of:
+            unknown.add(str(ann.get("category_id")), f"{entry} of {images[image_id]['file_name']}")
             continue
-        per_image[image_id].append(ann)
+        per_image[image_id].append((entry, ann))
 
     records: list[Record] = []
     for image_id, entry in images.items():
@@ -145,20 +177,25 @@ def read_coco(
                 continue
             detail = f"image id {image_id} has no valid width/height; the image is {size[1]}x{size[0]}"
             report.add(Problem(where, "size_missing", detail))
-        boxes, labels, crowd, described = [], [], [], []
-        for ann in per_image.get(image_id, []):
-            what = f"annotation {ann.get('id')} bbox={ann.get('bbox')}"
+        boxes, labels, crowd, areas, described = [], [], [], [], []
+        for name, ann in per_image.get(image_id, []):
+            what = f"{name} bbox={ann.get('bbox')}"
             box = _xywh_box(ann.get("bbox"))
             if box is None:
                 report.add(Problem(where, "box_malformed", f"{what} is not 4 numbers"))
                 continue
+            area, invalid = _area(ann)
+            if invalid is not None:
+                report.add(Problem(where, "area_invalid", f"{name} {invalid}"))
             boxes.append(box)
             labels.append(label_of[ann["category_id"]])
             crowd.append(bool(ann.get("iscrowd", 0)))
+            areas.append(area)
             described.append(what)
         checked, keep, problems = check_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size, where, described)
         report.extend(problems)
         arrays = empty_annotation()
+        area = None
         if len(keep):
             flags = np.asarray([crowd[k] for k in keep], dtype=bool)
             arrays = {
@@ -167,10 +204,15 @@ def read_coco(
                 "difficult": flags.copy(),
                 "iscrowd": flags,
             }
+            area = np.asarray([areas[k] for k in keep], dtype=np.float64)  # (K,)
+            pixels = checked.astype(np.float64)  # (K, 4), as ImageGroundTruth computes a box area
+            box_area = (pixels[:, 2] - pixels[:, 0]) * (pixels[:, 3] - pixels[:, 1])  # (K,)
+            area = np.where(np.isnan(area), box_area, area)
         elif not per_image.get(image_id):
             report.add(Problem(where, "no_objects", f"image id {image_id} has no annotations"))
         else:
-            report.add(Problem(where, "no_objects", f"image id {image_id} has no usable boxes"))
-        records.append(Record(image_path=image_path, image_id=image_id, source=where, size=size, **arrays))
+            count = len(per_image[image_id])
+            report.add(Problem(where, "no_objects", f"image id {image_id}: all {count} of its annotations were dropped"))
+        records.append(Record(image_path=image_path, image_id=image_id, source=where, size=size, area=area, **arrays))
     report.extend(unknown.problems(source, [str(c) for c in category_ids]))
     return Catalog(source=source, records=records, classes=names, category_ids=category_ids, report=report)

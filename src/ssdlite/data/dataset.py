@@ -75,8 +75,11 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _keep(self, record: Record) -> slice | np.ndarray:
+        return slice(None) if self.keep_difficult else ~(record.difficult | record.iscrowd)
+
     def _arrays(self, record: Record) -> dict[str, np.ndarray]:
-        keep = slice(None) if self.keep_difficult else ~(record.difficult | record.iscrowd)
+        keep = self._keep(record)
         return {
             "boxes": record.boxes[keep],
             "labels": record.labels[keep],
@@ -88,8 +91,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         """The annotation of sample ``index`` without decoding its image.
 
         Returns a dict with ``boxes`` float32 ``(M, 4)`` xyxy original pixels, ``labels``, ``difficult``,
-        ``iscrowd`` (numpy arrays; difficult/crowd boxes only with ``keep_difficult``), ``image_id``,
-        ``height``, ``width`` and ``file_name``. YOLO records have no recorded size: their image header is read.
+        ``iscrowd``, ``area`` (numpy arrays; difficult/crowd boxes only with ``keep_difficult``),
+        ``image_id``, ``height``, ``width`` and ``file_name``. ``area`` float64 ``(M,)`` is what COCO's
+        small/medium/large split reads: the file's ``area`` for COCO (a segmentation's area, as
+        pycocotools uses it), the box area otherwise. YOLO records have no recorded size: their image
+        header is read.
         """
         record = self.records[index]
         arrays = self._arrays(record)
@@ -97,6 +103,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         if size is None:
             size = image_size(record.image_path, self.max_pixels)
             arrays["boxes"] = arrays["boxes"] * np.array([size[1], size[0], size[1], size[0]], dtype=np.float32)
+        if record.area is not None:
+            arrays["area"] = record.area[self._keep(record)]
+        else:  # float64, as ImageGroundTruth computes a box area, so passing it changes no number
+            boxes = arrays["boxes"].astype(np.float64)  # (M, 4)
+            arrays["area"] = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (M,)
         arrays = {key: value.copy() for key, value in arrays.items()}
         return {**arrays, "image_id": record.image_id, "height": size[0], "width": size[1], "file_name": str(record.image_path)}
 

@@ -8,6 +8,23 @@ way and the outcome is documented in one table (:data:`KINDS`):
 - ``warning``: the sample is used after a fix (a box clipped or dropped); ``strict`` makes it an error.
 - ``error``: the sample cannot be used and is skipped; ``ssdlite data check`` exits 1.
 - ``fatal``: the dataset cannot be used at all (unknown class names); building it raises ``DataError``.
+
+Annotation entries. Every entry a reader cannot turn into a box is one problem naming the file and the
+entry (``object 2 'dog'`` in a VOC XML, ``line 3`` of a YOLO label file, ``annotation 17`` of a COCO
+JSON, the split-file line of a listed sample) and what happens to it; nothing is dropped silently:
+
+- an object whose coordinates are missing or not numbers, or a label line with the wrong number of
+  fields (``box_malformed``), or with a NaN or infinite value (``box_nonfinite``): a ``warning``; the
+  object is dropped and the image kept with its other objects, so its region is trained as background.
+  ``--strict`` (``ssdlite data check`` and ``build_dataset(strict=True)``) refuses the dataset instead.
+- a COCO annotation whose ``image_id`` is no image of the file (``annotation_orphan``): a ``warning``;
+  no image of the dataset loses an object by it, since the image it names does not exist.
+- a sample listed in ``ImageSets/Main/<split>.txt`` without its ``Annotations/<id>.xml``
+  (``annotation_missing``), or an annotation file that cannot be parsed: an ``error``; the sample is
+  skipped, never used as a background-only image.
+
+An image is only ever "kept as a background-only image" (``no_objects``, a note) when its annotation
+lists no objects; one whose objects were all dropped says so in that note, after the warnings.
 """
 
 from __future__ import annotations
@@ -15,6 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 SEVERITIES = ("note", "warning", "error", "fatal")
 
@@ -28,6 +46,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "box_nonfinite": ("warning", "box dropped"),
     "box_malformed": ("warning", "box dropped"),
     "size_missing": ("warning", "size read from the image file"),
+    "area_invalid": ("warning", "box area used for COCO's small/medium/large"),
     "annotation_orphan": ("warning", "annotation ignored"),
     "classes_inferred": ("warning", "classes taken from the annotations in sorted order"),
     "annotation_missing": ("error", "sample skipped"),
@@ -65,8 +84,12 @@ class Problem:
         return KINDS[self.kind][1]
 
     def line(self) -> str:
-        """``file: detail; action [kind]``: the one line ``ssdlite data check`` prints for it."""
-        return f"{self.file}: {self.detail}; {self.action} [{self.kind}]"
+        """``file: severity: detail; action [kind]``: the one line ``ssdlite data check`` prints for it.
+
+        The severity comes second, as in a compiler's ``file: warning: ...``, so a warning line reads
+        as one and can be found with grep.
+        """
+        return f"{self.file}: {self.severity}: {self.detail}; {self.action} [{self.kind}]"
 
 
 class DataReport:
@@ -111,12 +134,57 @@ class DataReport:
         head = f"{self.source}: {self.num_samples} samples, {self.num_samples - unusable} usable"
         if not counts:
             return head + ", no problems"
-        lines = [head + f", {sum(counts.values())} problems:"]
+        total = sum(counts.values())
+        lines = [head + f", {total} problem{'s' if total != 1 else ''}:"]
         order = sorted(counts, key=lambda k: (-SEVERITIES.index(KINDS[k][0]), k))
         for kind in order:
             severity, action = KINDS[kind]
             lines.append(f"  {kind:<20} {counts[kind]:>6}  ({severity}: {action})")
         return "\n".join(lines)
 
+    def record(self) -> dict[str, Any]:
+        """The counts as a JSON-ready dict (what a run's ``metrics.jsonl`` records).
+
+        Keys: ``source``, ``samples`` (listed), ``usable``, ``problems`` (total), ``by_severity``
+        (every severity, zeros included) and ``by_kind`` (only the kinds found).
+        """
+        counts = self.counts()
+        by_severity = dict.fromkeys(SEVERITIES, 0)
+        for kind, n in counts.items():
+            by_severity[KINDS[kind][0]] += n
+        return {
+            "source": self.source,
+            "samples": self.num_samples,
+            "usable": self.num_samples - len(self.unusable_files()),
+            "problems": sum(counts.values()),
+            "by_severity": by_severity,
+            "by_kind": dict(sorted(counts.items())),
+        }
+
     def __repr__(self) -> str:
         return f"DataReport({self.source!r}, num_samples={self.num_samples}, problems={len(self.problems)})"
+
+
+def data_summary(data: Any, max_lines: int = 20) -> tuple[str, dict[str, Any]]:
+    """The summary training prints once before its first step, and the counts its log records.
+
+    Args:
+        data: a :class:`DataReport`, or a dataset holding one as ``report`` (what
+            :func:`ssdlite.data.build_dataset` returns; ``torch.utils.data.Subset`` wrappers are looked through).
+        max_lines: problem lines to show; warnings and worse only, in the order found (notes are counted).
+
+    Returns:
+        ``(text, counts)``: ``text`` is the problem lines as ``ssdlite data check`` prints them (at most
+        ``max_lines``, then how many more) followed by :meth:`DataReport.summary`; ``counts`` is
+        :meth:`DataReport.record`, JSON-ready.
+    """
+    while not isinstance(data, DataReport) and not hasattr(data, "report") and hasattr(data, "dataset"):
+        data = data.dataset  # Subset
+    if not isinstance(data, DataReport) and not hasattr(data, "report"):
+        raise TypeError(f"data_summary needs a DataReport or a dataset with a 'report', got {type(data).__name__}")
+    report = data if isinstance(data, DataReport) else data.report
+    serious = [p.line() for p in report.problems if p.severity != "note"]
+    lines = serious[:max_lines]
+    if len(serious) > max_lines:
+        lines.append(f"... and {len(serious) - max_lines} more (ssdlite data check lists every one)")
+    return "\n".join([*lines, report.summary()]), report.record()

@@ -25,22 +25,50 @@ from ssdlite.errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def voc_split_ids(root: Path, split: str | None) -> list[str]:
-    """Sample ids of ``split`` from ``ImageSets/Main/<split>.txt``; every annotation when the dataset has
-    no split files at all (or ``split`` is None)."""
+def _split_files(root: Path) -> list[Path]:
+    """``ImageSets/Main/<split>.txt`` files; per-class lists (``cat_train.txt``) are not splits."""
+    split_dir = root / "ImageSets" / "Main"
+    return sorted(p for p in split_dir.glob("*.txt") if "_" not in p.stem) if split_dir.is_dir() else []
+
+
+def _split_entries(split_file: Path) -> list[tuple[str, int]]:
+    """``(sample id, line number)`` of each non-blank line of a split file."""
+    try:
+        lines = split_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{split_file}: cannot read the split file ({err})") from None
+    return [(line.split()[0], number) for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def voc_split_listing(root: Path, split: str | None) -> tuple[list[str], dict[str, list[str]]]:
+    """``(sample ids, where each id is listed)`` of one split.
+
+    ``split`` reads ``ImageSets/Main/<split>.txt``. Without split files, or with ``split`` None, the ids
+    are every annotation; with ``split`` None they also include every id a split file lists, so a listed
+    sample whose annotation is missing is reported when the whole dataset is checked. ``where`` maps an
+    id to its listings (``<split file> line <n>``), for the problems.
+    """
     annotations = root / "Annotations"
     if not annotations.is_dir():
         raise DataError(f"{root}: not a Pascal VOC dataset (no Annotations/ folder)")
-    split_dir = root / "ImageSets" / "Main"
+    split_files = _split_files(root)
     if split is not None:
-        split_file = split_dir / f"{split}.txt"
+        split_file = root / "ImageSets" / "Main" / f"{split}.txt"
         if split_file.is_file():
-            lines = split_file.read_text(encoding="utf-8").splitlines()
-            return [line.split()[0] for line in lines if line.strip()]
-        existing = sorted(p.stem for p in split_dir.glob("*.txt") if "_" not in p.stem) if split_dir.is_dir() else []
-        if existing:
-            raise DataError(f"{split_file}: no such split file (splits present: {', '.join(existing)})")
-    return sorted(p.stem for p in annotations.glob("*.xml"))
+            entries = _split_entries(split_file)
+            where: dict[str, list[str]] = {}
+            for sample_id, number in entries:
+                where.setdefault(sample_id, []).append(f"{split_file} line {number}")
+            return [sample_id for sample_id, _ in entries], where
+        if split_files:
+            present = ", ".join(p.stem for p in split_files)
+            raise DataError(f"{split_file}: no such split file (splits present: {present})")
+    ids = {p.stem for p in annotations.glob("*.xml")}
+    where = {}
+    for split_file in split_files if split is None else []:
+        for sample_id, number in _split_entries(split_file):
+            where.setdefault(sample_id, []).append(f"{split_file} line {number}")
+    return sorted(ids | set(where)), where
 
 
 def _text(node: ET.Element | None, tag: str) -> str | None:
@@ -94,6 +122,17 @@ def _recorded_size(xml: ET.Element) -> tuple[int, int] | None:
     return (height, width) if height > 0 and width > 0 else None
 
 
+_CORNERS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _objects(xml: ET.Element, source: str) -> tuple[list[str], list[list[float]], list[bool], list[str], list[Problem]]:
     """Names, xyxy pixel boxes, difficult flags and descriptions of the parseable objects."""
     names, boxes, difficult, described, problems = [], [], [], [], []
@@ -101,12 +140,19 @@ def _objects(xml: ET.Element, source: str) -> tuple[list[str], list[list[float]]
         name = _text(obj, "name") or ""
         what = f"object {i} {name!r}"
         box = obj.find("bndbox")
-        raw = [_text(box, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        raw = [_text(box, tag) for tag in _CORNERS]
         try:
             xmin, ymin, xmax, ymax = (float(v) for v in raw)
         except (TypeError, ValueError):
-            shown = " ".join(f"{t}={v}" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), raw))
-            problems.append(Problem(source, "box_malformed", f"{what} has no usable bndbox ({shown})"))
+            if box is None:
+                why = "no <bndbox>"
+            else:
+                why = ", ".join(
+                    f"<{tag}> missing" if v is None else f"{tag} {v!r} is not a number"
+                    for tag, v in zip(_CORNERS, raw)
+                    if not _is_number(v)
+                )
+            problems.append(Problem(source, "box_malformed", f"{what} has no usable bndbox: {why}"))
             continue
         names.append(name)
         boxes.append([xmin - 1.0, ymin - 1.0, xmax, ymax])
@@ -131,7 +177,7 @@ def read_voc(
         max_pixels: decompression-bomb limit, used when an annotation lacks its size and the image header is read.
     """
     root = Path(root)
-    ids = voc_split_ids(root, split)
+    ids, listed = voc_split_listing(root, split)
     report = DataReport(str(root) + (f" [{split}]" if split else ""), num_samples=len(ids))
     class_source = f"{root} (classes given)"
     if classes is None and (root / "labels.txt").is_file():
@@ -141,7 +187,11 @@ def read_voc(
     for sample_id in ids:
         xml_path = root / "Annotations" / f"{sample_id}.xml"
         if not xml_path.is_file():
-            report.add(Problem(str(xml_path), "annotation_missing", f"split lists {sample_id!r} but there is no annotation file"))
+            # An error: without its annotation a listed sample could only be read as background-only,
+            # which would teach its objects as background.
+            where = ", ".join(listed.get(sample_id, ["the split"]))
+            detail = f"{sample_id!r} is listed in {where}, but there is no annotation file"
+            report.add(Problem(str(xml_path), "annotation_missing", detail))
             continue
         try:
             parsed.append((sample_id, xml_path, _parse_xml(xml_path)))
@@ -186,7 +236,9 @@ def read_voc(
                 "iscrowd": np.zeros(len(keep), dtype=bool),
             }
         else:
-            report.add(Problem(source, "no_objects", "no usable objects"))
+            listed = len(xml.findall("object"))
+            detail = f"all {listed} of its objects were dropped" if listed else "the annotation lists no objects"
+            report.add(Problem(source, "no_objects", detail))
         # image_id is the index among the usable samples, so dataset[i] has image_id i.
         records.append(Record(image_path=image_path, image_id=len(records), source=source, size=size, **arrays))
     report.extend(unknown.problems(class_source, classes))

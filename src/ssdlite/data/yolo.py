@@ -120,17 +120,25 @@ def label_path(image_path: Path) -> Path:
     return Path(text).with_suffix(".txt")
 
 
-def _parse_line(fields: list[str]) -> tuple[int, list[float]] | None:
-    """``(class id, normalized xyxy)`` of one label line, or None when it is not a box or polygon."""
+def _parse_line(fields: list[str]) -> tuple[int, list[float]] | str:
+    """``(class id, normalized xyxy)`` of one label line, or why it is not a box or polygon.
+
+    A non-finite value gives a box of NaNs, so :func:`check_boxes` reports it as ``box_nonfinite``
+    (a polygon's min/max would otherwise hide a NaN vertex: ``min([0.2, nan])`` is 0.2).
+    """
     if len(fields) < 5 or (len(fields) > 5 and len(fields) % 2 == 0):
-        return None
-    try:
-        class_id = float(fields[0])
-        values = [float(v) for v in fields[1:]]
-    except ValueError:
-        return None
-    if class_id != int(class_id):
-        return None
+        return f"has {len(fields)} fields; a box has 5 (class cx cy w h), a polygon an odd number from 7 (class x1 y1 x2 y2 x3 y3 ...)"
+    numbers = []
+    for position, field in enumerate(fields, start=1):
+        try:
+            numbers.append(float(field))
+        except ValueError:
+            return f"field {position} {field!r} is not a number"
+    class_id, values = numbers[0], numbers[1:]
+    if not np.isfinite(class_id) or class_id != int(class_id):
+        return f"class {fields[0]!r} is not an integer class id"
+    if not np.all(np.isfinite(values)):
+        return int(class_id), [float("nan")] * 4
     if len(values) == 4:
         cx, cy, w, h = values
         return int(class_id), [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
@@ -157,20 +165,19 @@ def read_yolo(root: str | Path, split: str | None = "train", names: list[str] | 
             continue
         labels_file = label_path(image_path)
         source = str(labels_file)
-        boxes, labels, described = [], [], []
+        boxes, labels, described, entries = [], [], [], []
         if labels_file.is_file():
             try:
                 lines = labels_file.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as err:
                 report.add(Problem(source, "annotation_malformed", f"cannot read label file ({err})"))
                 continue
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
+            entries = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+            for number, line in entries:
                 parsed = _parse_line(line.split())
                 what = f"line {number} {line.strip()!r}"
-                if parsed is None:
-                    report.add(Problem(source, "box_malformed", f"{what} is not 'class cx cy w h'"))
+                if isinstance(parsed, str):
+                    report.add(Problem(source, "box_malformed", f"{what} {parsed}"))
                     continue
                 class_id, box = parsed
                 if not 0 <= class_id < len(names):
@@ -189,8 +196,11 @@ def read_yolo(root: str | Path, split: str | None = "train", names: list[str] | 
             arrays["labels"] = np.asarray([labels[k] for k in keep], dtype=np.int64)
             arrays["difficult"] = np.zeros(len(keep), dtype=bool)
             arrays["iscrowd"] = np.zeros(len(keep), dtype=bool)
+        elif not labels_file.is_file():
+            report.add(Problem(source, "no_objects", "no label file"))
         else:
-            report.add(Problem(source, "no_objects", "no label file" if not labels_file.is_file() else "no usable boxes"))
+            detail = f"all {len(entries)} of its label lines were dropped" if entries else "the label file is empty"
+            report.add(Problem(source, "no_objects", detail))
         records.append(Record(image_path=image_path, image_id=len(records), source=source, size=None, **arrays))
     report.extend(unknown.problems(class_source, [f"{i}: {n}" for i, n in enumerate(names)]))
     return Catalog(source=str(root), records=records, classes=names, category_ids=list(range(1, len(names) + 1)), report=report)

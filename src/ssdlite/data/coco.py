@@ -5,8 +5,8 @@ Category ids are mapped to contiguous labels in ascending id order (label ``i`` 
 with ``iscrowd`` and ``difficult`` set: training drops them, evaluation treats them as ignore regions.
 Each object's ``area`` is kept as the file gives it (for a segmentation, the mask's area): COCO's
 small/medium/large split reads that, not the box, exactly as pycocotools does on the file; an
-annotation without a usable ``area`` gets its (checked) box's area. Images without annotations are kept as
-background-only samples. An annotation naming no image of the file is reported and ignored.
+annotation without a usable ``area`` gets its (checked) box's area. Images without annotations are
+kept as background-only samples. An annotation naming no image of the file is reported and ignored.
 """
 
 from __future__ import annotations

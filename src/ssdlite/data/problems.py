@@ -23,8 +23,9 @@ JSON, the split-file line of a listed sample) and what happens to it; nothing is
   (``annotation_missing``), or an annotation file that cannot be parsed: an ``error``; the sample is
   skipped, never used as a background-only image.
 
-An image is only ever "kept as a background-only image" (``no_objects``, a note) when its annotation
-lists no objects; one whose objects were all dropped says so in that note, after the warnings.
+The ``no_objects`` note ("kept as a background-only image") tells an annotation that lists no objects
+from one whose objects were all dropped ("all 2 of its objects were dropped"), which follows the
+warnings that dropped them.
 """
 
 from __future__ import annotations

@@ -31,13 +31,20 @@ def _split_files(root: Path) -> list[Path]:
     return sorted(p for p in split_dir.glob("*.txt") if "_" not in p.stem) if split_dir.is_dir() else []
 
 
-def _split_entries(split_file: Path) -> list[tuple[str, int]]:
-    """``(sample id, line number)`` of each non-blank line of a split file."""
-    try:
-        lines = split_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{split_file}: cannot read the split file ({err})") from None
-    return [(line.split()[0], number) for number, line in enumerate(lines, start=1) if line.strip()]
+def _split_entries(split_files: list[Path]) -> tuple[list[str], dict[str, list[str]]]:
+    """``(sample ids in file order, where each is listed as "<split file> line <n>")``."""
+    ids: list[str] = []
+    where: dict[str, list[str]] = {}
+    for split_file in split_files:
+        try:
+            lines = split_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{split_file}: cannot read the split file ({err})") from None
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                ids.append(line.split()[0])
+                where.setdefault(ids[-1], []).append(f"{split_file} line {number}")
+    return ids, where
 
 
 def voc_split_listing(root: Path, split: str | None) -> tuple[list[str], dict[str, list[str]]]:
@@ -55,20 +62,12 @@ def voc_split_listing(root: Path, split: str | None) -> tuple[list[str], dict[st
     if split is not None:
         split_file = root / "ImageSets" / "Main" / f"{split}.txt"
         if split_file.is_file():
-            entries = _split_entries(split_file)
-            where: dict[str, list[str]] = {}
-            for sample_id, number in entries:
-                where.setdefault(sample_id, []).append(f"{split_file} line {number}")
-            return [sample_id for sample_id, _ in entries], where
+            return _split_entries([split_file])
         if split_files:
             present = ", ".join(p.stem for p in split_files)
             raise DataError(f"{split_file}: no such split file (splits present: {present})")
-    ids = {p.stem for p in annotations.glob("*.xml")}
-    where = {}
-    for split_file in split_files if split is None else []:
-        for sample_id, number in _split_entries(split_file):
-            where.setdefault(sample_id, []).append(f"{split_file} line {number}")
-    return sorted(ids | set(where)), where
+    listed, where = _split_entries(split_files if split is None else [])
+    return sorted({p.stem for p in annotations.glob("*.xml")} | set(listed)), where
 
 
 def _text(node: ET.Element | None, tag: str) -> str | None:

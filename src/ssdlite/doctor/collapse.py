@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ssdlite.doctor.report import FAIL, PASS, WARN, Check
+from ssdlite.models.modes import evaluating
 
 #: Below this relative spread a map no longer depends on its input.
 COLLAPSED = 1e-3
@@ -40,19 +41,15 @@ def check_input_dependence(model: nn.Module, images: list[torch.Tensor]) -> Chec
     each feature map and the head outputs vary between them.
 
     FAIL when the head outputs (or a feature map) hardly vary: the detector gives every image the
-    same boxes and scores. The model is left in the mode it was in.
+    same boxes and scores. Every layer of the model is left in the mode it was in.
     """
     name = "input dependence"
     if len(images) < 2:
         return Check(name, WARN, "skipped: needs at least two images")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         x, _ = model.preprocess(images)  # (N, 3, S, S)
         maps = model.core.features(x)  # list of (N, C_l, H_l, W_l)
         cls_logits, bbox_deltas = model.core.head(maps)  # (N, A, K), (N, A, 4)
-    finally:
-        model.train(was_training)
     input_spread = _relative_spread(x)
     spreads = {f"map {i} ({m.shape[1]}x{m.shape[2]}x{m.shape[3]})": _relative_spread(m) for i, m in enumerate(maps)}
     spreads["class logits"] = _relative_spread(cls_logits)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ssdlite.doctor.report import FAIL, PASS, WARN, Check
+from ssdlite.models.modes import in_mode
 
 
 def part_of(name: str, depth: int = 3) -> str:
@@ -45,17 +46,16 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
     Parameters with ``requires_grad=False`` are reported as frozen (WARN: fine when intended). The
     model's weights are not changed; gradients are cleared afterwards.
     """
-    was_training = model.training
-    model.train()
-    model.zero_grad(set_to_none=True)
-    losses = model(images, targets)
-    loss = sum(losses.values())
-    idle_levels = _levels_without_positives(model, targets, images)
-    evidence, frozen, idle, norms = [], [], [], defaultdict(float)
-    if not torch.isfinite(loss):
-        evidence.append(f"the loss itself is not finite: { {k: float(v) for k, v in losses.items()} }")
-    else:
-        loss.backward()
+    with in_mode(model, training=True):  # the training loss needs train mode
+        model.zero_grad(set_to_none=True)
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        idle_levels = _levels_without_positives(model, targets, images)
+        evidence, frozen, idle, norms = [], [], [], defaultdict(float)
+        if not torch.isfinite(loss):
+            evidence.append(f"the loss itself is not finite: { {k: float(v) for k, v in losses.items()} }")
+        else:
+            loss.backward()
     for name, p in model.named_parameters():
         if not p.requires_grad:
             frozen.append(name)
@@ -72,7 +72,6 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
         else:
             norms[part_of(name)] += float(p.grad.float().norm() ** 2)
     model.zero_grad(set_to_none=True)
-    model.train(was_training)
     part_norms = {part: value**0.5 for part, value in norms.items()}
     data = {
         "grad_norm_per_part": part_norms,

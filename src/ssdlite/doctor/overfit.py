@@ -16,7 +16,7 @@ import torch
 from torchvision.ops import box_iou
 
 from ssdlite.doctor.report import FAIL, PASS, Check
-from ssdlite.engine.precise_bn import recompute_bn_stats
+from ssdlite.models.batchnorm import recompute_bn_stats
 
 
 def check_overfit(

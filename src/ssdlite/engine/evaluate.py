@@ -18,12 +18,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
+from ssdlite.data.loader import build_loader
 from ssdlite.errors import UserError
 from ssdlite.metrics.coco_results import read_coco_results, to_coco_results, write_coco_results
 from ssdlite.metrics.detection_metrics import DetectionMetrics
+from ssdlite.models.modes import evaluating
 
 
 def _root(dataset: Dataset) -> Dataset:
@@ -42,7 +44,7 @@ def _annotation(dataset: Dataset, index: int) -> dict[str, Any]:
 
 
 class _EvaluationItems(Dataset):
-    """Item ``i``: ``(i, image, target, annotation)``; decoding and annotation parsing happen in the workers."""
+    """Item ``i``: ``(image, target, i, annotation)``; decoding and annotation parsing happen in the workers."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -52,7 +54,7 @@ class _EvaluationItems(Dataset):
 
     def __getitem__(self, index: int):
         image, target = self.dataset[index]
-        return index, image, target, _annotation(self.dataset, index)
+        return image, target, index, _annotation(self.dataset, index)
 
 
 def _substituted(target: dict[str, Any], annotation: dict[str, Any]) -> bool:
@@ -62,11 +64,6 @@ def _substituted(target: dict[str, Any], annotation: dict[str, Any]) -> bool:
     stops); scoring that image against this index's boxes would be wrong, so it is skipped.
     """
     return "image_id" in target and int(target["image_id"]) != int(annotation["image_id"])
-
-
-def _collate_list(batch: list) -> list:
-    """Images differ in size, so a batch stays a list (the model resizes them itself)."""
-    return batch
 
 
 def _check_untransformed(index: int, image: torch.Tensor, target: dict[str, Any]) -> None:
@@ -120,7 +117,8 @@ def evaluate(
             returns ``[{"boxes" xyxy in each image's pixels, "scores", "labels" in 1..K}]``.
         dataset: items ``(image, target)`` without transforms, plus ``classes``, ``category_ids`` and
             ``get_annotation(index)`` (a ``torch.utils.data.Subset`` of such a dataset works too).
-        batch_size, num_workers: the DataLoader's; images are batched as lists.
+        batch_size, num_workers: the loader's (:func:`ssdlite.data.build_loader`, dataset order); images
+            of different sizes are batched as a list, which the model resizes one by one.
         device: where the model runs; default the device of its parameters.
         score_threshold: drop detections scored below this before scoring (default: keep all the
             model returns; AP wants the low-score tail).
@@ -144,29 +142,20 @@ def evaluate(
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
     device = torch.device(device)
-    loader = DataLoader(
-        _EvaluationItems(dataset),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate_list,
-        pin_memory=device.type == "cuda",
-    )
+    loader = build_loader(_EvaluationItems(dataset), batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), tqdm(total=len(dataset), desc="eval", unit="img", disable=not progress) as bar:
-            for batch in loader:
-                bar.update(len(batch))
+    with evaluating(model), torch.inference_mode():
+        with tqdm(total=len(dataset), desc="eval", unit="img", disable=not progress) as bar:
+            for images, targets, indices, annotations in loader:  # images: (N, 3, H, W) or N x (3, H_i, W_i)
+                bar.update(len(indices))
                 usable = []
-                for index, image, target, annotation in batch:
+                for image, target, index, annotation in zip(images, targets, indices, annotations):
                     if _substituted(target, annotation):
                         skipped.append(str(annotation.get("file_name", index)))
                         continue
                     _check_untransformed(index, image, target)
-                    usable.append((image.as_subclass(torch.Tensor).to(device, non_blocking=True), annotation))
+                    usable.append((image.to(device, non_blocking=True), annotation))  # (3, H, W)
                 if not usable:
                     continue
                 outputs = model([image for image, _ in usable])
@@ -174,8 +163,6 @@ def evaluate(
                     metrics.update([_on_cpu(output, score_threshold)], [annotation])
                     if save_predictions is not None:
                         results += to_coco_results(int(annotation["image_id"]), metrics.detections[-1], root.category_ids)
-    finally:
-        model.train(was_training)
     inference_seconds = time.perf_counter() - start
     if save_predictions is not None:
         write_coco_results(save_predictions, results)

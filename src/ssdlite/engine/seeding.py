@@ -1,7 +1,8 @@
 """Seeds and random-number-generator state, for runs that are deterministic for a seed and resume exactly.
 
 Everything random in an epoch (the data order, the augmentation of each sample in the main process
-and in every loader worker) is seeded from ``(seed, epoch, rank)`` at the start of the epoch, so
+and in every loader worker) is seeded from ``(seed, epoch, rank)`` at the start of the epoch (with
+:func:`ssdlite.data.loader.derive_seed`; the loader seeds its sampler and workers itself), so
 epoch ``e`` draws the same samples and augmentations whether the run got there straight or through
 a resume. The global generators' states are also saved in checkpoints and restored, so code that
 draws outside the epoch (none in the engine today) would resume exactly too.
@@ -14,11 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-
-def derive_seed(*keys: int) -> int:
-    """A well-mixed 63-bit seed from integers such as ``(seed, epoch, rank)`` (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def seed_everything(seed: int) -> None:

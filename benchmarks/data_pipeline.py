@@ -6,7 +6,8 @@ training split (160 JPEG photos, mostly 250-650 pixels wide):
 
 1. the loader (``build_dataset`` + ``train_transforms(preset, size)`` + ``build_loader``, batch 32,
    shuffled) with 0, 1 and 2 worker processes: images/s over ``--epochs`` epochs after one warm-up
-   batch (worker start-up excluded), median of ``--repeats`` runs, runs interleaved;
+   batch (the first epoch's worker start-up excluded; later epochs start theirs, as in training,
+   where every epoch has its own loader), median of ``--repeats`` runs, runs interleaved;
 2. decode only (no augmentation), single process, for reference;
 3. with ``--model``: SSDLite-MobileNetV2 training steps (forward, MultiBox loss, backward, SGD step)
    at batch 32 on batches from the loader, images/s, median over ``--steps`` steps after one warm-up.
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ssdlite.data import build_dataset, build_loader, train_transforms
+from ssdlite.models.config import SIGNED_UNIT
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "raccoon"
 
@@ -37,18 +39,15 @@ def loader_rate(dataset, workers: int, epochs: int, batch_size: int) -> tuple[fl
     """``(images/s, CPU ms per image in this process)`` of the loader over ``epochs`` epochs, after one
     warm-up batch. With 0 workers the CPU time is the whole cost of loading; with workers it is only
     the main process's share (receiving the batches)."""
-    loader = build_loader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, seed=0)
-    iterator = iter(loader)
+    iterator = iter(build_loader(dataset, batch_size, epoch=0, seed=0, shuffle=True, num_workers=workers))
     next(iterator)  # workers started, first batch made
     count, start, cpu = 0, time.perf_counter(), time.process_time()
     for images, _ in iterator:
         count += len(images)
-    for _ in range(epochs - 1):
-        for images, _ in loader:
+    for epoch in range(1, epochs):
+        for images, _ in build_loader(dataset, batch_size, epoch=epoch, seed=0, shuffle=True, num_workers=workers):
             count += len(images)
-    rate, cpu_ms = count / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / count
-    del iterator, loader  # stop persistent workers before the next measurement
-    return rate, cpu_ms
+    return count / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / count
 
 
 def decode_rate(dataset) -> float:
@@ -66,11 +65,10 @@ def model_rate(dataset, steps: int, batch_size: int, size: int, threads: int) ->
     torch.set_num_threads(threads)
     model = ssdlite_mobilenet_v2(num_classes=len(dataset.classes) + 1, size=size).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    batches = list(build_loader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, seed=1))
+    batches = list(build_loader(dataset, batch_size, seed=1, shuffle=True, drop_last=True))
     times, cpus = [], []
     for step in range(steps + 1):
         images, targets = batches[step % len(batches)]
-        targets = [{"boxes": t["boxes"].as_subclass(torch.Tensor), "labels": t["labels"]} for t in targets]
         start, cpu = time.perf_counter(), time.process_time()
         losses = model(images, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -101,7 +99,7 @@ def main() -> None:
         raise SystemExit(f"{args.data} not found (the shared datasets live in ../shared/datasets)")
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    dataset = build_dataset(args.data, split=args.split, transforms=train_transforms(args.preset, args.size))
+    dataset = build_dataset(args.data, split=args.split, transforms=train_transforms(args.preset, args.size, SIGNED_UNIT[0]))
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
     print(f"{dataset}: preset {args.preset!r} at {args.size}, batch {args.batch_size}")
     print(dataset.report.summary())

@@ -32,7 +32,7 @@ from ssdlite.deploy.onnx_export import export_core_onnx
 from ssdlite.deploy.onnx_runtime import make_session
 from ssdlite.deploy.quantize import calibration_batches, calibration_images, quantize_model
 from ssdlite.deploy.samples import sample_batch, sample_images
-from ssdlite.summary import count_madds
+from ssdlite.models.summary import count_madds
 
 
 def interleaved(fns: dict, rounds: int, per_round: int) -> dict[str, float]:

@@ -29,19 +29,16 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from torchvision.transforms import v2
 
-from ssdlite.data import build_dataset, train_transforms, write_synthetic
+from ssdlite.data import build_dataset, build_loader, train_transforms, write_synthetic
 from ssdlite.engine import TrainConfig, train
 from ssdlite.engine.run_log import read_metrics
+from ssdlite.models.config import SIGNED_UNIT
 
 BATCH = 32
 WORKERS = 2
-
-
-def _list_collate(batch):
-    return [image for image, _ in batch], [target for _, target in batch]
 
 
 #: ``--arch`` -> our model settings. ``mobilenet_v3_large`` is torchvision's network itself (reduced tail,
@@ -58,7 +55,7 @@ def ours_round(data_dir: Path, steps: int, work: Path, round_index: int, arch: s
         data=str(data_dir), size=320, width_mult=1.0, batch_size=BATCH, workers=WORKERS, epochs=1, val_every=0,
         augment="ssdlite", log_every=10**6, device="cpu", seed=round_index, channels_last=channels_last, **ARCH_SETTINGS[arch],
     )
-    dataset = build_dataset(data_dir, "voc", "train", transforms=train_transforms("ssdlite", 320, mean_fill=(0.5, 0.5, 0.5)))
+    dataset = build_dataset(data_dir, "voc", "train", transforms=train_transforms("ssdlite", 320, SIGNED_UNIT[0]))
     dataset = Subset(dataset, range(steps * BATCH))
     run_dir = work / f"ours-{round_index}"
     train(config, dataset, None, run_dir, classes=["circle", "square", "triangle", "star", "ring"], plain_progress=True)
@@ -66,16 +63,17 @@ def ours_round(data_dir: Path, steps: int, work: Path, round_index: int, arch: s
     return steps * BATCH / epoch["seconds"]
 
 
-def theirs_round(data_dir: Path, steps: int, model, optimizer) -> float:
-    """Images/s of torchvision's reference loop on the same images."""
+def theirs_round(data_dir: Path, steps: int, model, optimizer, round_index: int) -> float:
+    """Images/s of torchvision's reference loop on the same images, loaded by our loader (so the two sides
+    differ in model, augmentation and loop, not in loading)."""
     transforms = v2.Compose([v2.RandomIoUCrop(), v2.RandomHorizontalFlip(0.5), v2.SanitizeBoundingBoxes(), v2.ToDtype(torch.float32, scale=True)])
     dataset = Subset(build_dataset(data_dir, "voc", "train", transforms=transforms), range(steps * BATCH))
     model.train()
     start = time.perf_counter()
-    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=WORKERS, collate_fn=_list_collate, drop_last=True)
-    for images, targets in loader:
-        targets = [{"boxes": t["boxes"].as_subclass(torch.Tensor), "labels": t["labels"]} for t in targets]
-        losses = model([im.as_subclass(torch.Tensor) for im in images], targets)
+    loader = build_loader(dataset, BATCH, seed=round_index, shuffle=True, drop_last=True, num_workers=WORKERS)
+    for images, targets in loader:  # images: a list, since RandomIoUCrop leaves each image its own size
+        targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+        losses = model(list(images), targets)
         loss = sum(losses.values())
         optimizer.zero_grad()
         loss.backward()
@@ -102,7 +100,7 @@ def main() -> None:
         results = {"ssdlite": [], "torchvision": []}
         for round_index in range(args.rounds + 1):
             a = ours_round(data_dir, args.steps, work, round_index, args.arch, args.channels_last)
-            b = theirs_round(data_dir, args.steps, theirs, optimizer)
+            b = theirs_round(data_dir, args.steps, theirs, optimizer, round_index)
             print(f"round {round_index}{' (warm-up)' if round_index == 0 else ''}: ssdlite {a:.2f} img/s, torchvision {b:.2f} img/s", flush=True)
             if round_index:
                 results["ssdlite"].append(a)

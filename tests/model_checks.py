@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from ssdlite.engine.precise_bn import recompute_bn_stats
-from ssdlite.registration import find_unregistered
+from ssdlite.models.batchnorm import recompute_bn_stats
+from ssdlite.models.registration import find_unregistered
 
 
 def training_step_gradients(model: nn.Module) -> dict[str, torch.Tensor | None]:

@@ -3,12 +3,16 @@
 import json
 
 from ssdlite.cli import build_parser, main
+from ssdlite.cli.demo import DEMO_MODEL
+from ssdlite.cli.options import model_config_from_args
 
 
 def test_demo_defaults_are_the_fpn_stride8_model():
     args = build_parser().parse_args(["demo"])
-    assert (args.neck, args.fpn_stride8, args.size, args.width_mult, args.epochs) == ("fpn", True, 128, 0.5, 12)
-    assert build_parser().parse_args(["demo", "--no-fpn-stride8"]).fpn_stride8 is False
+    config = model_config_from_args(args, DEMO_MODEL)
+    assert (config.neck, config.fpn_stride8, config.size, config.width_mult, args.epochs) == ("fpn", True, 128, 0.5, 12)
+    args = build_parser().parse_args(["demo", "--no-fpn-stride8", "--size", "160"])
+    assert (model_config_from_args(args, DEMO_MODEL).fpn_stride8, model_config_from_args(args, DEMO_MODEL).size) == (False, 160)
 
 
 def test_demo_writes_every_output(tmp_path, capsys):

@@ -149,7 +149,6 @@ def read_sources(root: Path | None = None) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py"))}
 
 
-@pytest.mark.xfail(strict=False, reason="import layering: being fixed by the issue-16 refactor")
 def test_imports_follow_the_layers():
     sources = read_sources()
     assert len(sources) > 20, f"found only {len(sources)} modules under {SRC}"

@@ -1,9 +1,9 @@
 """ssdlite: SSDLite object detectors (MobileNetV2 paper, section 6.2) to train, evaluate, run and export."""
 
-from ssdlite.models import SSDLite, build_model, create_model, ssdlite_mobilenet_v2
+from ssdlite.models import ModelConfig, SSDLite, build_model, create_model, ssdlite_mobilenet_v2
 
 __version__ = "0.1.0"
-__all__ = ["Predictor", "SSDLite", "build_model", "create_model", "ssdlite_mobilenet_v2", "__version__"]
+__all__ = ["ModelConfig", "Predictor", "SSDLite", "build_model", "create_model", "ssdlite_mobilenet_v2", "__version__"]
 
 
 def __getattr__(name: str):

@@ -12,3 +12,7 @@ class UserError(Exception):
 
 class DataError(UserError, ValueError):
     """A dataset file or annotation cannot be used."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration file, flag or setting has an unknown key, a wrong type or a value outside its choices."""

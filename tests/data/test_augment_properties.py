@@ -13,6 +13,7 @@ from torchvision.ops import box_iou
 
 from ssdlite.data import PRESETS, eval_transforms, train_transforms
 from ssdlite.data.augment import MinIoURandomCrop
+from ssdlite.models.config import SIGNED_UNIT
 
 SIZE = 64
 # Label k is drawn in COLOURS[k]: far apart, so the colour under a box tells which label it must have.
@@ -87,7 +88,7 @@ def test_presets_keep_boxes_valid_and_flags_with_their_boxes(preset, sample):
     image, target, seed = sample
     torch.manual_seed(seed)
     input_labels = target["labels"].tolist()
-    out_image, out_target = train_transforms(preset, SIZE)(image, target)
+    out_image, out_target = train_transforms(preset, SIZE, SIGNED_UNIT[0])(image, target)
     _check_invariants(out_image, out_target, input_labels)
     if preset != "ssd":  # ssd's photometric distortion changes the colours
         _check_colours_under_boxes(out_image, out_target)
@@ -140,7 +141,7 @@ def test_ssd_preset_zooms_out_and_crops():
 
 def test_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="unknown augmentation preset"):
-        train_transforms("mosaic", 320)
+        train_transforms("mosaic", 320, SIGNED_UNIT[0])
 
 
 @settings(max_examples=60, deadline=None)

@@ -39,7 +39,7 @@ def test_raw_export_matches_pytorch_at_any_batch(onnx_raw, model, n):
     assert torch.allclose(torch.from_numpy(out["cls_logits"]), cls_logits, atol=1e-4, rtol=0)
     assert torch.allclose(torch.from_numpy(out["bbox_deltas"]), bbox_deltas, atol=1e-4, rtol=0)
     meta = read_metadata(session, path)
-    assert meta["classes"] == CLASSES and meta["outputs"] == "raw" and meta["config"] == model.config
+    assert meta["classes"] == CLASSES and meta["outputs"] == "raw" and meta["config"] == model.config.to_dict()
 
 
 @pytest.mark.parametrize("n", [1, 3])

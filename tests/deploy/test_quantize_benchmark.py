@@ -10,7 +10,7 @@ from deploy_helpers import write_images
 
 from ssdlite.cli import main
 from ssdlite.deploy.predictor import Predictor
-from ssdlite.summary import count_parameters
+from ssdlite.models.summary import count_parameters
 
 
 def test_quantize_runs_end_to_end_and_measures_the_drop(tmp_path, onnx_nms, capsys):

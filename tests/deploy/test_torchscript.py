@@ -14,7 +14,7 @@ def test_torchscript_export_loads_and_matches(tmp_path, weights, model):
     path = tmp_path / "model.pt"
     assert main(["export", "--weights", str(weights), "--format", "torchscript", "--out", str(path)]) == 0
     module, info = load_torchscript(path)
-    assert info["classes"] == CLASSES and info["config"] == model.config
+    assert info["classes"] == CLASSES and info["config"] == model.config.to_dict()
     for n in (1, 4):
         x, _ = model.preprocess(sample_images(n, 100, 140, seed=n))
         with torch.no_grad(), torch.jit.optimized_execution(False):  # the profiling executor costs seconds per shape

@@ -131,7 +131,7 @@ def test_fit_anchors_improves_coverage_of_small_boxes():
     boxes = annotations([[[16.25, 16.25, 21.25, 21.25], [41.25, 66.25, 46.25, 71.25]] for _ in range(3)])
     default = check_coverage(boxes, model.default_boxes, model.size).data["table"]["all"]["covered"]
     results = fit_anchors(
-        boxes, model.feature_sizes, min_scales=(0.05, 0.2), max_scales=(0.95,), aspect_ratio_sets=((2.0, 3.0),),
+        boxes, model.feature_sizes, model.config, min_scales=(0.05, 0.2), max_scales=(0.95,), aspect_ratio_sets=((2.0, 3.0),),
         reduce_lowest=(True, False),
     )
     best = results[0]

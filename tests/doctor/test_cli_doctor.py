@@ -46,7 +46,11 @@ def test_anchors_fit_writes_a_config_and_reports_before_and_after(tmp_path, caps
     out = tmp_path / "anchors.yaml"
     assert main(["anchors", "fit", "--data", str(tmp_path / "data"), "--size", "128", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "default (0.2-0.95" in text
+    assert "current (0.2-0.95, ratios 2.0 3.0, reduced True)" in text
+    # The model flags describe the starting point, as in every other command.
+    assert main(["anchors", "fit", "--data", str(tmp_path / "data"), "--size", "128", "--min-scale", "0.1",
+                 "--aspect-ratios", "2", "--out", str(tmp_path / "other.yaml")]) == 0
+    assert "current (0.1-0.95, ratios 2.0, reduced True)" in capsys.readouterr().out
     import yaml
 
     model = yaml.safe_load(out.read_text())["model"]
@@ -58,4 +62,4 @@ def test_anchors_fit_writes_a_config_and_reports_before_and_after(tmp_path, caps
 
     config = load_yaml(out)
     built = build_training_model(config, 2)
-    assert built.config["min_scale"] == model["min_scale"] and built.config["reduce_lowest"] == model["reduce_lowest"]
+    assert built.config.min_scale == model["min_scale"] and built.config.reduce_lowest == model["reduce_lowest"]

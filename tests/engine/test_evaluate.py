@@ -286,7 +286,7 @@ def test_cli_weights_from_a_training_checkpoint(shapes, tmp_path):
     classes = ["circle", "square", "triangle", "star", "ring"]
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"model": model.state_dict(), "model_config": model.config, "classes": classes}, run / "best.pt")
+    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict(), "classes": classes}, run / "best.pt")
     out_json = tmp_path / "m.json"
     code, _, stderr = run_cli(["eval", "--weights", str(run), "--data", str(shapes), "--json", str(out_json), "--workers", "0", "--no-progress"])
     assert code == 0, stderr

@@ -11,10 +11,11 @@ import ssdlite.engine.trainer as trainer
 from ssdlite.data import SyntheticShapes, train_transforms
 from ssdlite.engine import train
 from ssdlite.engine.guard import TrainingDiverged
+from ssdlite.models.config import SIGNED_UNIT
 
 
 def _datasets():
-    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128))
+    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128, SIGNED_UNIT[0]))
     return train_set, SyntheticShapes(2, size=128, seed=0, split="val")
 
 

@@ -16,18 +16,21 @@ from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture,
 from ssdlite.errors import UserError
 from ssdlite.models import build_model
 from ssdlite.models.io import load_model
+from ssdlite.models.config import SIGNED_UNIT
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Two epochs on 8 tiny images, validated after each."""
+    """Two epochs on 8 tiny images, validated after each, with the doctor's collapse check as ``ssdlite train`` runs it."""
     from train_helpers import TINY
+
+    from ssdlite.doctor.collapse import check_input_dependence
 
     run_dir = tmp_path_factory.mktemp("run")
     config = TrainConfig().replace(**TINY).replace(epochs=2, val_every=1)
-    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128))
+    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128, SIGNED_UNIT[0]))
     val_set = SyntheticShapes(4, size=128, seed=0, split="val")
-    result = train(config, train_set, val_set, run_dir, plain_progress=True)
+    result = train(config, train_set, val_set, run_dir, plain_progress=True, validation_checks=[check_input_dependence])
     return run_dir, config, result
 
 
@@ -36,7 +39,8 @@ def test_run_directory_has_every_artifact(run):
     for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "model.safetensors", "training_curves.png"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())) == config
+    # The configuration as run: the model's architecture-dependent defaults resolved.
+    assert TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())) == config.resolved()
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["kind"] == "step"]
@@ -53,7 +57,7 @@ def test_checkpoints_hold_the_full_training_state(run):
     run_dir, config, result = run
     ckpt = load_checkpoint(run_dir)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 4
-    assert TrainConfig.from_dict(ckpt["config"]) == config
+    assert TrainConfig.from_dict(ckpt["config"]) == config.resolved()
     assert ckpt["classes"] == ["circle", "square", "triangle", "star", "ring"]
     assert {"python", "numpy", "torch"} <= set(ckpt["rng"])
     assert ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] == 4
@@ -88,7 +92,7 @@ def test_resuming_a_missing_or_foreign_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="must contain last.pt"):
         load_checkpoint(tmp_path)
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="not a readable checkpoint"):
+    with pytest.raises(UserError, match=r"checkpoint .*last\.pt: cannot be read"):
         load_checkpoint(tmp_path)
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="missing model_config"):
@@ -105,9 +109,11 @@ def test_non_finite_weights_never_replace_a_checkpoint(tmp_path):
 
 
 def test_validation_warns_when_the_outputs_stop_depending_on_the_image(tmp_path, capsys):
-    """Frozen statistics that no longer fit the weights flatten the features: the run says so."""
+    """Frozen statistics that no longer fit the weights flatten the features: the run says so (with the
+    doctor's check passed in, as ``ssdlite train`` and ``ssdlite demo`` pass it)."""
     from train_helpers import TINY
 
+    from ssdlite.doctor.collapse import check_input_dependence
     from ssdlite.engine.trainer import build_training_model
     from ssdlite.models.io import save_safetensors
 
@@ -117,11 +123,43 @@ def test_validation_warns_when_the_outputs_stop_depending_on_the_image(tmp_path,
     last_bn.running_mean.fill_(-1e3)  # saturates the ReLU6 after it: the last backbone map is 6 everywhere
     save_safetensors(planted, tmp_path / "planted.safetensors", classes=list(SHAPES))
 
-    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128))
+    train_set = SyntheticShapes(8, size=128, seed=0, split="train", transforms=train_transforms("none", 128, SIGNED_UNIT[0]))
     val_set = SyntheticShapes(4, size=128, seed=0, split="val")
-    train(config.replace(init_from=str(tmp_path / "planted.safetensors")), train_set, val_set, tmp_path / "run", plain_progress=True)
+    train(
+        config.replace(init_from=str(tmp_path / "planted.safetensors")), train_set, val_set, tmp_path / "run",
+        plain_progress=True, validation_checks=[check_input_dependence],
+    )
 
     assert "warning: the outputs barely depend on the image" in capsys.readouterr().err
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     warnings = [r for r in records if r["kind"] == "warning"]
     assert len(warnings) == 1 and warnings[0]["check"] == "input dependence" and "map 1" in warnings[0]["summary"]
+
+
+def test_training_names_dropped_annotations_once_and_logs_the_counts(train_voc, tmp_path, capsys):
+    """A box the reader cannot use trains as background: the run prints the reader's problem line before the
+    first step, exactly as ``ssdlite data check`` words it, and ``metrics.jsonl`` records the counts."""
+    import shutil
+
+    from train_helpers import TINY
+
+    from ssdlite.engine import build_datasets
+
+    data = tmp_path / "voc"
+    shutil.copytree(train_voc, data)
+    xml = sorted((data / "Annotations").glob("*.xml"))[0]
+    text = xml.read_text()
+    start = text.index("<xmax>") + len("<xmax>")
+    xml.write_text(text[:start] + "abc" + text[text.index("</xmax>"):])  # the first object's xmax
+
+    config = TrainConfig().replace(**TINY).replace(data=str(data), epochs=1, val_every=0, precise_bn_images=0)
+    train_set, val_set = build_datasets(config)
+    train(config, train_set, val_set, tmp_path / "run", plain_progress=True)
+
+    err = capsys.readouterr().err
+    problem_lines = [line for line in err.splitlines() if "[box_malformed]" in line]
+    assert len(problem_lines) == 1 and xml.name in problem_lines[0] and "'abc' is not a number" in problem_lines[0]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    data_records = {r["split"]: r for r in records if r["kind"] == "data"}
+    assert set(data_records) == {"train", "val"}
+    assert sum(r["by_kind"].get("box_malformed", 0) for r in data_records.values()) == 1

@@ -23,3 +23,43 @@ def test_a_dataset_smaller_than_a_batch_is_refused(train_voc, tmp_path, capsys):
     code = main(["train", "--data", str(train_voc), "--out", str(tmp_path / "run"), "--batch-size", "64", "--size", "128", "--width-mult", "0.35"])
     assert code == 2
     assert "16 images, fewer than one batch of 64" in capsys.readouterr().err
+
+
+def test_train_with_only_data_and_out_starts_from_the_resolved_defaults(tmp_path):
+    """`ssdlite train --data D --out R`, nothing else: it used to die in torchvision's ``Resize((None, None))``
+    because the data side read the unresolved input size. Run the real command until its first epoch is
+    saved (the default schedule is 120 epochs: far too long for a test), then stop it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from ssdlite.data import write_synthetic
+    from ssdlite.engine.run_log import read_metrics
+
+    data = write_synthetic(tmp_path / "voc", num_train=32, num_val=4, size=128, seed=0)  # one default batch of 32
+    run = tmp_path / "run"
+    log = tmp_path / "train.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ssdlite", "train", "--data", str(data), "--out", str(run)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "2"},
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while not (run / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert proc.poll() is None, f"ssdlite train exited with {proc.returncode}:\n{log.read_text()}"
+            assert (run / "last.pt").exists(), f"no epoch finished within 10 minutes:\n{log.read_text()}"
+        finally:
+            proc.kill()  # as if the machine went away: last.pt is written atomically, so it is whole
+            proc.wait(timeout=60)
+    assert "Traceback" not in log.read_text(), log.read_text()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    # Resolved once, written where a rerun with --config reads it.
+    assert config["model"]["size"] == 320 and config["model"]["image_mean"] == [0.5, 0.5, 0.5]
+    assert config["model"]["head"] == "lite" and config["epochs"] == 120
+    epochs = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert epochs and epochs[0]["loss"] > 0

@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from ssdlite.models import DefaultBoxes, ssdlite_mobilenet_v2
+from ssdlite.models import ModelConfig, ssdlite_mobilenet_v2
+from ssdlite.models.factory import default_boxes_for
+
+
+def boxes(feature_sizes, **settings):
+    """The default boxes of the default configuration with ``settings`` changed, on ``feature_sizes``."""
+    return default_boxes_for(ModelConfig().replace(**settings).resolved(), feature_sizes)
 
 
 def test_counts_match_the_reference_at_300_and_320():
@@ -12,7 +18,7 @@ def test_counts_match_the_reference_at_300_and_320():
 
 
 def test_hand_computed_boxes_on_tiny_maps():
-    db = DefaultBoxes([(2, 2), (1, 1)], min_scale=0.2, max_scale=0.9, aspect_ratios=(2.0,), reduce_lowest=True)
+    db = boxes([(2, 2), (1, 1)], min_scale=0.2, max_scale=0.9, aspect_ratios=(2.0,), reduce_lowest=True)
     # Level 0 (reduced): (0.1, 1:1), (0.2, 2:1), (0.2, 1:2) at centres (0.25, 0.25), (0.75, 0.25), ...
     r2 = math.sqrt(2)
     level0_first_location = torch.tensor(
@@ -32,7 +38,7 @@ def test_hand_computed_boxes_on_tiny_maps():
 
 
 def test_six_boxes_on_the_lowest_level_as_an_option():
-    db = DefaultBoxes([(3, 3), (1, 1)], reduce_lowest=False)
+    db = boxes([(3, 3), (1, 1)], reduce_lowest=False)
     assert db.boxes_per_location == [6, 6]
     assert db.boxes.shape == (9 * 6 + 6, 4)
     # Scales are linear from 0.2 to 0.95 over the maps, extra box at sqrt(s_k s_k+1).
@@ -47,7 +53,7 @@ def test_boxes_are_a_non_persistent_buffer():
 
 
 def test_clip_keeps_boxes_inside_the_image():
-    db = DefaultBoxes([(2, 2), (1, 1)], clip=True)
+    db = boxes([(2, 2), (1, 1)], clip_boxes="image")
     xyxy = db.xyxy()
     assert xyxy.min() >= 0 and xyxy.max() <= 1 + 1e-6
 
@@ -55,4 +61,4 @@ def test_clip_keeps_boxes_inside_the_image():
 @pytest.mark.parametrize("bad", [dict(min_scale=0.9, max_scale=0.2), dict(aspect_ratios=(0.5,))])
 def test_bad_configuration_is_refused(bad):
     with pytest.raises(ValueError):
-        DefaultBoxes([(2, 2), (1, 1)], **bad)
+        boxes([(2, 2), (1, 1)], **bad)

@@ -57,4 +57,4 @@ def test_shared_imagenet_weights_load():
     model = ssdlite_mobilenet_v2(2, backbone_weights=str(SHARED_WEIGHTS))
     state = torch.load(SHARED_WEIGHTS, map_location="cpu", weights_only=True)
     torch.testing.assert_close(model.core.backbone.features[18][0].weight, state["features.18.0.weight"])
-    assert model.config["image_mean"] == [0.5, 0.5, 0.5]  # these weights expect [-1, 1]
+    assert model.config.image_mean == (0.5, 0.5, 0.5)  # these weights expect [-1, 1]

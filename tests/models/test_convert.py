@@ -14,7 +14,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from ssdlite.errors import UserError
 from ssdlite.models.convert import convert_state_dict, from_torchvision, load_torchvision_file, torchvision_anchor_index
-from ssdlite.models.ssdlite import create_model
+from ssdlite.models.factory import create_model
 
 NUM_CLASSES = 5  # few classes: the comparison of detections stays small and fast
 SIZE = 320
@@ -55,7 +55,7 @@ def torchvision_raw(tv, x):
 
 def test_settings_and_notes(pair):
     tv, ours, notes = pair
-    assert ours.config["arch"] == "mobilenet_v3_large" and ours.config["reduced_tail"] is True
+    assert ours.config.arch == "mobilenet_v3_large" and ours.config.reduced_tail is True
     assert ours.num_classes == NUM_CLASSES and ours.size == SIZE
     post = ours.postprocess_detections
     assert (post.score_threshold, post.nms_threshold, post.topk_candidates, post.detections_per_image) == (
@@ -130,17 +130,17 @@ def test_full_tail_state_dict_converts():
     backbone = _mobilenet_extractor(mobilenet_v3_large(norm_layer=TF_BATCH_NORM), 6, TF_BATCH_NORM)
     anchors = DefaultBoxGenerator([[2, 3] for _ in range(6)], min_ratio=0.2, max_ratio=0.95)
     channels = det_utils.retrieve_out_channels(backbone, (SIZE, SIZE))
-    head = SSDLiteHead(channels, anchors.num_anchors_per_location(), 3, TF_BATCH_NORM)
+    head = SSDLiteHead(channels, anchors.num_anchors_per_location(), 3, TF_BATCH_NORM, "lite")
     state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()}, **{f"head.{k}": v for k, v in head.state_dict().items()}}
     ours, notes = from_torchvision(state, num_classes=3)
-    assert ours.config["reduced_tail"] is False and ours.core.backbone.out_channels == (672, 960)
+    assert ours.config.reduced_tail is False and ours.core.backbone.out_channels == (672, 960)
     assert notes[0].endswith("full tail")
     torch.testing.assert_close(ours.core.backbone.features[16][0].weight, backbone.features[1][3][0].weight)
 
 
 def test_converted_model_round_trips_through_its_config(pair):
     tv, ours, _ = pair
-    from ssdlite.models.ssdlite import build_model
+    from ssdlite.models.factory import build_model
 
     rebuilt = build_model(ours.config)
     rebuilt.load_state_dict(ours.state_dict())

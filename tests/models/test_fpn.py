@@ -8,7 +8,7 @@ from torch import nn
 
 from model_checks import all_layers_learn
 from ssdlite.models.fpn import FPNNeck
-from ssdlite.models.ssdlite import create_model
+from ssdlite.models.factory import create_model
 
 
 def small_fpn(**kwargs):

@@ -20,7 +20,7 @@ def test_safetensors_round_trip_rebuilds_the_same_model(tmp_path):
     save_safetensors(model, path, classes=["cat", "dog"])
     loaded, info = load_model(path)
     assert info["classes"] == ["cat", "dog"]
-    assert loaded.config == json.loads(json.dumps(model.config))
+    assert loaded.config == model.config
     assert loaded.postprocess_detections.score_threshold == 0.2
     images = [torch.rand(3, 90, 120), torch.rand(3, 128, 128)]
     with torch.no_grad():
@@ -29,7 +29,7 @@ def test_safetensors_round_trip_rebuilds_the_same_model(tmp_path):
 
 def test_checkpoint_and_run_directory(tmp_path):
     model = ssdlite_mobilenet_v2(3, size=128, width_mult=0.35).eval()
-    ckpt = {"model": model.state_dict(), "model_config": model.config, "classes": ["a", "b"]}
+    ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict(), "classes": ["a", "b"]}
     torch.save(ckpt, tmp_path / "last.pt")
     loaded, info = load_model(tmp_path)
     assert info["path"].endswith("last.pt") and info["classes"] == ["a", "b"]
@@ -41,7 +41,7 @@ def test_checkpoint_and_run_directory(tmp_path):
 def test_weights_of_another_architecture_give_a_clear_error(tmp_path):
     small = ssdlite_mobilenet_v2(3, size=128, width_mult=0.35)
     other = ssdlite_mobilenet_v2(5, size=128, width_mult=0.35)
-    torch.save({"model": other.state_dict(), "model_config": small.config}, tmp_path / "bad.pt")
+    torch.save({"model": other.state_dict(), "model_config": small.config.to_dict()}, tmp_path / "bad.pt")
     with pytest.raises(UserError, match=r"bad\.pt: weights do not fit this architecture: .*shape mismatches \(\d+\): core\.head\.classification"):
         load_model(tmp_path / "bad.pt")
 
@@ -49,7 +49,7 @@ def test_weights_of_another_architecture_give_a_clear_error(tmp_path):
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("x.pt", b"not a pickle", "not a readable checkpoint"),
+        ("x.pt", b"not a pickle", r"checkpoint .*x\.pt: cannot be read"),
         ("x.safetensors", b"\x00" * 20, "not a readable safetensors"),
     ],
 )

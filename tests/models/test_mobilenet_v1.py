@@ -7,8 +7,8 @@ from torch import nn
 from model_checks import all_layers_learn
 from ssdlite.errors import UserError
 from ssdlite.models.mobilenet_v1 import MobileNetV1Backbone
-from ssdlite.models.ssdlite import create_model
-from ssdlite.summary import count_madds, summarize
+from ssdlite.models.factory import create_model
+from ssdlite.models.summary import count_madds, summarize
 
 # MobileNetV1 paper, Table 1: (output channels, stride) of the 3x3 conv and of the 13 separable blocks.
 TABLE_1 = [(32, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]

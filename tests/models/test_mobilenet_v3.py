@@ -12,7 +12,7 @@ from torchvision.models.detection.ssdlite import _mobilenet_extractor
 
 from ssdlite.models.backbone import TF_BATCH_NORM
 from ssdlite.models.mobilenet_v3 import MobileNetV3Backbone
-from ssdlite.models.ssdlite import create_model
+from ssdlite.models.factory import create_model
 
 TORCHVISION = {"mobilenet_v3_large": mobilenet_v3_large, "mobilenet_v3_small": mobilenet_v3_small}
 # (C4 expansion, last layer) channels at width 1.0, as the MobileNetV3 paper's Tables 1, 2 and 6 give them.

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ssdlite.models import ssdlite_mobilenet_v2
-from ssdlite.summary import count_madds, summarize
+from ssdlite.models.summary import count_madds, summarize
 
 
 def test_parameters_and_madds_match_the_paper():

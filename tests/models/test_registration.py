@@ -5,7 +5,7 @@ from torch import nn
 
 from ssdlite.models import ssdlite_mobilenet_v2
 from planted_faults import ListHeldExtras
-from ssdlite.registration import find_unregistered
+from ssdlite.models.registration import find_unregistered
 from model_checks import all_layers_learn
 
 

@@ -10,8 +10,10 @@ from torchvision.models import mobilenet_v2, vgg16
 from torchvision.models.detection import SSD300_VGG16_Weights, ssd300_vgg16
 
 from ssdlite.errors import UserError
-from ssdlite.models.ssdlite import VGG_MEAN_STD, create_model
-from ssdlite.models.vgg import VGG16Backbone, convert_ssd300_backbone
+from ssdlite.models.factory import create_model
+from ssdlite.models.vgg import VGG_MEAN_STD
+from ssdlite.models.convert import convert_ssd300_backbone
+from ssdlite.models.vgg import VGG16Backbone
 
 NUM_CLASSES = 4
 HEAD_SCALE = 0.2
@@ -104,7 +106,7 @@ def test_full_model_equals_torchvision_ssd300(tv_ssd300):
     convert = pytest.importorskip("ssdlite.models.convert")
     model, _ = convert.from_torchvision(tv_ssd300.state_dict())
     model.eval()
-    assert model.config["arch"] == "vgg16" and model.num_classes == NUM_CLASSES
+    assert model.config.arch == "vgg16" and model.num_classes == NUM_CLASSES
     post = model.postprocess_detections
     assert (post.score_threshold, post.nms_threshold, post.topk_candidates, post.detections_per_image) == (
         tv_ssd300.score_thresh, tv_ssd300.nms_thresh, tv_ssd300.topk_candidates, tv_ssd300.detections_per_img

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssdlite.cli.model_args import add_model_arguments, model_from_args
+from ssdlite.cli.options import add_data_arguments, add_model_arguments, model_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,9 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "IoU >= 0.5 for each setting of a grid, prints coverage before and after, and writes the best setting as a "
         "`model:` section for `ssdlite train --config`.",
     )
-    fit.add_argument("--data", required=True, help="dataset root")
-    fit.add_argument("--format", choices=("voc", "coco", "yolo"), help="dataset format (default: detected)")
-    fit.add_argument("--split", default="train", help="split whose boxes are fitted (default: train)")
+    add_data_arguments(fit)
     add_model_arguments(fit)
     fit.add_argument("--out", default="anchors.yaml", help="YAML file for the best setting (default anchors.yaml)")
     fit.set_defaults(func=run_fit)
@@ -39,11 +37,14 @@ def run_fit(args: argparse.Namespace) -> int:
     model = model_from_args(args, len(dataset.classes) + 1)
     boxes = normalized_boxes(annotations)
     before = best_ious(boxes, model.default_boxes)
-    results = fit_anchors(annotations, model.feature_sizes)
+    results = fit_anchors(annotations, model.feature_sizes, model.config)
     best = results[0]
     print(f"{len(boxes)} boxes of {len(annotations)} images, input {model.size}")
     print(f"{'setting':<58} {'covered':>8} {'mean IoU':>9} {'anchors':>8}")
-    print(f"{'default (0.2-0.95, ratios 2 3, reduced lowest)':<58} {float((before >= 0.5).float().mean()):>8.1%} "
+    c = model.config
+    ratios = " / ".join(" ".join(map(str, r)) for r in c.aspect_ratios) if isinstance(c.aspect_ratios[0], tuple) else " ".join(map(str, c.aspect_ratios))
+    current = f"current ({c.min_scale}-{c.max_scale}, ratios {ratios}, reduced {c.reduce_lowest})"
+    print(f"{current:<58} {float((before >= 0.5).float().mean()):>8.1%} "
           f"{float(before.mean()):>9.3f} {model.default_boxes.boxes.shape[0]:>8}")
     for r in results[:5]:
         name = f"{r['min_scale']}-{r['max_scale']}, ratios {' '.join(map(str, r['aspect_ratios']))}, reduced {r['reduce_lowest']}"

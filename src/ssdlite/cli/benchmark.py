@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ssdlite.cli.model_args import add_model_arguments, model_from_args
+from ssdlite.cli.options import add_model_arguments, model_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,10 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "benchmark",
         help="parameters, MAdds, latency percentiles and images/s on torch, onnxruntime or onnxruntime-int8",
         description="Time the full pipeline (uint8 640x480 images -> detections) and the network alone on the CPU. "
-        "Builds the model from --arch/--num-classes/--size (random weights) or reads --weights.",
+        "Builds the model from the model flags (random weights) or reads --weights.",
     )
     p.add_argument("--weights", help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model)")
-    p.add_argument("--num-classes", type=int, default=91, help="classes including the background (default 91)")
     add_model_arguments(p)
     p.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime-int8"), default="torch")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
@@ -38,14 +37,14 @@ def run(args: argparse.Namespace) -> int:
 
         model, _ = load_model(args.weights)
     else:
-        model = model_from_args(args, args.num_classes)
+        model = model_from_args(args)
     result = benchmark(model, args.backend, args.batch, args.threads, args.warmup, args.iters)
     if args.json:
         print(json.dumps(result))
         return 0
     lat, net = result["latency_ms"], result["network_latency_ms"]
     print(
-        f"{model.config['arch']} {result['input_size']}x{result['input_size']}: {result['params'] / 1e6:.2f}M params, "
+        f"{model.config.arch} {result['input_size']}x{result['input_size']}: {result['params'] / 1e6:.2f}M params, "
         f"{result['madds'] / 1e9:.3f}B MAdds\n"
         f"{result['backend']}, batch {result['batch']}, {result['threads']} threads\n"
         f"pipeline  p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  p99 {lat['p99']:.2f} ms  ({result['images_per_s']:.1f} images/s)\n"

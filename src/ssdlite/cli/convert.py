@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     save_safetensors(model, args.out, classes=classes, metadata={"converted_from": json.dumps(str(args.weights))})
     for line in notes:
         print(line)
-    print(f"wrote {args.out}: {model.config['arch']}, {count} foreground classes, input {model.size}")
+    print(f"wrote {args.out}: {model.config.arch}, {count} foreground classes, input {model.size}")
     return 0

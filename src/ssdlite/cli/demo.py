@@ -21,6 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+from ssdlite.cli.options import add_model_arguments, model_config_from_args
+from ssdlite.models.config import ModelConfig
+
+#: The demo's model when no model flag is given: small and fast (see the module docstring).
+DEMO_MODEL = ModelConfig(size=128, width_mult=0.5, neck="fpn", fpn_stride8=True)
+
 #: The demo passes when the final model reaches this VOC mAP@0.5 (all-point, VOC2010+) on the validation split.
 TARGET_VOC_MAP50 = 0.90
 
@@ -30,18 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="generate the synthetic shapes, train, evaluate and draw predictions (about 10 CPU minutes)",
         description="End-to-end demo on the built-in synthetic shapes dataset: generate it, train a small SSDLite "
-        "on it, evaluate (VOC and COCO mAP), draw predictions on validation images and write a summary.",
+        "on it, evaluate (VOC and COCO mAP), draw predictions on validation images and write a summary. "
+        "The model starts from the demo's preset (MobileNetV2 at width 0.5, input 128, FPN neck with a stride-8 "
+        "level); the model options below override it.",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
     p.add_argument("--num-train", type=int, default=3600, help="training images to generate (default 3600)")
     p.add_argument("--num-val", type=int, default=200, help="validation images to generate (default 200)")
     p.add_argument("--image-size", type=int, default=128, help="side of the generated images in pixels (default 128)")
-    p.add_argument("--size", type=int, default=128, help="model input size (default 128)")
-    p.add_argument("--width-mult", type=float, default=0.5, help="MobileNetV2 width multiplier (default 0.5)")
-    p.add_argument("--neck", default="fpn", choices=("none", "fpn"), help="neck (default fpn)")
-    p.add_argument("--fpn-stride8", action=argparse.BooleanOptionalAction, default=True,
-                   help="FPN neck with a stride-8 level, finer default boxes for the small shapes (default on)")
     p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12: about 8 CPU minutes on 2 quiet cores)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
@@ -49,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="data loader workers (default 1)")
     p.add_argument("--device", default="cpu", help="device (default cpu: the demo's budget is for the CPU)")
     p.add_argument("--draw", type=int, default=8, help="validation images to draw predictions on (default 8)")
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -70,8 +74,8 @@ def _draw(model, dataset, classes: list[str], out_dir: Path, count: int, score_t
     """Predictions (score >= ``score_threshold``) drawn on the first ``count`` images; returns the file names."""
     import torch
     from torchvision.io import encode_png
-    from torchvision.utils import draw_bounding_boxes
 
+    from ssdlite.deploy.draw import draw_detections
     from ssdlite.files import atomic_write
 
     names = []
@@ -82,8 +86,7 @@ def _draw(model, dataset, classes: list[str], out_dir: Path, count: int, score_t
         with torch.inference_mode():
             det = model([image])[0]
         keep = det["scores"] >= score_threshold
-        labels = [f"{classes[int(l) - 1]} {s:.2f}" for l, s in zip(det["labels"][keep], det["scores"][keep])]
-        drawn = draw_bounding_boxes(image, det["boxes"][keep], labels=labels, colors="yellow", width=2) if keep.any() else image
+        drawn = draw_detections(image, {k: v[keep] for k, v in det.items()}, classes)
         png = encode_png(drawn).numpy().tobytes()
         name = f"val-{index:06d}.png"
         atomic_write(out_dir / name, lambda tmp: Path(tmp).write_bytes(png))
@@ -99,31 +102,31 @@ def _table(rows: list[tuple[str, str]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ssdlite.cli.train import build_datasets
-    from ssdlite.engine import TrainConfig, evaluate, train
+    from ssdlite.doctor.collapse import check_input_dependence
+    from ssdlite.engine import TrainConfig, build_datasets, evaluate, train
     from ssdlite.files import atomic_write
     from ssdlite.models.io import load_model
 
     out = Path(args.out)
-    args.fpn_stride8 = args.fpn_stride8 and args.neck == "fpn"  # the stride-8 level belongs to the FPN neck
+    preset = DEMO_MODEL
+    if args.neck == "none" and args.fpn_stride8 is None:
+        preset = preset.replace(fpn_stride8=False)  # the stride-8 level belongs to the FPN neck
+    model_config = model_config_from_args(args, preset)
     start = time.perf_counter()
     print(f"[1/4] generating {args.num_train}+{args.num_val} synthetic images of {args.image_size} px in {out / 'data'}", file=sys.stderr)
     data_dir = _dataset(out, args)
     t_data = time.perf_counter() - start
 
-    config = TrainConfig().replace(
-        data=str(data_dir), size=args.size, width_mult=args.width_mult, neck=args.neck, fpn_stride8=args.fpn_stride8, epochs=args.epochs, batch_size=args.batch_size,
+    config = TrainConfig(model=model_config).replace(
+        data=str(data_dir), epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, augment=args.augment, workers=args.workers, device=args.device, seed=args.seed,
         warmup_epochs=1.0, val_every=max(1, args.epochs // 3), log_every=5,
-    )
-    print(
-        f"[2/4] training SSDLite-MobileNetV2 (input {args.size}, width {args.width_mult}, neck {args.neck}"
-        f"{' + stride 8' if args.fpn_stride8 else ''}) for {args.epochs} epochs "
-        f"on {torch.get_num_threads()} threads",
-        file=sys.stderr,
-    )
+    ).resolved()
+    m = config.model
+    described = f"{m.arch} (input {m.size}, width {m.width_mult}, neck {m.neck}{' + stride 8' if m.fpn_stride8 else ''})"
+    print(f"[2/4] training {described} for {args.epochs} epochs on {torch.get_num_threads()} threads", file=sys.stderr)
     train_set, val_set = build_datasets(config)
-    result = train(config, train_set, val_set, out / "train")
+    result = train(config, train_set, val_set, out / "train", validation_checks=[check_input_dependence])
     t_train = time.perf_counter() - start - t_data
 
     print("[3/4] evaluating the final (EMA) model on the validation split", file=sys.stderr)
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "setting": {
             "images": {"train": args.num_train, "val": args.num_val, "size": args.image_size},
-            "model": {"input_size": args.size, "width_mult": args.width_mult, "neck": args.neck, "fpn_stride8": args.fpn_stride8, "parameters": sum(p.numel() for p in model.parameters())},
+            "model": {"input_size": m.size, "width_mult": m.width_mult, "neck": m.neck, "fpn_stride8": m.fpn_stride8, "parameters": sum(p.numel() for p in model.parameters())},
             "training": config.to_dict(),
             "threads": torch.get_num_threads(),
         },
@@ -153,8 +156,7 @@ def run(args: argparse.Namespace) -> int:
     }
     rows = [
         ("data", f"synthetic shapes, {args.num_train} train / {args.num_val} val, {args.image_size} px, seed {args.seed}"),
-        ("model", f"SSDLite-MobileNetV2, input {args.size}, width {args.width_mult}, neck {args.neck}"
-                  f"{' + stride 8' if args.fpn_stride8 else ''}, {summary['setting']['model']['parameters']:,} parameters"),
+        ("model", f"{described}, {summary['setting']['model']['parameters']:,} parameters"),
         ("training", f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, augment {args.augment}, threads {torch.get_num_threads()}"),
         ("VOC mAP@0.5 (all-point)", f"{metrics['voc_map50']:.4f} (target >= {TARGET_VOC_MAP50})"),
         ("VOC07 mAP@0.5 (11-point)", f"{metrics['voc07_map50']:.4f}"),

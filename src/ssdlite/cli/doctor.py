@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ssdlite.cli.model_args import add_model_arguments, model_from_args
+from ssdlite.cli.options import add_data_arguments, add_model_arguments, model_config_from_args, model_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,14 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "one-batch overfit on the training split; prints a report, writes it with plots to --out, and exits 1 "
         "when any check fails.",
     )
-    p.add_argument("--data", required=True, help="dataset root (VOC folder, COCO JSON, YOLO data.yaml)")
-    p.add_argument("--format", choices=("voc", "coco", "yolo"), help="dataset format (default: detected)")
-    p.add_argument("--split", default="train", help="split to check (default: train)")
+    add_data_arguments(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--config", help="a training configuration YAML: check the model and optimizer it builds")
     source.add_argument("--weights", help="check a trained model (run directory, checkpoint or .safetensors)")
     add_model_arguments(p)
-    p.add_argument("--backbone-weights", help="backbone state dict when building from flags")
     p.add_argument("--overfit-steps", type=int, default=200, help="steps of the one-batch overfit (default 200)")
     p.add_argument("--out", default="runs/doctor", help="folder for report.txt, report.json and plots")
     p.set_defaults(func=run)
@@ -47,9 +44,10 @@ def build_subject(args: argparse.Namespace, classes: list[str]):
         from ssdlite.engine.trainer import build_training_model
 
         config = load_yaml(args.config)
+        config = config.replace(model=model_config_from_args(args, config.model).to_dict())
         model = build_training_model(config, num_classes)
         return model, build_optimizer(model, config.optim), config.model.backbone_weights
-    model = model_from_args(args, num_classes, args.backbone_weights)
+    model = model_from_args(args, num_classes)
     return model, None, args.backbone_weights
 
 
@@ -61,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     catalog_classes = build_dataset(args.data, args.format, split=args.split).classes
     model, optimizer, backbone_weights = build_subject(args, list(catalog_classes))
     dataset = build_dataset(args.data, args.format, split=args.split, transforms=eval_transforms(model.size))
-    print(f"doctor: {len(dataset)} images of {args.data} ({args.split}), model {model.config.get('arch')} at {model.size}")
+    print(f"doctor: {len(dataset)} images of {args.data} ({args.split}), model {model.config.arch} at {model.size}")
     checks = run_checks(model, dataset, optimizer, backbone_weights, overfit_steps=args.overfit_steps)
     written = write_report(checks, args.out)
     print()

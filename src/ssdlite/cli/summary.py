@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ssdlite.cli.model_args import add_model_arguments, model_from_args
+from ssdlite.cli.options import add_model_arguments, model_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Describe an SSDLite model: feature maps, default boxes, parameters per part, size, MAdds "
         "and whether every layer is registered. Builds the model from the flags, or reads --weights.",
     )
-    p.add_argument("--num-classes", type=int, default=91, help="classes including the background (default 91, COCO)")
     add_model_arguments(p)
     p.add_argument("--weights", help="describe a trained model instead (run directory, checkpoint or .safetensors)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -23,14 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssdlite.summary import format_summary, summarize
+    from ssdlite.models.summary import format_summary, summarize
 
     if args.weights:
         from ssdlite.models.io import load_model
 
         model, _ = load_model(args.weights)
     else:
-        model = model_from_args(args, args.num_classes)
+        model = model_from_args(args)
     info = summarize(model)
     print(json.dumps(info) if args.json else format_summary(info))
     return 0 if info["registration"]["ok"] else 1

@@ -59,31 +59,16 @@ def resolve_config(args: argparse.Namespace):
     config = config.replace(**overrides)
     if not config.data.data:
         raise UserError("--data PATH is required (or a data: section with data: PATH in --config)")
-    return config, Path(args.out), None
-
-
-def build_datasets(config):
-    """``(train dataset with augmentation, validation dataset without transforms or None)``."""
-    from ssdlite.data import build_dataset, train_transforms
-    from ssdlite.models.transform import IMAGENET, SIGNED_UNIT
-
-    d = config.data
-    # Zoom-out fills with the normalization mean, i.e. zeros at the network input.
-    mean = IMAGENET[0] if config.model.backbone_weights == "imagenet" else SIGNED_UNIT[0]
-    transforms = train_transforms(d.augment, config.model.size, mean_fill=mean)
-    train_set = build_dataset(d.data, d.format, d.train_split, transforms=transforms)
-    val_set = None
-    if d.val_split:
-        val_set = build_dataset(d.data, d.format, d.val_split, transforms=None, keep_difficult=True, classes=train_set.classes)
-    return train_set, val_set
+    return config.resolved(), Path(args.out), None
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssdlite.engine.trainer import train
+    from ssdlite.doctor.collapse import check_input_dependence
+    from ssdlite.engine import build_datasets, train
 
     config, run_dir, ckpt = resolve_config(args)
     train_set, val_set = build_datasets(config)
-    result = train(config, train_set, val_set, run_dir, resume=ckpt)
+    result = train(config, train_set, val_set, run_dir, resume=ckpt, validation_checks=[check_input_dependence])
     if result.best_metric is not None:
         print(f"best {config.best_metric} {result.best_metric:.4f} at epoch {result.best_epoch}; run directory {run_dir}")
     else:

@@ -4,7 +4,8 @@ The entry points the training engine and the CLI use:
 
 - :func:`build_dataset` reads and checks one split of a VOC, COCO or YOLO dataset;
 - :func:`train_transforms` / :func:`eval_transforms` build the augmentation presets;
-- :func:`build_loader` makes the ``DataLoader`` (list collate, seeded workers, distributed sampler);
+- :func:`build_loader` makes the ``DataLoader`` of one epoch (order and workers seeded from
+  ``(seed, epoch, rank)``, distributed sampling, images stacked by :func:`collate`);
 - :class:`SyntheticShapes` and :func:`write_synthetic` are the built-in shapes dataset;
 - :func:`check_dataset` is ``ssdlite data check``; :func:`data_summary` is what training prints
   about a dataset's problems before it starts, with the counts its log records.

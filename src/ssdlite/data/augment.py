@@ -32,7 +32,6 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2 import get_bounding_boxes, query_size
 
 PRESETS = ("ssd", "ssdlite", "none")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
 # SSD's min-IoU crop choices; 1.0 is torchvision's code for "keep the whole image".
 SSD_CROP_CHOICES = (1.0, 0.1, 0.3, 0.5, 0.7, 0.9)
 
@@ -101,13 +100,14 @@ def _finish(size: int) -> list[v2.Transform]:
     ]
 
 
-def train_transforms(preset: str = "ssd", size: int = 320, mean_fill: Sequence[float] = IMAGENET_MEAN) -> v2.Compose:
+def train_transforms(preset: str, size: int, mean_fill: Sequence[float]) -> v2.Compose:
     """The training augmentation ``preset`` (``"ssd"``, ``"ssdlite"`` or ``"none"``) at ``size x size``.
 
     Args:
         preset: see the module docstring.
         size: the model's input side; output images are ``(3, size, size)`` float32 in ``[0, 1]``.
-        mean_fill: RGB in ``[0, 1]`` that fills the zoom-out canvas (the dataset / normalization mean).
+        mean_fill: RGB in ``[0, 1]`` that fills the zoom-out canvas: the model's normalization mean
+            (``ModelConfig.resolved().image_mean``), so the canvas is zero at the network input.
     """
     if preset == "ssd":
         fill = tuple(int(round(255 * float(c))) for c in mean_fill)
@@ -128,7 +128,7 @@ def train_transforms(preset: str = "ssd", size: int = 320, mean_fill: Sequence[f
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True)])
 
 
-def eval_transforms(size: int | None = 320) -> v2.Compose:
+def eval_transforms(size: int | None) -> v2.Compose:
     """Evaluation: resize to ``size x size`` (None keeps the original size; the model resizes itself),
     then float32 ``[0, 1]``. ``target["orig_size"]`` keeps the original ``(H, W)`` for mapping back."""
     # No SanitizeBoundingBoxes: evaluation must never lose a ground-truth box, however small.

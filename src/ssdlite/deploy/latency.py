@@ -21,7 +21,7 @@ import torch
 
 from ssdlite.deploy.samples import sample_batch, sample_images
 from ssdlite.models.ssdlite import SSDLite
-from ssdlite.summary import count_madds, count_parameters
+from ssdlite.models.summary import count_madds, count_parameters
 
 BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
 

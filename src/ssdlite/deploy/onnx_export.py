@@ -252,7 +252,7 @@ def build_onnx(
     model = copy.deepcopy(model).cpu().eval()
     raw = export_core_onnx(model, dynamic_batch, opset)
     exported = append_postprocess(raw, model.default_boxes.boxes, **postprocess_settings(model)) if with_nms else raw
-    write_metadata(exported, model.config, list(classes or []), "nms" if with_nms else "raw")
+    write_metadata(exported, model.config.to_dict(), list(classes or []), "nms" if with_nms else "raw")
     onnx.checker.check_model(exported)
     batches = [1, 3] if dynamic_batch else [1]
     if verify:

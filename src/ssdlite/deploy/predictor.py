@@ -25,7 +25,8 @@ import torch
 
 from ssdlite.data.decode import ImageError, decode_image
 from ssdlite.errors import UserError
-from ssdlite.models.ssdlite import build_model
+from ssdlite.models.config import ModelConfig
+from ssdlite.models.factory import build_model
 from ssdlite.models.transform import Preprocess
 
 BACKENDS = ("torch", "onnxruntime")
@@ -82,10 +83,12 @@ class Predictor:
             self.preprocess = self.model.preprocess
         else:
             config, self.classes = self._open_onnx(Path(weights), threads)
-            self.preprocess = Preprocess(config["size"], config["image_mean"], config["image_std"]).to(self.device)
-        self.config = config
+        #: The model configuration stored in the file (resolved).
+        self.config = ModelConfig.from_dict(config, f"{weights}: model configuration")
+        if backend != "torch":
+            self.preprocess = Preprocess(self.config.size, self.config.image_mean, self.config.image_std).to(self.device)
         if not self.classes:
-            self.classes = [f"class{i}" for i in range(1, int(config["num_classes"]))]
+            self.classes = [f"class{i}" for i in range(1, self.config.num_classes)]
 
     def _open_onnx(self, path: Path, threads: int | None) -> tuple[dict[str, Any], list[str]]:
         from ssdlite.deploy.onnx_runtime import make_session, read_metadata
@@ -96,7 +99,8 @@ class Predictor:
             self.session = make_session(path, threads, str(self.device))
             meta = read_metadata(self.session, path)
             if meta["outputs"] != "nms":
-                self.model = build_model(meta["config"]).to(self.device).eval()  # for its default boxes and postprocess
+                config = ModelConfig.from_dict(meta["config"], f"{path}: model configuration")
+                self.model = build_model(config, load_backbone=False).to(self.device).eval()  # for its default boxes and postprocess
                 self.outputs = "raw"
             return meta["config"], meta["classes"]
         from ssdlite.deploy.onnx_export import build_onnx

@@ -35,7 +35,7 @@ def export_torchscript(model: SSDLite, path: str | os.PathLike, classes: list[st
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
         traced = torch.jit.trace(model.core, example, check_trace=False)  # checked below, on other inputs
-    extra = {"ssdlite_config": json.dumps(model.config), "classes": json.dumps(list(classes or []))}
+    extra = {"ssdlite_config": json.dumps(model.config.to_dict()), "classes": json.dumps(list(classes or []))}
     report = ExportReport(path=str(path), format="torchscript", with_nms=False, dynamic_batch=True, opset=None)
 
     def write(tmp: str) -> None:

@@ -21,6 +21,8 @@ from torchvision.ops import box_iou
 
 from ssdlite.doctor.report import FAIL, PASS, WARN, Check
 from ssdlite.models.anchors import DefaultBoxes
+from ssdlite.models.config import ModelConfig
+from ssdlite.models.factory import default_boxes_for
 
 SIZE_BINS = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, float("inf")))
 ASPECT_BINS = (("tall <1:2.5", 0, 1 / 2.5), ("tall 1:2.5-1:1.5", 1 / 2.5, 1 / 1.5), ("square-ish", 1 / 1.5, 1.5),
@@ -104,12 +106,17 @@ def check_coverage(
 def fit_anchors(
     annotations: Sequence[dict[str, Any]],
     feature_sizes: Sequence[tuple[int, int]],
+    base: ModelConfig,
     min_scales: Sequence[float] = (0.05, 0.1, 0.15, 0.2),
     max_scales: Sequence[float] = (0.6, 0.75, 0.95),
     aspect_ratio_sets: Sequence[tuple[float, ...]] = ((2.0,), (2.0, 3.0), (1.5, 3.0), (2.0, 4.0)),
     reduce_lowest: Sequence[bool] = (True, False),
 ) -> list[dict[str, Any]]:
     """Grid search of default-box settings; returns every setting with its coverage, best first.
+
+    Each setting is ``base`` (the model's resolved configuration: its clipping and lowest scale) with
+    ``min_scale``, ``max_scale``, ``aspect_ratios`` and ``reduce_lowest`` replaced and explicit
+    scales and steps dropped (they would override the searched ones).
 
     Ranked by the share of boxes with IoU >= 0.5, then mean best IoU, then fewer default boxes
     (a cheaper head).
@@ -119,7 +126,8 @@ def fit_anchors(
     for min_scale, max_scale, ratios, reduce in itertools.product(min_scales, max_scales, aspect_ratio_sets, reduce_lowest):
         if min_scale >= max_scale:
             continue
-        db = DefaultBoxes(feature_sizes, min_scale=min_scale, max_scale=max_scale, aspect_ratios=ratios, reduce_lowest=reduce)
+        setting = base.replace(min_scale=min_scale, max_scale=max_scale, aspect_ratios=ratios, reduce_lowest=reduce, scales=None, steps=None)
+        db = default_boxes_for(setting, list(feature_sizes))
         ious = best_ious(boxes, db)
         results.append(
             {

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ssdlite.doctor.report import FAIL, PASS, WARN, Check
-from ssdlite.models.transform import IMAGENET, SIGNED_UNIT
+from ssdlite.models.config import ModelConfig
 
 
 def check_labels(annotations: Sequence[dict[str, Any]], num_classes: int, classes: Sequence[str] = ()) -> Check:
@@ -61,11 +61,15 @@ def check_labels(annotations: Sequence[dict[str, Any]], num_classes: int, classe
     return Check("labels", PASS, f"labels in 1..{k}; {summary_stats}; {hist_text}", data=data)
 
 
-def check_inputs(images: Sequence[torch.Tensor], image_mean: Sequence[float], backbone_weights: str | None = None) -> Check:
+def check_inputs(
+    images: Sequence[torch.Tensor], image_mean: Sequence[float], backbone_weights: str | None = None, arch: str = "mobilenet_v2"
+) -> Check:
     """The images handed to the model are uint8 or float in [0, 1], and the normalization fits the weights.
 
-    ``backbone_weights`` is what the backbone was initialized from: a TensorFlow-converted file such as the shared
-    ``mobilenet_v2_imagenet.pth`` expects inputs in [-1, 1], torchvision's ``"imagenet"`` the ImageNet mean and std.
+    ``backbone_weights`` is what the ``arch`` backbone was initialized from; the mean it expects follows the
+    configuration's one rule (:meth:`ModelConfig.resolved`): a TensorFlow-converted file such as the shared
+    ``mobilenet_v2_imagenet.pth`` expects inputs in [-1, 1], torchvision's ``"imagenet"`` the ImageNet mean
+    and std, VGG16 Caffe's mean.
     """
     evidence, status = [], PASS
     floats = [im for im in images if im.is_floating_point()]
@@ -83,7 +87,7 @@ def check_inputs(images: Sequence[torch.Tensor], image_mean: Sequence[float], ba
         evidence.append(f"float images never exceed {hi:.3f}: pixels divided by 255 twice?")
     mean = tuple(round(float(m), 3) for m in image_mean)
     if backbone_weights:
-        expected = IMAGENET[0] if backbone_weights == "imagenet" else SIGNED_UNIT[0]
+        expected = ModelConfig(arch=arch, backbone_weights=backbone_weights).resolved().image_mean
         if tuple(round(m, 3) for m in expected) != mean:
             status = FAIL if status == FAIL else WARN
             evidence.append(

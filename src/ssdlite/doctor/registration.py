@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ssdlite.doctor.report import FAIL, PASS, Check
-from ssdlite.registration import find_unregistered, iter_unregistered
+from ssdlite.models.registration import find_unregistered, iter_unregistered
 
 
 def check_registration(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> Check:

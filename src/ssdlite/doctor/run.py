@@ -65,7 +65,7 @@ def run_checks(
     run("registration", check_registration, model, optimizer)
     run("labels", check_labels, annotations, model.num_classes, classes)
     images, targets = overfit_batch(dataset, model.size)
-    run("inputs", check_inputs, images, model.config.get("image_mean", (0.5, 0.5, 0.5)), backbone_weights)
+    run("inputs", check_inputs, images, model.config.image_mean, backbone_weights, model.config.arch)
     run("input dependence", check_input_dependence, model, images)
     run("gradient flow", check_gradient_flow, model, images, targets)
     run("coverage", check_coverage, annotations, model.default_boxes, model.size)

@@ -18,6 +18,8 @@ import torch
 
 from ssdlite.errors import UserError
 from ssdlite.files import atomic_write
+from ssdlite.models.config import ModelConfig
+from ssdlite.models.weights import read_torch_file
 
 CHECKPOINT_FORMAT = 1
 
@@ -50,10 +52,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         path = path / "last.pt"
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint (a run directory must contain last.pt to be resumed)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types; name the file
-        raise UserError(f"{path}: not a readable checkpoint ({err})") from err
+    ckpt = read_torch_file(path, "checkpoint")
     needed = ("model", "model_config", "optimizer", "scheduler", "epoch", "step", "config", "rng")
     missing = [k for k in needed if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
@@ -62,10 +61,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def check_same_architecture(ckpt: dict[str, Any], model_config: dict[str, Any]) -> None:
+def check_same_architecture(ckpt: dict[str, Any], model_config: ModelConfig) -> None:
     """Raise ``UserError`` naming the checkpoint and the differing settings if it is of another model."""
-    saved = ckpt["model_config"]
-    keys = sorted(set(saved) | set(model_config))
-    differ = [f"{k}: checkpoint {saved.get(k)!r} vs now {model_config.get(k)!r}" for k in keys if saved.get(k) != model_config.get(k)]
+    saved = ModelConfig.from_dict(ckpt["model_config"], f"{ckpt['path']}: model_config").to_dict()
+    now = model_config.to_dict()
+    differ = [f"{k}: checkpoint {saved[k]!r} vs now {now[k]!r}" for k in saved if saved[k] != now[k]]
     if differ:
         raise UserError(f"{ckpt['path']}: checkpoint is of a different architecture ({'; '.join(differ)})")

@@ -25,42 +25,17 @@ COCO for 600 epochs at lr 0.15 with batch 24 per GPU on 8 GPUs, i.e. global batc
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ssdlite.errors import UserError
-
-
-def _opt(default, help: str, choices: tuple | None = None):
-    """A dataclass field with its flag's help text (and choices) attached."""
-    return field(default=default, metadata={"help": help, "choices": choices})
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The network to train."""
-
-    arch: str = _opt("mobilenet_v2", "backbone", ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v1", "vgg16", "ssdlite_mobilenet_v2"))
-    size: int | None = _opt(None, "square input size in pixels (default: 320; 300 for vgg16)")
-    width_mult: float = _opt(1.0, "MobileNet width multiplier")
-    head: str | None = _opt(None, "prediction heads: depthwise-separable or regular 3x3 (default: lite; ssd for vgg16)", ("lite", "ssd"))
-    neck: str = _opt("none", "neck over the prediction maps", ("none", "fpn"))
-    fpn_stride8: bool = _opt(False, "FPN neck: also predict on a stride-8 map (small objects)")
-    reduced_tail: bool = _opt(False, "MobileNetV3: halve the last stage (torchvision's reduced_tail)")
-    backbone_weights: str | None = _opt(None, "torchvision state dict of the backbone's classifier (e.g. ../shared/weights/mobilenet_v2_imagenet.pth)")
-    init_from: str | None = _opt(None, "start from a trained detector (run dir, .pt, .safetensors, or torchvision:PATH); a different class count re-initializes the class head")
-    min_scale: float = _opt(0.2, "default boxes: scale of the first map (SSD paper 2.2; `ssdlite anchors fit` searches it)")
-    max_scale: float = _opt(0.95, "default boxes: scale of the last map")
-    aspect_ratios: tuple[float, ...] | None = _opt(None, "default boxes: ratios a > 1, each adding a and 1/a (default: 2 3; SSD300's per-map ratios for vgg16)")
-    reduce_lowest: bool | None = _opt(None, "default boxes: three boxes on the first map, as the TensorFlow reference (default: on; off for vgg16)")
-    freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers (not with weights whose BatchNorm was folded, such as the shared TFLite-converted MobileNetV2: docs/training.md)", ("none", "backbone", "all"))
-    sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes under torchrun (GPU only)")
+from ssdlite.models import options
+from ssdlite.models.config import ModelConfig
+from ssdlite.models.options import option as _opt
 
 
 @dataclass(frozen=True)
@@ -101,6 +76,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    init_from: str | None = _opt(None, "start from a trained detector (run dir, .pt, .safetensors, or torchvision:PATH); a different class count re-initializes the class head")
+    freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers (not with weights whose BatchNorm was folded, such as the shared TFLite-converted MobileNetV2: docs/training.md)", ("none", "backbone", "all"))
+    sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes under torchrun (GPU only)")
     epochs: int = _opt(120, "training epochs")
     batch_size: int = _opt(32, "global batch size (split evenly across torchrun processes)")
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
@@ -118,12 +96,21 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists instead of tuples), for YAML and checkpoints."""
-        return _plain(dataclasses.asdict(self))
+        return options.plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> TrainConfig:
         """Build from a nested dict; unknown keys and wrong types raise ``UserError`` naming ``source``."""
-        return _build(cls, data, source, "")
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            # Earlier versions kept these training-side settings in the model section.
+            data, model = dict(data), dict(data["model"])
+            for name in _MOVED_FROM_MODEL:
+                if name in model:
+                    data.setdefault(name, model.pop(name))
+            data["model"] = model
+        nested = {name: partial(options.from_dict, section) for name, section in SECTIONS.items()}
+        nested["model"] = ModelConfig.from_dict
+        return options.from_dict(cls, data, source, "", nested)
 
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with fields replaced by flat names (``lr=0.1``, ``size=160``, ``epochs=3``)."""
@@ -134,6 +121,15 @@ class TrainConfig:
                 raise KeyError(f"no configuration field {name!r}")
             (data[section] if section else data)[name] = value
         return TrainConfig.from_dict(data)
+
+    def resolved(self) -> TrainConfig:
+        """The model's architecture-dependent defaults filled in (:meth:`ModelConfig.resolved`), so the data
+        side reads the same input size and normalization as the model; idempotent."""
+        try:
+            model = self.model.resolved()
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        return TrainConfig.from_dict({**self.to_dict(), "model": model.to_dict()})
 
     def save_yaml(self, path: str | Path) -> None:
         from ssdlite.files import atomic_write
@@ -146,69 +142,7 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 # Field name -> section name ("" for top-level fields); names are unique so flags can be flat.
 _SECTION_OF: dict[str, str] = {f.name: s for s, c in SECTIONS.items() for f in fields(c)}
 _SECTION_OF.update({f.name: "" for f in fields(TrainConfig) if f.name not in SECTIONS})
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _base_type(annotation) -> tuple[type, bool]:
-    """``(scalar type, is_tuple)`` of a field annotation such as ``str | None`` or ``tuple[float, ...]``."""
-    hint = annotation
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if typing.get_origin(hint) is tuple:
-        return typing.get_args(hint)[0], True
-    return hint, False
-
-
-def _coerce(value, annotation, where: str):
-    kind, is_tuple = _base_type(annotation)
-    if value is None:
-        if type(None) in typing.get_args(annotation):
-            return None
-        raise UserError(f"{where}: must not be empty")
-    if is_tuple:
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return tuple(_coerce(v, kind, where) for v in value)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"{where}: expected true or false, got {value!r}")
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind is str and isinstance(value, str):
-        return value
-    raise UserError(f"{where}: expected {kind.__name__}, got {value!r}")
-
-
-def _build(cls, data: dict[str, Any], source: str, prefix: str):
-    if not isinstance(data, dict):
-        raise UserError(f"{source}: '{prefix or 'top level'}' must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise UserError(f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)}; known: {', '.join(sorted(known))}")
-    kwargs = {}
-    for name, value in data.items():
-        where = f"{source}: {prefix}{name}"
-        if name in SECTIONS and cls is TrainConfig:
-            kwargs[name] = _build(SECTIONS[name], value or {}, source, f"{name}.")
-            continue
-        value = _coerce(value, hints[name], where)
-        choices = known[name].metadata.get("choices")
-        if choices and value is not None and value not in choices:
-            raise UserError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
-        kwargs[name] = value
-    return cls(**kwargs)
+_MOVED_FROM_MODEL = ("init_from", "freeze_bn", "sync_bn")
 
 
 def load_yaml(path: str | Path) -> TrainConfig:
@@ -224,29 +158,13 @@ def load_yaml(path: str | Path) -> TrainConfig:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per configuration field (``--batch-size``, ``--lr``, ...); unset flags stay ``None``."""
-    for section, cls in [("", TrainConfig)] + list(SECTIONS.items()):
-        group = parser.add_argument_group(f"{section} options" if section else "training options")
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            if cls is TrainConfig and f.name in SECTIONS:
-                continue
-            kind, is_tuple = _base_type(hints[f.name])
-            flag = "--" + f.name.replace("_", "-")
-            default = f.default
-            help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
-            if kind is bool:
-                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-            else:
-                group.add_argument(
-                    flag,
-                    dest=f.name,
-                    type=kind,
-                    nargs="+" if is_tuple else None,
-                    choices=f.metadata.get("choices"),
-                    default=None,
-                    help=help_text,
-                )
+    """One flag per configuration field (``--batch-size``, ``--lr``, ...); unset flags stay ``None``.
+
+    The model flags are :class:`ModelConfig`'s, exactly as every other command that builds a model has them.
+    """
+    options.add_arguments(parser.add_argument_group("training options"), TrainConfig, skip=tuple(SECTIONS))
+    for section, cls in SECTIONS.items():
+        options.add_arguments(parser.add_argument_group(f"{section} options"), cls)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,29 +18,31 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ssdlite.data import data_summary
+from ssdlite.data.loader import build_loader, derive_seed, steps_per_epoch
 from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture, save_checkpoint
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.curves import plot_training_curves
 from ssdlite.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from ssdlite.engine.ema import ModelEMA
 from ssdlite.engine.guard import NonFiniteGuard
-from ssdlite.engine.loader import epoch_loader, steps_per_epoch
 from ssdlite.engine.optim import build_optimizer, build_scheduler
-from ssdlite.engine.precise_bn import recompute_bn_stats
 from ssdlite.engine.progress import EpochProgress
 from ssdlite.engine.run_log import METRICS_FILE, RunLog, read_metrics
-from ssdlite.engine.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from ssdlite.engine.seeding import rng_state, seed_everything, set_rng_state
 from ssdlite.errors import UserError
+from ssdlite.models.batchnorm import freeze_batchnorm, recompute_bn_stats
 from ssdlite.models.init_from import init_from
-from ssdlite.models.ssdlite import create_model
+from ssdlite.models.factory import build_model
 from ssdlite.models.io import load_state_dict_checked, save_safetensors
 
 #: Validation metrics copied into ``metrics.jsonl`` (the full dict also has per-class results).
@@ -62,43 +64,30 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class CheckResult(Protocol):
+    """What a validation check returns (``ssdlite.doctor``'s checks have this shape)."""
+
+    name: str
+    failed: bool
+    summary: str
+    suggestion: str
+
+
+#: A check run on the evaluated model and a few validation images at every validation; a failed
+#: result is printed as a warning and written to ``metrics.jsonl``, and training goes on.
+ValidationCheck = Callable[[nn.Module, list[torch.Tensor]], CheckResult]
+
+
 def build_training_model(config: TrainConfig, num_classes: int, load_backbone: bool = True) -> nn.Module:
-    """The model ``config`` describes (backbone weights only for a fresh run: a resume loads all weights)."""
-    m = config.model
-    weights = m.backbone_weights if load_backbone else None
-    return create_model(
-        num_classes,
-        arch=m.arch,
-        size=m.size,
-        width_mult=m.width_mult,
-        backbone_weights=weights,
-        head=m.head,
-        neck=m.neck,
-        fpn_stride8=m.fpn_stride8,
-        reduced_tail=m.reduced_tail,
-        min_scale=m.min_scale,
-        max_scale=m.max_scale,
-        aspect_ratios=m.aspect_ratios,
-        reduce_lowest=m.reduce_lowest,
-    )
-
-
-def freeze_batchnorm(model: nn.Module, which: str) -> None:
-    """Put BatchNorm layers of ``which`` ("backbone" or "all") in eval mode with fixed affine parameters.
-
-    With small batches, batch statistics are noisy; keeping the ImageNet statistics of a pretrained
-    backbone is the usual remedy, but only for weights trained with those statistics: on weights with
-    folded BatchNorm it lets channel means drift until the features stop depending on the image
-    (docs/training.md). Called after every ``model.train()``, which would undo it.
-    """
-    if which == "none":
-        return
-    root = model.core.backbone if which == "backbone" else model
-    for module in root.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
-            for p in module.parameters(recurse=False):
-                p.requires_grad_(False)
+    """The model ``config`` describes for a dataset of ``num_classes`` (with the background); backbone
+    weights only for a fresh run (a resume loads all weights)."""
+    given = config.model.num_classes
+    if given is not None and given != num_classes:
+        raise UserError(f"--num-classes {given} does not match the dataset: {num_classes - 1} classes + the background = {num_classes}")
+    try:
+        return build_model(config.model.replace(num_classes=num_classes), load_backbone=load_backbone)
+    except ValueError as err:
+        raise UserError(f"model: {err}") from err
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -113,7 +102,8 @@ def _to_device(images, targets, device: torch.device):
         images = images.to(device, non_blocking=non_blocking)
     else:
         images = [im.to(device, non_blocking=non_blocking) for im in images]
-    targets = [{k: v.to(device, non_blocking=non_blocking) for k, v in t.items()} for t in targets]
+    # The loss reads only boxes and labels; the loader's targets also carry image_id, orig_size, ...
+    targets = [{k: t[k].to(device, non_blocking=non_blocking) for k in ("boxes", "labels")} for t in targets]
     return images, targets
 
 
@@ -131,6 +121,7 @@ def train(
     resume: dict[str, Any] | None = None,
     info: DistInfo | None = None,
     plain_progress: bool | None = None,
+    validation_checks: Sequence[ValidationCheck] = (),
 ) -> TrainResult:
     """Train a model as ``config`` says and write the run directory.
 
@@ -145,6 +136,7 @@ def train(
         resume: a checkpoint from :func:`ssdlite.engine.checkpoint.load_checkpoint` to continue from.
         info: the distributed context (default: from the environment, see :func:`init_distributed`).
         plain_progress: force plain progress lines (default: a bar when stderr is a terminal).
+        validation_checks: run on the evaluated model at every validation (see :data:`ValidationCheck`).
 
     Raises:
         TrainingDiverged: after ``max_bad_steps`` consecutive non-finite steps.
@@ -153,15 +145,18 @@ def train(
     own_info = info is None
     info = info or init_distributed(config.device)
     try:
-        return _Trainer(config, train_dataset, val_dataset, Path(run_dir), classes, resume, info, plain_progress).run()
+        return _Trainer(
+            config.resolved(), train_dataset, val_dataset, Path(run_dir), classes, resume, info, plain_progress, validation_checks
+        ).run()
     finally:
         if own_info:
             cleanup(info)
 
 
 class _Trainer:
-    def __init__(self, config, train_dataset, val_dataset, run_dir, classes, resume, info, plain_progress) -> None:
+    def __init__(self, config, train_dataset, val_dataset, run_dir, classes, resume, info, plain_progress, validation_checks) -> None:
         self.config = config
+        self.validation_checks = list(validation_checks)
         self.info = info
         self.device = info.device
         self.run_dir = run_dir
@@ -177,7 +172,7 @@ class _Trainer:
             raise UserError(
                 f"the training split has {len(train_dataset)} images, fewer than one batch of {config.batch_size}; lower --batch-size"
             )
-        if config.model.sync_bn and info.distributed and self.device.type != "cuda":
+        if config.sync_bn and info.distributed and self.device.type != "cuda":
             raise UserError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on the CPU (use --freeze-bn all instead)")
 
         seed_everything(config.seed)  # the same initialization on every rank and for every run of a seed
@@ -185,15 +180,15 @@ class _Trainer:
         if resume is not None:
             check_same_architecture(resume, model.config)
             load_state_dict_checked(model, resume["model"], resume["path"])
-        elif config.model.init_from:
-            for line in init_from(model, config.model.init_from):
+        elif config.init_from:
+            for line in init_from(model, config.init_from):
                 if info.is_main:
                     print(line, file=sys.stderr, flush=True)
-        if config.model.sync_bn and info.distributed:
+        if config.sync_bn and info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         memory_format = torch.channels_last if config.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=memory_format)
-        freeze_batchnorm(self.model, config.model.freeze_bn)
+        freeze_batchnorm(self.model, config.freeze_bn)
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema else None
         self.optimizer = build_optimizer(self.model, config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.steps_per_epoch, config.epochs)
@@ -284,6 +279,7 @@ class _Trainer:
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save_yaml(self.run_dir / "config.yaml")
+            self._report_data()
         last_val, epochs_run = None, 0
         for epoch in range(self.start_epoch, config.epochs):
             means = self._train_epoch(epoch)
@@ -318,21 +314,34 @@ class _Trainer:
             history,
         )
 
+    def _report_data(self) -> None:
+        """What the readers could not use, printed once as ``ssdlite data check`` prints it, and the counts
+        in ``metrics.jsonl``: a box dropped from an annotation trains as background, so it must not go unsaid."""
+        for split, dataset in (("train", self.train_dataset), ("val", self.val_dataset)):
+            try:
+                text, counts = data_summary(dataset)
+            except TypeError:  # a dataset without a reader's report (e.g. the in-memory synthetic shapes)
+                continue
+            print(f"{split} data: {text}", file=sys.stderr, flush=True)
+            self.log.write({"kind": "data", "split": split, "step": self.step, **counts})
+
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config, info = self.config, self.info
         seed_everything(derive_seed(config.seed, epoch, info.rank))  # augmentation in the main process
-        loader = epoch_loader(
+        loader = build_loader(
             self.train_dataset,
             self.local_batch,
-            epoch,
-            config.seed,
-            info.rank,
-            info.world_size,
-            config.data.workers,
+            epoch=epoch,
+            seed=config.seed,
+            shuffle=True,
+            drop_last=True,
+            rank=info.rank,
+            world_size=info.world_size,
+            num_workers=config.data.workers,
             pin_memory=self.device.type == "cuda",
         )
         (self.ddp or self.model).train()
-        freeze_batchnorm(self.model, config.model.freeze_bn)
+        freeze_batchnorm(self.model, config.freeze_bn)
         progress = EpochProgress(epoch + 1, config.epochs, len(loader), enabled=info.is_main, plain=self.plain_progress)
         sums, good = {"loss": 0.0, "bbox_regression": 0.0, "classification": 0.0}, 0
         epoch_start = time.perf_counter()
@@ -373,29 +382,32 @@ class _Trainer:
 
         model = self._model_to_evaluate()
         metrics = evaluate(model, self.val_dataset, batch_size=16, device=self.device, progress=False)
-        self._warn_if_collapsed(model)
+        self._run_checks(model)
         return metrics
 
-    def _warn_if_collapsed(self, model: nn.Module) -> None:
-        """Say so when the outputs no longer depend on the image: training goes on and the loss still
-        falls a little while the model predicts the dataset's average box (docs/training.md)."""
-        from ssdlite.doctor.collapse import check_input_dependence
-
+    def _run_checks(self, model: nn.Module) -> None:
+        """The caller's validation checks (e.g. ``ssdlite train`` passes the doctor's input-dependence
+        check: a collapsed model's loss still falls a little while it predicts the dataset's average
+        box, docs/training.md); a failure is a warning, and training goes on."""
+        if not self.validation_checks:
+            return
         images = [self.val_dataset[i][0] for i in range(min(4, len(self.val_dataset)))]
-        check = check_input_dependence(model, images)
-        if check.failed:
-            print(f"warning: {check.summary}; {check.suggestion}", file=sys.stderr, flush=True)
-            self.log.write({"kind": "warning", "step": self.step, "check": check.name, "summary": check.summary})
+        for check in self.validation_checks:
+            result = check(model, images)
+            if result.failed:
+                print(f"warning: {result.summary}; {result.suggestion}", file=sys.stderr, flush=True)
+                self.log.write({"kind": "warning", "step": self.step, "check": result.name, "summary": result.summary})
 
     def _model_to_evaluate(self) -> nn.Module:
-        """The EMA (or raw) model with BatchNorm statistics recomputed for its weights (see ``precise_bn``)."""
+        """The EMA (or raw) model with BatchNorm statistics recomputed for its weights (see ``ssdlite.models.batchnorm``)."""
         model = self.ema.module if self.ema is not None else self.model
         images = self.config.precise_bn_images
-        freeze = self.config.model.freeze_bn
+        freeze = self.config.freeze_bn
         if images > 0 and freeze != "all" and self._bn_fresh_at != self.step:
             # Its own seed, so it draws other augmentations than the epoch; deterministic, so resume stays exact.
-            loader = epoch_loader(
-                self.train_dataset, self.local_batch, self.step, derive_seed(self.config.seed, 1), workers=self.config.data.workers
+            loader = build_loader(
+                self.train_dataset, self.local_batch, epoch=self.step, seed=derive_seed(self.config.seed, 1),
+                shuffle=True, drop_last=True, num_workers=self.config.data.workers,
             )
             skip = model.core.backbone if freeze == "backbone" else None  # frozen statistics stay as they are
             recompute_bn_stats(model, loader, self.device, max_batches=-(-images // self.local_batch), skip=skip)
@@ -405,7 +417,7 @@ class _Trainer:
     def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
-            "model_config": self.model.config,
+            "model_config": self.model.config.to_dict(),
             "classes": self.classes,
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "ema_updates": self.ema.updates if self.ema is not None else 0,

@@ -23,9 +23,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-DEFAULT_ASPECT_RATIOS = (2.0, 3.0)
-
-
 class DefaultBoxes(nn.Module):
     """Generates the default boxes for a list of feature-map sizes.
 
@@ -36,11 +33,15 @@ class DefaultBoxes(nn.Module):
             One list for every map, or one list per map (SSD300: ``[[2], [2, 3], [2, 3], [2, 3], [2], [2]]``).
         reduce_lowest: give the first map the three TensorFlow boxes instead of six.
         lowest_scale: scale of the first map's 1:1 box when ``reduce_lowest`` (0.1 in the reference).
-        clip: ``False`` (the TensorFlow reference), ``True``/``"image"`` (clip each box to the image) or
+        clip: ``"none"`` (the TensorFlow reference), ``"image"`` (clip each box to the image) or
             ``"size"`` (cap width and height at 1, what torchvision's ``DefaultBoxGenerator`` does).
         scales: explicit ``s_1 .. s_m`` plus one past the last (for the extra 1:1 box), instead of
-            ``min_scale``/``max_scale`` (SSD300: ``[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05]``).
-        steps, image_size: explicit centre spacing in pixels per map (SSD300: ``[8, 16, 32, 64, 100, 300]``).
+            ``min_scale``/``max_scale`` (SSD300: ``[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05]``); None: derived.
+        steps, image_size: explicit centre spacing in pixels per map (SSD300: ``[8, 16, 32, 64, 100, 300]``);
+            None: ``1 / f`` of the map.
+
+    The settings have no defaults here: they live in :class:`ssdlite.models.config.ModelConfig`, and
+    :func:`ssdlite.models.factory.default_boxes_for` builds the boxes a configuration describes.
 
     The boxes are a non-persistent buffer ``boxes`` of shape ``(A, 4)`` as ``(cx, cy, w, h)``: built
     once, moved with the module, and never saved, since they are derived from the configuration.
@@ -49,12 +50,13 @@ class DefaultBoxes(nn.Module):
     def __init__(
         self,
         feature_sizes: Sequence[tuple[int, int]],
-        min_scale: float = 0.2,
-        max_scale: float = 0.95,
-        aspect_ratios: Sequence[float] | Sequence[Sequence[float]] = DEFAULT_ASPECT_RATIOS,
-        reduce_lowest: bool = True,
-        lowest_scale: float = 0.1,
-        clip: bool | str = False,
+        *,
+        min_scale: float,
+        max_scale: float,
+        aspect_ratios: Sequence[float] | Sequence[Sequence[float]],
+        reduce_lowest: bool,
+        lowest_scale: float,
+        clip: str,
         scales: Sequence[float] | None = None,
         steps: Sequence[float] | None = None,
         image_size: int | None = None,
@@ -77,14 +79,14 @@ class DefaultBoxes(nn.Module):
             raise ValueError(f"aspect ratios must be > 1 (each adds a and 1/a), got {list(aspect_ratios)}")
         if steps is not None and (len(steps) != m or image_size is None):
             raise ValueError(f"steps need one value per map ({m}) and the image size, got {steps} and {image_size}")
-        if clip not in (False, True, "image", "size"):
-            raise ValueError(f"clip must be False, True/'image' (clip boxes to the image) or 'size' (cap w, h at 1), got {clip!r}")
+        if clip not in ("none", "image", "size"):
+            raise ValueError(f"clip must be 'none', 'image' (clip boxes to the image) or 'size' (cap w, h at 1), got {clip!r}")
         self.feature_sizes = [tuple(s) for s in feature_sizes]
         self.level_aspect_ratios = [tuple(float(a) for a in level) for level in ratios]
         self.aspect_ratios = self.level_aspect_ratios[0]
         self.reduce_lowest = reduce_lowest
         self.lowest_scale = lowest_scale
-        self.clip = "image" if clip is True else clip
+        self.clip = clip
         self.scales = [float(s) for s in scales]
         self.steps = None if steps is None else [float(s) for s in steps]
         self.image_size = image_size

@@ -23,7 +23,7 @@ class BoxCoder:
     Works on any leading batch shape: ``boxes (..., 4)`` with ``default_boxes`` broadcastable to it.
     """
 
-    def __init__(self, variances: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> None:
+    def __init__(self, variances: Sequence[float]) -> None:
         self.variances = tuple(float(v) for v in variances)
 
     def encode(self, boxes: torch.Tensor, default_boxes: torch.Tensor) -> torch.Tensor:

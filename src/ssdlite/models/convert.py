@@ -31,6 +31,8 @@ from torch import nn
 
 from ssdlite.models.anchors import DefaultBoxes
 from ssdlite.models.state_dict import state_dict_mismatch
+from ssdlite.models.vgg import SSD300_EXTRAS, VGG16_CFG
+from ssdlite.models.weights import read_state_dict
 
 if TYPE_CHECKING:
     from ssdlite.models.ssdlite import SSDLite
@@ -271,15 +273,13 @@ def _check_no_foreign_keys(state_dict: Mapping[str, torch.Tensor]) -> None:
 def _convert(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
     """:func:`convert_state_dict` plus lines saying what was done."""
     kind = detect_kind(state_dict)
-    arch = model.config.get("arch")
+    arch = model.config.arch
     if arch != kind:
         raise ValueError(f"the state dict is torchvision's {TORCHVISION_NAMES[kind]} but the model's architecture is {arch!r}")
     _check_no_foreign_keys(state_dict)
     backbone_keys = {k: v for k, v in state_dict.items() if k.startswith("backbone.")}
     head_keys = [k for k in state_dict if k.startswith(tuple(HEAD_PREFIXES))]
     if kind == "vgg16":
-        from ssdlite.models.vgg import convert_ssd300_backbone
-
         body = convert_ssd300_backbone(dict(backbone_keys))
         body_note = f"backbone and extras: {len(backbone_keys)} tensors renamed (VGG16 with conv4_3 L2Norm, SSD300 extras)"
     else:
@@ -319,7 +319,7 @@ def from_torchvision(state_dict: Mapping[str, torch.Tensor], num_classes: int | 
     Raises:
         ValueError: not such a state dict, another class count, or keys that do not convert.
     """
-    from ssdlite.models.ssdlite import create_model
+    from ssdlite.models.factory import create_model
 
     kind = detect_kind(state_dict)
     _check_no_foreign_keys(state_dict)  # before the model is built: a clear error fast
@@ -350,17 +350,73 @@ def load_torchvision_file(path: str | Path) -> tuple[SSDLite, list[str]]:
     """
     from ssdlite.errors import UserError
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"torchvision weights {path}: no such file")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt file or a pickle of arbitrary objects: say which file
-        raise UserError(f"torchvision weights {path}: cannot be read as a state dict ({err})") from err
-    # torchvision's references/detection/train.py saves {"model": state_dict, "optimizer": ..., ...}.
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):
-        loaded = loaded["model"]
+    loaded = read_state_dict(path, "torchvision weights")
     try:
         return from_torchvision(loaded)
     except ValueError as err:
         raise UserError(f"torchvision weights {path}: {err}") from err
+
+
+# -- torchvision's ssd300_vgg16 backbone (SSD paper, section 3): see ssdlite.models.vgg for the layout
+
+
+def _ssd300_layout() -> tuple[int, int]:
+    """torchvision's ``backbone.extra.0`` is ``vgg.features[pool4:pool5]`` followed by the fc block:
+    returns ``(pool4, number of VGG layers in it)``."""
+    positions, index = [], 0
+    for v in VGG16_CFG:  # make_layers: "M" adds one max-pool, a depth adds a conv and a ReLU
+        if v == "M":
+            positions.append(index)
+        index += 1 if v == "M" else 2
+    pool4, pool5 = positions[3], positions[4]
+    return pool4, pool5 - pool4
+
+
+_TV_FEATURES = re.compile(r"^backbone\.features\.(\d+)\.(weight|bias)$")
+_TV_CONV5_FC = re.compile(r"^backbone\.extra\.0\.(\d+)\.(.+)$")
+_TV_EXTRA = re.compile(r"^backbone\.extra\.(\d+)\.(\d+\.(?:weight|bias))$")
+
+
+def convert_ssd300_backbone(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the ``backbone.*`` tensors of torchvision's ``ssd300_vgg16`` to this model's keys.
+
+    ========================================  ===============================================
+    torchvision                               ssdlite
+    ========================================  ===============================================
+    ``backbone.scale_weight``                 ``core.backbone.l2norm.weight``
+    ``backbone.features.<i>.*`` (to conv4_3)  ``core.backbone.features.<i>.*``
+    ``backbone.extra.0.<j>.*`` (j < 7)        ``core.backbone.features.<pool4 + j>.*`` (conv5)
+    ``backbone.extra.0.7.<k>.*``              ``core.backbone.fc.<k>.*`` (fc6, fc7)
+    ``backbone.extra.<m>.*`` (m = 1 .. 4)     ``core.extras.blocks.<m - 1>.*``
+    ========================================  ===============================================
+
+    Tensors are not copied. Shapes are checked when the result is loaded.
+
+    Raises:
+        ValueError: for a key that is not one of the above (non-``backbone.`` keys, SSD512's fifth
+            extra block, batch-norm tensors).
+    """
+    pool4, conv5_layers = _ssd300_layout()
+    converted, unknown = {}, []
+    for key, value in state_dict.items():
+        if key == "backbone.scale_weight":
+            converted["core.backbone.l2norm.weight"] = value
+        elif (m := _TV_FEATURES.match(key)) and int(m.group(1)) < pool4:
+            converted[f"core.backbone.features.{m.group(1)}.{m.group(2)}"] = value
+        elif m := _TV_CONV5_FC.match(key):
+            j, rest = int(m.group(1)), m.group(2)
+            if j < conv5_layers and re.fullmatch(r"weight|bias", rest):
+                converted[f"core.backbone.features.{pool4 + j}.{rest}"] = value
+            elif j == conv5_layers and (fc := re.fullmatch(r"(\d+)\.(weight|bias)", rest)):
+                converted[f"core.backbone.fc.{fc.group(1)}.{fc.group(2)}"] = value
+            else:
+                unknown.append(key)
+        elif (m := _TV_EXTRA.match(key)) and 1 <= int(m.group(1)) <= len(SSD300_EXTRAS):
+            converted[f"core.extras.blocks.{int(m.group(1)) - 1}.{m.group(2)}"] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(
+            f"not a torchvision ssd300_vgg16 backbone: {len(unknown)} unknown keys: {', '.join(unknown[:10])}"
+        )
+    return converted

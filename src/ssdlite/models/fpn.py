@@ -18,7 +18,7 @@ What is ours (SSDLite-style, as TensorFlow's FPNLite detectors do):
 * ``width = 128`` (the paper uses 256): the depth of TensorFlow's "SSD MobileNet V2 FPNLite"
   detectors (``additional_layer_depth: 128`` with ``use_depthwise``), and cheap here.
 
-Cost, measured with :mod:`ssdlite.summary`'s FLOP counter at 320x320 with 91 classes on MobileNetV2
+Cost, measured with :mod:`ssdlite.models.summary`'s FLOP counter at 320x320 with 91 classes on MobileNetV2
 SSDLite (4.50M parameters, 0.804B MAdds without a neck):
 
 * the neck itself: 0.494M parameters and 57.4M MAdds (7.1% of the plain detector). 95% of those
@@ -46,6 +46,7 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from ssdlite.models.backbone import TF_BATCH_NORM
+from ssdlite.models.initialization import init_convs
 
 #: Channels of every output level (TF FPNLite's ``additional_layer_depth``).
 FPN_WIDTH = 128
@@ -84,11 +85,7 @@ class FPNNeck(nn.Module):
         self.smooth = nn.ModuleList(separable_smoothing(width, norm_layer) for _ in in_channels)
         self.out_channels: tuple[int, ...] = (width,) * len(in_channels)
         # Like SSDLite's extras and heads; SSDLite re-initializes those two but not a neck, so it happens here.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, mean=0.0, std=0.03)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_convs(self, "normal")
 
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(maps) != len(self.lateral):

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
+from ssdlite.models.initialization import init_convs
+
 
 HEAD_KINDS = ("lite", "ssd")
 
@@ -54,7 +56,7 @@ class PredictionHead(nn.Module):
         boxes_per_location: Sequence[int],
         values: int,
         norm_layer: Callable[..., nn.Module],
-        kind: str = "lite",
+        kind: str,
     ) -> None:
         super().__init__()
         self.values = values
@@ -85,7 +87,7 @@ class SSDLiteHead(nn.Module):
         boxes_per_location: Sequence[int],
         num_classes: int,
         norm_layer: Callable[..., nn.Module],
-        kind: str = "lite",
+        kind: str,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -94,14 +96,7 @@ class SSDLiteHead(nn.Module):
 
     def reset_parameters(self) -> None:
         """torchvision's initialization: Normal(0, 0.03) for SSDLite heads, Xavier-uniform for SSD's; zero biases."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                if self.kind == "lite":
-                    nn.init.normal_(m.weight, mean=0.0, std=0.03)
-                else:
-                    nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_convs(self, "normal" if self.kind == "lite" else "xavier")
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.classification(features), self.regression(features)

@@ -31,11 +31,11 @@ def _source_state_dict(source: str) -> tuple[dict[str, torch.Tensor], str]:
         from ssdlite.models.convert import load_torchvision_file
 
         model, _ = load_torchvision_file(source.split(":", 1)[1])
-        return model.state_dict(), f"torchvision detector {source.split(':', 1)[1]} ({model.config['arch']})"
+        return model.state_dict(), f"torchvision detector {source.split(':', 1)[1]} ({model.config.arch})"
     from ssdlite.models.io import load_model
 
     model, info = load_model(source)
-    return model.state_dict(), f"{info['path']} ({model.config.get('arch', 'mobilenet_v2')}, {model.num_classes} classes)"
+    return model.state_dict(), f"{info['path']} ({model.config.arch}, {model.num_classes} classes)"
 
 
 def init_from(model: nn.Module, source: str) -> list[str]:

@@ -20,8 +20,11 @@ from safetensors.torch import load_file, save_file
 
 from ssdlite.errors import UserError
 from ssdlite.files import atomic_write
-from ssdlite.models.ssdlite import SSDLite, build_model
+from ssdlite.models.config import ModelConfig
+from ssdlite.models.factory import build_model
+from ssdlite.models.ssdlite import SSDLite
 from ssdlite.models.state_dict import state_dict_mismatch
+from ssdlite.models.weights import read_torch_file
 
 RUN_DIR_FILES = ("best.pt", "last.pt", "model.safetensors")
 
@@ -29,7 +32,7 @@ RUN_DIR_FILES = ("best.pt", "last.pt", "model.safetensors")
 def save_safetensors(model: SSDLite, path: str | os.PathLike, classes: list[str] | None = None, metadata: dict[str, str] | None = None) -> None:
     """Write the weights and the rebuild information to ``path`` atomically."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"ssdlite_config": json.dumps(model.config), "classes": json.dumps(list(classes or [])), "format": "ssdlite"}
+    meta = {"ssdlite_config": json.dumps(model.config.to_dict()), "classes": json.dumps(list(classes or [])), "format": "ssdlite"}
     meta.update(metadata or {})
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
@@ -49,7 +52,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Load a model from a run directory, a checkpoint ``.pt`` or a ``.safetensors`` file.
 
     Returns:
-        ``(model, info)``; ``info`` has ``classes`` (foreground names), ``config`` and ``path`` (the file read).
+        ``(model, info)``; ``info`` has ``classes`` (foreground names), ``config`` (the stored model
+        configuration as a dict) and ``path`` (the file read).
         The model is in eval mode on ``map_location``.
     """
     file = _resolve(Path(path))
@@ -66,17 +70,14 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         config = json.loads(meta["ssdlite_config"])
         classes = json.loads(meta.get("classes", "[]"))
     else:
-        try:
-            ckpt = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as err:  # pickle errors vary; say which file could not be read
-            raise UserError(f"{file}: not a readable checkpoint ({err})") from err
+        ckpt = read_torch_file(file, "checkpoint")
         if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
             raise UserError(f"{file}: not an ssdlite checkpoint (needs 'model' and 'model_config')")
         config = ckpt["model_config"]
         classes = list(ckpt.get("classes", []))
         state = ckpt.get("ema") or ckpt["model"]
     try:
-        model = build_model(config)
+        model = build_model(ModelConfig.from_dict(config, f"{file}: model configuration"), load_backbone=False)
     except (TypeError, ValueError) as err:
         raise UserError(f"{file}: its model configuration cannot be built ({err})") from err
     load_state_dict_checked(model, state, str(file))

@@ -17,8 +17,8 @@ def multibox_loss(
     bbox_deltas: torch.Tensor,
     cls_targets: torch.Tensor,
     bbox_targets: torch.Tensor,
-    neg_pos_ratio: float = 3.0,
-    min_negatives: int = 0,
+    neg_pos_ratio: float,
+    min_negatives: int,
 ) -> dict[str, torch.Tensor]:
     """Compute the two loss terms.
 

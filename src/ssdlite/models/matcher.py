@@ -11,7 +11,7 @@ import torch
 from torchvision.ops import box_iou
 
 
-def match(gt_boxes: list[torch.Tensor], default_boxes_xyxy: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
+def match(gt_boxes: list[torch.Tensor], default_boxes_xyxy: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Assign each default box a ground-truth index, or -1 for background.
 
     Args:

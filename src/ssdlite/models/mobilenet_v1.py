@@ -23,7 +23,7 @@ Width multiplier: channels follow the reference's rule ``max(int(c * width_mult)
 the value of the object-detection API's ``ssd_mobilenet_v1`` configs; at width 0.5 the maps have
 256 and 512 channels, at 0.35 179 and 358.
 
-Measured with :mod:`ssdlite.summary` (``ssdlite summary --arch mobilenet_v1``), 91 classes, 320x320:
+Measured with :mod:`ssdlite.models.summary` (``ssdlite summary --arch mobilenet_v1``), 91 classes, 320x320:
 5,246,911 parameters (backbone 3.21M, extras 0.59M, heads 1.45M) and 1.322B MAdds (1.213B at 300),
 against the MobileNetV2 paper's Table 6 row "MNet V1 + SSDLite": 5.1M parameters, 1.3B MAdds
 (+2.9% and +1.7%; the paper rounds to two figures). The body alone with a 1000-way classifier would

@@ -37,10 +37,10 @@ class PostProcess(torch.nn.Module):
     def __init__(
         self,
         box_coder: BoxCoder,
-        score_threshold: float = 0.01,
-        nms_threshold: float = 0.45,
-        topk_candidates: int = 200,
-        detections_per_image: int = 200,
+        score_threshold: float,
+        nms_threshold: float,
+        topk_candidates: int,
+        detections_per_image: int,
     ) -> None:
         super().__init__()
         self.box_coder = box_coder

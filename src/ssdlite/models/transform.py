@@ -2,8 +2,9 @@
 
 SSD resizes the whole image to the input size without keeping the aspect ratio (SSD paper,
 section 3); boxes predicted in normalized coordinates are mapped back to each original size by
-the postprocess. MobileNetV2 weights from the TensorFlow reference expect inputs in [-1, 1]
-(``mean = std = 0.5``); torchvision's ImageNet weights expect the ImageNet mean and std.
+the postprocess. The mean and std come from the model configuration
+(:class:`ssdlite.models.config.ModelConfig`: [-1, 1] inputs for the TensorFlow MobileNet weights,
+the ImageNet mean and std for torchvision's, Caffe's for VGG).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from collections.abc import Sequence
 
 import torch
 import torchvision.transforms.v2.functional as TF
-
-SIGNED_UNIT = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class Preprocess(torch.nn.Module):

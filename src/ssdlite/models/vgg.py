@@ -13,23 +13,33 @@ Layout: :class:`VGG16Backbone` keeps torchvision's VGG16 ``features`` Sequential
 (so the ``features.*`` tensors of a torchvision ``vgg16`` state dict load as they are), minus the
 last max-pool, and adds ``l2norm`` and ``fc`` (pool5 + fc6 + fc7). torchvision's SSD300 puts conv5
 and fc6/fc7 into its first "extra" block; here they belong to the backbone, whose last map is fc7.
-:func:`convert_ssd300_backbone` maps torchvision's keys to these.
+:func:`ssdlite.models.convert.convert_ssd300_backbone` maps torchvision's keys to these.
 """
 
 from __future__ import annotations
-
-import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from ssdlite.models.initialization import init_convs
 from ssdlite.models.state_dict import classifier_features
 
 #: SSD300's extra layers conv8_2 .. conv11_2 (SSD paper, Fig. 2): ``(1x1 depth, 3x3 depth, stride, padding)``.
 #: Maps at input 300: 19 -> 10 -> 5 -> 3 -> 1.
 SSD300_EXTRAS = ((256, 512, 2, 1), (128, 256, 2, 1), (128, 256, 1, 0), (128, 256, 1, 0))
+
+#: The classic SSD300 (SSD paper, section 3 and Fig. 2; torchvision's ``ssd300_vgg16``): its input size,
+#: explicit scales and centre steps, four or six boxes per map, and Caffe VGG's normalization
+#: (0-255 inputs minus the ImageNet mean). :meth:`ssdlite.models.config.ModelConfig.resolved` uses them.
+SSD300_SIZE = 300
+SSD300_ANCHORS = {
+    "scales": [0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
+    "steps": [8, 16, 32, 64, 100, 300],
+    "aspect_ratios": [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]],
+}
+VGG_MEAN_STD = ((0.48235, 0.45882, 0.40784), (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0))
 
 #: The layer configuration of VGG16 ("D" in the VGG paper, Table 1) as torchvision builds it.
 VGG16_CFG = cfgs["D"]
@@ -37,15 +47,6 @@ VGG16_CFG = cfgs["D"]
 
 def _maxpool_positions(features: nn.Sequential) -> list[int]:
     return [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
-
-
-def _xavier_init(module: nn.Module) -> None:
-    """Xavier-uniform convolutions and zero biases, as torchvision initializes SSD300's added layers."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class L2Norm(nn.Module):
@@ -104,7 +105,7 @@ class VGG16Backbone(nn.Module):
             nn.Conv2d(1024, 1024, kernel_size=1),  # fc7
             nn.ReLU(inplace=True),
         )
-        _xavier_init(self.fc)
+        init_convs(self.fc, "xavier")  # as torchvision initializes SSD300's added layers
         self.out_channels: tuple[int, ...] = (conv4_3.out_channels, self.fc[3].out_channels)
         self.strides: tuple[int, ...] = (8, 16)
 
@@ -167,7 +168,7 @@ class VGGExtras(nn.Module):
             )
             in_channels = out
         self.blocks = nn.ModuleList(blocks)
-        _xavier_init(self.blocks)
+        init_convs(self.blocks, "xavier")
         self.out_channels: tuple[int, ...] = tuple(block[2].out_channels for block in self.blocks)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -176,65 +177,3 @@ class VGGExtras(nn.Module):
             x = block(x)  # (N, 512, 10, 10), (N, 256, 5, 5), (N, 256, 3, 3), (N, 256, 1, 1) in turn
             maps.append(x)
         return maps
-
-
-def _ssd300_layout() -> tuple[int, int]:
-    """torchvision's ``backbone.extra.0`` is ``vgg.features[pool4:pool5]`` followed by the fc block:
-    returns ``(pool4, number of VGG layers in it)``."""
-    positions, index = [], 0
-    for v in VGG16_CFG:  # make_layers: "M" adds one max-pool, a depth adds a conv and a ReLU
-        if v == "M":
-            positions.append(index)
-        index += 1 if v == "M" else 2
-    pool4, pool5 = positions[3], positions[4]
-    return pool4, pool5 - pool4
-
-
-_TV_FEATURES = re.compile(r"^backbone\.features\.(\d+)\.(weight|bias)$")
-_TV_CONV5_FC = re.compile(r"^backbone\.extra\.0\.(\d+)\.(.+)$")
-_TV_EXTRA = re.compile(r"^backbone\.extra\.(\d+)\.(\d+\.(?:weight|bias))$")
-
-
-def convert_ssd300_backbone(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename the ``backbone.*`` tensors of torchvision's ``ssd300_vgg16`` to this model's keys.
-
-    ========================================  ===============================================
-    torchvision                               ssdlite
-    ========================================  ===============================================
-    ``backbone.scale_weight``                 ``core.backbone.l2norm.weight``
-    ``backbone.features.<i>.*`` (to conv4_3)  ``core.backbone.features.<i>.*``
-    ``backbone.extra.0.<j>.*`` (j < 7)        ``core.backbone.features.<pool4 + j>.*`` (conv5)
-    ``backbone.extra.0.7.<k>.*``              ``core.backbone.fc.<k>.*`` (fc6, fc7)
-    ``backbone.extra.<m>.*`` (m = 1 .. 4)     ``core.extras.blocks.<m - 1>.*``
-    ========================================  ===============================================
-
-    Tensors are not copied. Shapes are checked when the result is loaded.
-
-    Raises:
-        ValueError: for a key that is not one of the above (non-``backbone.`` keys, SSD512's fifth
-            extra block, batch-norm tensors).
-    """
-    pool4, conv5_layers = _ssd300_layout()
-    converted, unknown = {}, []
-    for key, value in state_dict.items():
-        if key == "backbone.scale_weight":
-            converted["core.backbone.l2norm.weight"] = value
-        elif (m := _TV_FEATURES.match(key)) and int(m.group(1)) < pool4:
-            converted[f"core.backbone.features.{m.group(1)}.{m.group(2)}"] = value
-        elif m := _TV_CONV5_FC.match(key):
-            j, rest = int(m.group(1)), m.group(2)
-            if j < conv5_layers and re.fullmatch(r"weight|bias", rest):
-                converted[f"core.backbone.features.{pool4 + j}.{rest}"] = value
-            elif j == conv5_layers and (fc := re.fullmatch(r"(\d+)\.(weight|bias)", rest)):
-                converted[f"core.backbone.fc.{fc.group(1)}.{fc.group(2)}"] = value
-            else:
-                unknown.append(key)
-        elif (m := _TV_EXTRA.match(key)) and 1 <= int(m.group(1)) <= len(SSD300_EXTRAS):
-            converted[f"core.extras.blocks.{int(m.group(1)) - 1}.{m.group(2)}"] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise ValueError(
-            f"not a torchvision ssd300_vgg16 backbone: {len(unknown)} unknown keys: {', '.join(unknown[:10])}"
-        )
-    return converted

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssdlite.registration import find_unregistered
+from ssdlite.models.modes import evaluating
+from ssdlite.models.registration import find_unregistered
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -24,11 +25,8 @@ def count_parameters(module: nn.Module) -> int:
 def count_madds(core: nn.Module, size: int) -> int:
     """Multiply-adds of one forward pass of ``core`` on a ``(1, 3, size, size)`` input."""
     device = next(core.parameters()).device
-    was_training = core.training
-    core.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), evaluating(core), FlopCounterMode(display=False) as counter:
         core(torch.zeros(1, 3, size, size, device=device))
-    core.train(was_training)
     return counter.get_total_flops() // 2
 
 
@@ -49,10 +47,11 @@ def summarize(model: nn.Module) -> dict[str, Any]:
     }
     unregistered = find_unregistered(model)
     return {
-        "arch": model.config.get("arch", type(model).__name__),
+        "arch": model.config.arch,
         "num_classes": model.num_classes,
         "size": model.size,
-        "width_mult": model.config.get("width_mult"),
+        "width_mult": model.config.width_mult,
+        "neck": model.config.neck,
         "feature_maps": [[c, h, w] for c, (h, w) in zip(channels, maps)],
         "boxes_per_location": model.default_boxes.boxes_per_location,
         "anchors_per_level": model.default_boxes.boxes_per_level,

@@ -1,0 +1,59 @@
+"""Helpers shared by the commands: the model flags, and a model from flags or from a trained file.
+
+Every command that builds a model (``train``, ``summary``, ``benchmark``, ``doctor``, ``anchors fit``,
+``demo``) gets the same model flags, generated from :class:`ssdlite.models.config.ModelConfig`: one
+name, one default and one help text everywhere (``tests/cli/test_model_flags.py`` walks the parsers).
+The flags default to "not given", so a command can start from its own preset (the demo's small
+model, a ``--config`` file) and the flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ssdlite.errors import UserError
+from ssdlite.models import options
+from ssdlite.models.config import ModelConfig
+
+#: Classes (with the background) of a model built without a dataset: COCO's 91, as the papers' tables.
+COCO_NUM_CLASSES = 91
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, split: str = "train") -> None:
+    """``--data`` (required), ``--format`` and ``--split``: the dataset a command reads."""
+    from ssdlite.data import FORMATS
+
+    parser.add_argument("--data", required=True, help="dataset root (VOC folder, COCO JSON, YOLO data.yaml)")
+    parser.add_argument("--format", choices=FORMATS, help="dataset format (default: detected from the files)")
+    parser.add_argument("--split", default=split, help=f"split to read (default: {split})")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`ModelConfig` field, in a "model options" group."""
+    options.add_arguments(parser.add_argument_group("model options"), ModelConfig)
+
+
+def model_config_from_args(args: argparse.Namespace, base: ModelConfig | None = None) -> ModelConfig:
+    """``base`` (default: the :class:`ModelConfig` defaults) with the model flags given on the command line."""
+    try:
+        return (base or ModelConfig()).replace(**options.given(args, ModelConfig))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
+def model_from_args(args: argparse.Namespace, num_classes: int | None = None, base: ModelConfig | None = None):
+    """The model the flags describe, for a dataset of ``num_classes`` (with the background) if given.
+
+    Random weights apart from ``--backbone-weights``. Without a dataset ``--num-classes`` (default 91) sets the
+    class count; with one, a ``--num-classes`` that disagrees with it is an error.
+    """
+    from ssdlite.models.factory import build_model
+
+    config = model_config_from_args(args, base)
+    if num_classes is not None and config.num_classes not in (None, num_classes):
+        raise UserError(f"--num-classes {config.num_classes} does not match the dataset: {num_classes - 1} classes + the background = {num_classes}")
+    config = config.replace(num_classes=num_classes or config.num_classes or COCO_NUM_CLASSES)
+    try:
+        return build_model(config)
+    except ValueError as err:
+        raise UserError(f"model: {err}") from err

@@ -130,7 +130,7 @@ def test_full_tail_state_dict_converts():
     backbone = _mobilenet_extractor(mobilenet_v3_large(norm_layer=TF_BATCH_NORM), 6, TF_BATCH_NORM)
     anchors = DefaultBoxGenerator([[2, 3] for _ in range(6)], min_ratio=0.2, max_ratio=0.95)
     channels = det_utils.retrieve_out_channels(backbone, (SIZE, SIZE))
-    head = SSDLiteHead(channels, anchors.num_anchors_per_location(), 3, TF_BATCH_NORM, "lite")
+    head = SSDLiteHead(channels, anchors.num_anchors_per_location(), 3, TF_BATCH_NORM)
     state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()}, **{f"head.{k}": v for k, v in head.state_dict().items()}}
     ours, notes = from_torchvision(state, num_classes=3)
     assert ours.config.reduced_tail is False and ours.core.backbone.out_channels == (672, 960)

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-FORMAT_NAMES = "voc, coco or yolo"
+from ssdlite.cli.options import add_data_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,9 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="detections in COCO results format (from --save-predictions or any detector); integer image_id "
         "= the dataset's image id, string image_id = an image file name or stem",
     )
-    p.add_argument("--data", required=True, metavar="PATH", help="dataset folder, COCO .json or YOLO .yaml")
-    p.add_argument("--format", help=f"dataset format: {FORMAT_NAMES} (default: detected)")
-    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    add_data_arguments(p, split="val")
     p.add_argument("--json", metavar="OUT", help="write every metric as one JSON object to OUT ('-': stdout)")
     p.add_argument("--plots", metavar="DIR", help="write precision-recall curves and the confusion matrix (PNG) to DIR")
     p.add_argument("--save-predictions", metavar="FILE", help="with --weights: write the detections in COCO results format")

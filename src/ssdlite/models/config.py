@@ -94,6 +94,25 @@ class ModelConfig:
             if choices and value is not None and value not in choices:
                 what = {"arch": "architecture"}.get(f.name, f.name.replace("_", " "))
                 raise ValueError(f"unknown {what} {value!r}; choose one of {choices}")
+        # Values the builder would only fail on deep inside (a reshape, a division), checked here by name.
+        checks = [
+            ("num_classes", self.num_classes is None or self.num_classes >= 2, ">= 2 (it counts the background)"),
+            ("size", self.size is None or self.size > 0, "> 0"),
+            ("width_mult", self.width_mult > 0, "> 0"),
+            ("image_mean", self.image_mean is None or len(self.image_mean) == 3, "3 values (R, G, B)"),
+            ("image_std", self.image_std is None or (len(self.image_std) == 3 and min(self.image_std) > 0), "3 values > 0"),
+            ("variances", len(self.variances) == 4 and min(self.variances) > 0, "4 values > 0 (cx, cy, w, h)"),
+            ("iou_threshold", 0 < self.iou_threshold < 1, "in (0, 1)"),
+            ("neg_pos_ratio", self.neg_pos_ratio >= 0, ">= 0"),
+            ("min_negatives", self.min_negatives >= 0, ">= 0"),
+            ("score_threshold", 0 <= self.score_threshold < 1, "in [0, 1)"),
+            ("nms_threshold", 0 < self.nms_threshold <= 1, "in (0, 1]"),
+            ("topk_candidates", self.topk_candidates >= 1, ">= 1"),
+            ("detections_per_image", self.detections_per_image >= 1, ">= 1"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
 
     # -- reading, writing, resolving
 

@@ -59,3 +59,17 @@ def test_bad_yaml_names_the_file_and_the_key(tmp_path, text, message):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         TrainConfig().epochs = 3
+
+
+def test_training_configurations_of_earlier_versions_still_read():
+    """Round 1 kept freeze_bn, sync_bn and init_from in the model section: resumed runs and old recipes still load."""
+    config = TrainConfig.from_dict({"model": {"size": 160, "freeze_bn": "backbone", "init_from": "run"}, "epochs": 3})
+    assert (config.freeze_bn, config.init_from, config.model.size, config.epochs) == ("backbone", "run", 160, 3)
+
+
+def test_the_model_section_is_the_model_configuration():
+    from ssdlite.models import ModelConfig
+
+    config = TrainConfig().replace(arch="vgg16", nms_threshold=0.5)
+    assert isinstance(config.model, ModelConfig) and config.model.nms_threshold == 0.5
+    assert config.resolved().model == ModelConfig(arch="vgg16", nms_threshold=0.5).resolved()

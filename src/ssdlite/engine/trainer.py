@@ -322,7 +322,13 @@ class _Trainer:
                 text, counts = data_summary(dataset)
             except TypeError:  # a dataset without a reader's report (e.g. the in-memory synthetic shapes)
                 continue
-            print(f"{split} data: {text}", file=sys.stderr, flush=True)
+            severity = counts["by_severity"]
+            if severity.get("warning", 0) + severity.get("error", 0) + severity.get("fatal", 0):
+                print(f"{split} data: {text}", file=sys.stderr, flush=True)
+            else:  # notes only (e.g. background-only images): nothing was lost, one line says so
+                notes = ", ".join(f"{n} {kind}" for kind, n in counts["by_kind"].items())
+                print(f"{split} data: {counts['samples']} samples, all usable, nothing dropped"
+                      + (f" (notes: {notes})" if notes else ""), file=sys.stderr, flush=True)
             self.log.write({"kind": "data", "split": split, "step": self.step, **counts})
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:

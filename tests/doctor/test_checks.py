@@ -69,7 +69,10 @@ def test_registration_fails_on_an_optimizer_built_before_a_layer_was_added():
 def test_gradient_flow_passes_healthy_and_names_a_detached_head():
     model = small_model()
     images, targets = batch()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     assert check_gradient_flow(model, images, targets).status == PASS
+    # The check leaves the model as it was: its train-mode forward must not move the BatchNorm statistics.
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     model.core.head.regression.predictors[1] = Detached(model.core.head.regression.predictors[1])
     check = check_gradient_flow(model, images, targets)
     assert check.status == FAIL

@@ -44,8 +44,10 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
     """Backpropagate the training loss once and name parameters with no, zero or non-finite gradients.
 
     Parameters with ``requires_grad=False`` are reported as frozen (WARN: fine when intended). The
-    model's weights are not changed; gradients are cleared afterwards.
+    model is left as it was: weights untouched, gradients cleared, and the BatchNorm running statistics
+    that the train-mode forward updates are put back (a check must not change what it checks).
     """
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     with in_mode(model, training=True):  # the training loss needs train mode
         model.zero_grad(set_to_none=True)
         losses = model(images, targets)
@@ -72,6 +74,9 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
         else:
             norms[part_of(name)] += float(p.grad.float().norm() ** 2)
     model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
     part_norms = {part: value**0.5 for part, value in norms.items()}
     data = {
         "grad_norm_per_part": part_norms,

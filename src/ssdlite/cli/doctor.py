@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from ssdlite.cli.options import add_data_arguments, add_model_arguments, model_config_from_args, model_from_args
+from ssdlite.cli.options import add_data_arguments, add_model_arguments, model_from_args
+from ssdlite.models import options
+from ssdlite.models.config import ModelConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +46,7 @@ def build_subject(args: argparse.Namespace, classes: list[str]):
         from ssdlite.engine.trainer import build_training_model
 
         config = load_yaml(args.config)
-        config = config.replace(model=model_config_from_args(args, config.model).to_dict())
+        config = config.replace(**options.given(args, ModelConfig))  # model flags on top of the file
         model = build_training_model(config, num_classes)
         return model, build_optimizer(model, config.optim), config.model.backbone_weights
     model = model_from_args(args, num_classes)

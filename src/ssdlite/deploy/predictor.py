@@ -19,7 +19,6 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -79,18 +78,15 @@ class Predictor:
             from ssdlite.models.io import load_model
 
             self.model, info = load_model(weights, map_location=self.device)
-            config, self.classes = info["config"], info["classes"]
+            self.config, self.classes = self.model.config, info["classes"]
             self.preprocess = self.model.preprocess
         else:
-            config, self.classes = self._open_onnx(Path(weights), threads)
-        #: The model configuration stored in the file (resolved).
-        self.config = ModelConfig.from_dict(config, f"{weights}: model configuration")
-        if backend != "torch":
+            self.config, self.classes = self._open_onnx(Path(weights), threads)
             self.preprocess = Preprocess(self.config.size, self.config.image_mean, self.config.image_std).to(self.device)
         if not self.classes:
             self.classes = [f"class{i}" for i in range(1, self.config.num_classes)]
 
-    def _open_onnx(self, path: Path, threads: int | None) -> tuple[dict[str, Any], list[str]]:
+    def _open_onnx(self, path: Path, threads: int | None) -> tuple[ModelConfig, list[str]]:
         from ssdlite.deploy.onnx_runtime import make_session, read_metadata
 
         if path.suffix == ".onnx":
@@ -98,18 +94,18 @@ class Predictor:
                 raise UserError(f"{path}: no such file")
             self.session = make_session(path, threads, str(self.device))
             meta = read_metadata(self.session, path)
+            config = ModelConfig.from_dict(meta["config"], f"{path}: model configuration")
             if meta["outputs"] != "nms":
-                config = ModelConfig.from_dict(meta["config"], f"{path}: model configuration")
                 self.model = build_model(config, load_backbone=False).to(self.device).eval()  # for its default boxes and postprocess
                 self.outputs = "raw"
-            return meta["config"], meta["classes"]
+            return config, meta["classes"]
         from ssdlite.deploy.onnx_export import build_onnx
         from ssdlite.models.io import load_model
 
         model, info = load_model(path)
         exported, _ = build_onnx(model, info["classes"], with_nms=True)
         self.session = make_session(exported, threads, str(self.device))
-        return info["config"], info["classes"]
+        return model.config, info["classes"]
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

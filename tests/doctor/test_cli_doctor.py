@@ -63,3 +63,16 @@ def test_anchors_fit_writes_a_config_and_reports_before_and_after(tmp_path, caps
     config = load_yaml(out)
     built = build_training_model(config, 2)
     assert built.config.min_scale == model["min_scale"] and built.config.reduce_lowest == model["reduce_lowest"]
+
+
+def test_model_flags_apply_on_top_of_a_config_file(tmp_path):
+    """`ssdlite doctor --config FILE --size S`: the flags override the file, as for `ssdlite train`."""
+    from ssdlite.cli import build_parser
+    from ssdlite.cli.doctor import build_subject
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  size: 160\n  width_mult: 0.35\n")
+    args = build_parser().parse_args(["doctor", "--data", "d", "--config", str(recipe), "--size", "128", "--min-scale", "0.1"])
+    model, optimizer, _ = build_subject(args, ["a", "b"])
+    assert (model.size, model.config.width_mult, model.config.min_scale) == (128, 0.35, 0.1)
+    assert optimizer is not None

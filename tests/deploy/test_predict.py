@@ -65,7 +65,7 @@ def test_onnxruntime_backend_matches_torch(tmp_path, weights, onnx_file, request
     expected = [p.detections for p in torch_pred.predict_paths(paths)]
     got = [p.detections for p in ort_pred.predict_paths(paths)]
     assert sum(len(d["scores"]) for d in expected) > 0
-    comparison = compare_detections(expected, got, box_tol=0.05, score_tol=1e-5)  # pixels of ~150 px images
+    comparison = compare_detections(expected, got, score_tol=1e-5)
     assert comparison.ok, comparison.problems
 
 
@@ -79,7 +79,7 @@ def test_onnxruntime_backend_from_weights_exports_in_memory(tmp_path, weights, o
     paths = write_images(tmp_path / "images", 2, seed=9)
     got = [p.detections for p in Predictor(weights, backend="onnxruntime", score_threshold=0.05).predict_paths(paths)]
     expected = [p.detections for p in Predictor(weights, score_threshold=0.05).predict_paths(paths)]
-    comparison = compare_detections(expected, got, box_tol=0.05, score_tol=1e-5)
+    comparison = compare_detections(expected, got, score_tol=1e-5)
     assert comparison.ok and comparison.detections > 0, comparison.problems
 
 

@@ -1,10 +1,21 @@
-"""What "the same detections" means when an export is checked against PyTorch.
+"""What "the same detections" and "the same network outputs" mean when an export is checked against PyTorch.
 
-Two detection lists of one image are the same when they have the same number of detections and,
-after sorting each by score (descending; ties broken by label, then box), the labels are equal,
-the scores differ by at most ``score_tol`` and the boxes by at most ``box_tol`` (in the unit of
-the boxes compared). Sorting first makes the check independent of how each runtime orders equal
-scores; anything else (a missing, extra or relabelled detection) is a difference.
+Detections (the check that decides): the two lists of one image are matched **one to one**. Going
+through the expected detections by descending score, each takes the unmatched returned detection
+with the same label, a score within ``score_tol`` and the highest IoU, if that IoU is at least
+``min_iou`` (0.99 and 1e-3 by default). Whatever is left on either side is *unmatched* and makes
+the check fail. IoU does not depend on the unit of the boxes (pixels or normalized), and matching
+does not depend on how each runtime orders equal scores.
+
+One exception keeps a correct export from failing at random: a detection that exists on one side
+only, scored within ``score_tol`` of ``score_floor`` (the score threshold of the lists compared),
+is counted as *borderline*, not unmatched: a 1e-6 difference in a logit legitimately moves such a
+candidate across the threshold.
+
+Raw network outputs (a coarse check before the detections): a relative-plus-absolute bound scaled
+to the output, ``|got - want| <= atol + rtol * max|want|``: float32 rounding grows with the
+magnitude of the activations, so an absolute bound alone refuses correct exports of trained models
+whose outputs are large.
 """
 
 from __future__ import annotations
@@ -13,61 +24,140 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torchvision.ops import box_iou
+
+RAW_RTOL = 1e-3  # of the output's largest magnitude
+RAW_ATOL = 1e-4
+MIN_IOU = 0.99
+SCORE_TOL = 1e-3
 
 
 @dataclass
 class Comparison:
-    """Outcome of comparing detections; ``ok`` when every image has the same detections."""
+    """Outcome of matching detections; ``ok`` when nothing is unmatched on either side."""
 
     images: int = 0
-    detections: int = 0
-    max_box_diff: float = 0.0
-    max_score_diff: float = 0.0
+    detections: int = 0  # expected detections
+    matched: int = 0
+    unmatched_expected: int = 0  # expected, nothing returned matches them
+    unmatched_returned: int = 0  # returned, match no expected one
+    borderline: int = 0  # on one side only, scored at the threshold (not a failure)
+    min_iou: float = 1.0  # over matched pairs
+    max_score_diff: float = 0.0  # over matched pairs
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    def summary(self) -> str:
+        text = (
+            f"{self.matched}/{self.detections} detections matched on {self.images} images (IoU >= {self.min_iou:.4f}, "
+            f"scores within {self.max_score_diff:.2g}), {self.unmatched_expected} unmatched expected, "
+            f"{self.unmatched_returned} unmatched returned"
+        )
+        return text + (f", {self.borderline} at the score threshold on one side only" if self.borderline else "")
 
-def _sorted(det: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    boxes = det["boxes"].detach().float().cpu().reshape(-1, 4)
-    scores = det["scores"].detach().float().cpu().reshape(-1)
+    def merge(self, other: Comparison) -> Comparison:
+        """Add ``other``'s counts (another batch of images) to this one."""
+        self.images += other.images
+        self.detections += other.detections
+        self.matched += other.matched
+        self.unmatched_expected += other.unmatched_expected
+        self.unmatched_returned += other.unmatched_returned
+        self.borderline += other.borderline
+        self.min_iou = min(self.min_iou, other.min_iou)
+        self.max_score_diff = max(self.max_score_diff, other.max_score_diff)
+        self.problems += other.problems
+        return self
+
+
+def _as_cpu(det: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    boxes = det["boxes"].detach().cpu().double().reshape(-1, 4)
+    scores = det["scores"].detach().cpu().double().reshape(-1)
     labels = det["labels"].detach().cpu().to(torch.int64).reshape(-1)
-    keys = [(-s, l, *b) for s, l, b in zip(scores.tolist(), labels.tolist(), boxes.tolist())]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+    return boxes, scores, labels
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(P, Q)`` IoU. A box without area (clipped to a line at the image border) has no IoU, so a pair in
+    which one box is empty is compared as both boxes grown by 1e-3 of the largest coordinate on every side."""
+    iou = box_iou(a, b).nan_to_num(0.0)
+    if len(a) and len(b):
+        pad = 1e-3 * max(float(a.abs().max()), float(b.abs().max()), 1e-12)
+        grown = box_iou(a + a.new_tensor([-pad, -pad, pad, pad]), b + b.new_tensor([-pad, -pad, pad, pad]))
+        empty_a = (a[:, 2] <= a[:, 0]) | (a[:, 3] <= a[:, 1])  # (P,)
+        empty_b = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])  # (Q,)
+        iou = torch.where(empty_a[:, None] | empty_b[None, :], grown, iou)
+    return iou
 
 
 def compare_detections(
     expected: Sequence[dict[str, torch.Tensor]],
     actual: Sequence[dict[str, torch.Tensor]],
-    box_tol: float = 1e-3,
-    score_tol: float = 1e-5,
+    min_iou: float = MIN_IOU,
+    score_tol: float = SCORE_TOL,
+    score_floor: float | None = None,
 ) -> Comparison:
-    """Compare two eval-mode outputs (one ``{"boxes", "scores", "labels"}`` dict per image)."""
+    """Match two eval-mode outputs (one ``{"boxes", "scores", "labels"}`` dict per image) one to one (module doc)."""
     result = Comparison(images=len(expected))
     if len(expected) != len(actual):
         result.problems.append(f"{len(expected)} images expected, {len(actual)} returned")
         return result
     for i, (e, a) in enumerate(zip(expected, actual)):
-        e, a = _sorted(e), _sorted(a)
-        ne, na = len(e["scores"]), len(a["scores"])
-        result.detections += ne
-        if ne != na:
-            result.problems.append(f"image {i}: {ne} detections expected, {na} returned")
-            continue
-        if ne == 0:
-            continue
-        if not torch.equal(e["labels"], a["labels"]):
-            j = int((e["labels"] != a["labels"]).nonzero()[0])
-            result.problems.append(f"image {i}: labels differ at rank {j} ({int(e['labels'][j])} vs {int(a['labels'][j])})")
-        box_diff = float((e["boxes"] - a["boxes"]).abs().max())
-        score_diff = float((e["scores"] - a["scores"]).abs().max())
-        result.max_box_diff = max(result.max_box_diff, box_diff)
-        result.max_score_diff = max(result.max_score_diff, score_diff)
-        if box_diff > box_tol:
-            result.problems.append(f"image {i}: boxes differ by up to {box_diff:.3g} (tolerance {box_tol:g})")
-        if score_diff > score_tol:
-            result.problems.append(f"image {i}: scores differ by up to {score_diff:.3g} (tolerance {score_tol:g})")
+        e_boxes, e_scores, e_labels = _as_cpu(e)
+        a_boxes, a_scores, a_labels = _as_cpu(a)
+        result.detections += len(e_scores)
+        # Allowed pairs: same label, scores within score_tol, IoU >= min_iou; ranked by IoU.
+        iou = _iou(e_boxes, a_boxes)  # (P, Q)
+        allowed = (e_labels[:, None] == a_labels[None, :]) & ((e_scores[:, None] - a_scores[None, :]).abs() <= score_tol)
+        iou = torch.where(allowed & (iou >= min_iou), iou, torch.full_like(iou, -1.0))
+        free = torch.ones(len(a_scores), dtype=torch.bool)
+        missing = []
+        for j in e_scores.argsort(descending=True, stable=True).tolist():
+            row = torch.where(free, iou[j], torch.full_like(iou[j], -1.0))
+            if len(row) and float(row.max()) >= 0:
+                q = int(row.argmax())
+                free[q] = False
+                result.matched += 1
+                result.min_iou = min(result.min_iou, float(iou[j, q]))
+                result.max_score_diff = max(result.max_score_diff, float((e_scores[j] - a_scores[q]).abs()))
+            else:
+                missing.append(j)
+        extra = free.nonzero().flatten().tolist()
+
+        def real(scores: torch.Tensor, idx: list[int]) -> list[int]:
+            if score_floor is None:
+                return idx
+            return [j for j in idx if float(scores[j]) > score_floor + score_tol]
+
+        missing_real, extra_real = real(e_scores, missing), real(a_scores, extra)
+        result.borderline += len(missing) - len(missing_real) + len(extra) - len(extra_real)
+        result.unmatched_expected += len(missing_real)
+        result.unmatched_returned += len(extra_real)
+        if missing_real or extra_real:
+            described = [
+                f"{side} label {int(labels[j])} score {float(scores[j]):.4f} box {[round(v, 2) for v in boxes[j].tolist()]}"
+                for side, idx, boxes, scores, labels in (
+                    ("expected", missing_real, e_boxes, e_scores, e_labels),
+                    ("returned", extra_real, a_boxes, a_scores, a_labels),
+                )
+                for j in idx[:2]
+            ]
+            result.problems.append(
+                f"image {i}: {len(missing_real)} of {len(e_scores)} expected detections unmatched, "
+                f"{len(extra_real)} of {len(a_scores)} returned unmatched (" + "; ".join(described) + ")"
+            )
     return result
+
+
+def raw_difference(got: torch.Tensor, want: torch.Tensor, rtol: float = RAW_RTOL, atol: float = RAW_ATOL) -> tuple[float, float]:
+    """``(largest |got - want|, allowed bound atol + rtol * max|want|)``; NaN in ``got`` gives an infinite difference."""
+    got, want = got.detach().float().cpu(), want.detach().float().cpu()
+    if got.shape != want.shape:
+        raise ValueError(f"shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    diff = (got - want).abs()
+    worst = float(diff.max()) if diff.numel() else 0.0
+    if not torch.isfinite(diff).all():
+        worst = float("inf")
+    return worst, atol + rtol * (float(want.abs().max()) if want.numel() else 0.0)

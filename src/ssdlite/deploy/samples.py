@@ -38,3 +38,20 @@ def sample_batch(preprocess: Preprocess, n: int, seed: int = 0) -> torch.Tensor:
     """``(n, 3, S, S)`` preprocessed sample batch."""
     batch, _ = preprocess(sample_images(n, seed=seed))
     return batch
+
+
+def shapes_images(n: int, size: int = 320, seed: int = 0) -> list[torch.Tensor]:
+    """``n`` uint8 ``(3, H, W)`` images of the built-in synthetic shapes (objects on textured backgrounds).
+
+    What an export is verified on when the user gives no images of their own: unlike noise, they give a
+    trained model real, confident detections. Every other image is cropped to 3:4 so that the mapping back
+    to a non-square image is checked too.
+    """
+    from ssdlite.data.synthetic import make_shapes_image
+
+    images = []
+    for i in range(n):
+        pixels, _, _ = make_shapes_image(seed, 1, i, size)  # split 1: the validation stream
+        image = torch.from_numpy(pixels).permute(2, 0, 1)  # (3, S, S)
+        images.append(image[:, : size * 3 // 4].contiguous() if i % 2 else image)
+    return images

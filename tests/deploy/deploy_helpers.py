@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from PIL import Image
+from torchvision.ops import batched_nms
 
 import ssdlite
 
@@ -43,3 +44,20 @@ def write_images(folder, n: int, seed: int = 0) -> list:
         Image.fromarray(array).save(path)
         paths.append(path)
     return paths
+
+
+def reference_postprocess(post, cls_logits, bbox_deltas, default_boxes):
+    """Plain SSD postprocess: every candidate above the threshold through one batched NMS, then the cap."""
+    n, a, k = cls_logits.shape
+    boxes = post.box_coder.decode(bbox_deltas, default_boxes).clamp(0, 1)  # (N, A, 4)
+    scores = cls_logits.softmax(dim=-1)[..., 1:]  # (N, A, K-1)
+    top_scores, top_anchor = scores.topk(min(post.topk_candidates, a), dim=1)  # (N, k, K-1)
+    out = []
+    for i in range(n):
+        s, anchor = top_scores[i].T.reshape(-1), top_anchor[i].T.reshape(-1)  # (C*k,)
+        labels = torch.arange(1, k).repeat_interleave(top_scores.shape[1])
+        keep = s > post.score_threshold
+        b, s, labels = boxes[i][anchor[keep]].double(), s[keep].double(), labels[keep]
+        kept = batched_nms(b, s, labels, post.nms_threshold)[: post.detections_per_image]
+        out.append({"boxes": b[kept], "scores": s[kept], "labels": labels[kept]})
+    return out

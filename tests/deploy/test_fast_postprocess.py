@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.ops import batched_nms
 
 import ssdlite
 from ssdlite.deploy.compare import compare_detections
 
-
-def _reference(post, cls_logits, bbox_deltas, default_boxes):
-    """Plain SSD postprocess: every candidate above the threshold through one batched NMS, then the cap."""
-    n, a, k = cls_logits.shape
-    boxes = post.box_coder.decode(bbox_deltas, default_boxes).clamp(0, 1)  # (N, A, 4)
-    scores = cls_logits.softmax(dim=-1)[..., 1:]  # (N, A, K-1)
-    top_scores, top_anchor = scores.topk(min(post.topk_candidates, a), dim=1)  # (N, k, K-1)
-    out = []
-    for i in range(n):
-        s, anchor = top_scores[i].T.reshape(-1), top_anchor[i].T.reshape(-1)  # (C*k,)
-        labels = torch.arange(1, k).repeat_interleave(top_scores.shape[1])
-        keep = s > post.score_threshold
-        b, s, labels = boxes[i][anchor[keep]].double(), s[keep].double(), labels[keep]
-        kept = batched_nms(b, s, labels, post.nms_threshold)[: post.detections_per_image]
-        out.append({"boxes": b[kept], "scores": s[kept], "labels": labels[kept]})
-    return out
+from deploy_helpers import reference_postprocess
 
 
 @pytest.mark.parametrize("spread", [0.01, 1.0, 4.0])  # untrained (all alike), varied, confident
@@ -36,7 +20,7 @@ def test_early_stop_gives_the_detections_of_full_nms(spread):
     cls_logits[2, :, 0] += 6.0  # third image: few candidates, fewer survivors than the cap
     bbox_deltas = torch.randn(3, default_boxes.shape[0], 4, generator=g) * 0.5
     got = model.postprocess(cls_logits, bbox_deltas, [(1, 1)] * 3)
-    expected = _reference(post, cls_logits, bbox_deltas, default_boxes)
+    expected = reference_postprocess(post, cls_logits, bbox_deltas, default_boxes)
     assert len(got[0]["scores"]) == post.detections_per_image
     comparison = compare_detections(expected, got, min_iou=0.99999, score_tol=1e-7)
     assert comparison.ok, comparison.problems

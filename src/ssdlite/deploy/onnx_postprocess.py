@@ -202,24 +202,25 @@ def postprocess_model(num_classes: int, default_boxes: torch.Tensor, opset: int,
     return append_postprocess(model, default_boxes, **settings)
 
 
-def detections_from_outputs(
-    num_detections: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, image_sizes
-) -> list[dict[str, torch.Tensor]]:
-    """With-NMS outputs -> the model's eval-mode list of ``{"boxes", "scores", "labels"}`` in each image's pixels.
+def detections_from_outputs(num_detections, boxes, scores, labels, image_sizes) -> list[dict[str, torch.Tensor]]:
+    """Padded final outputs (this in-graph NMS's, or :mod:`ssdlite.deploy.static_postprocess`'s) -> the model's
+    eval-mode list of ``{"boxes", "scores", "labels"}`` in each image's pixels.
 
     Args:
-        num_detections ``(N,)``, boxes ``(N, D, 4)`` normalized, scores ``(N, D)``, labels ``(N, D)``;
+        num_detections ``(N,)``, boxes ``(N, D, 4)`` normalized, scores ``(N, D)``, labels ``(N, D)``: numpy arrays
+            or tensors;
         image_sizes: ``(H, W)`` per image.
     """
+    num_detections, boxes, scores, labels = (torch.as_tensor(np.asarray(v)) for v in (num_detections, boxes, scores, labels))
     detections = []
     for i, (h, w) in enumerate(image_sizes):
         n = int(num_detections[i])
         scale = torch.tensor([w, h, w, h], dtype=torch.float32)
         detections.append(
             {
-                "boxes": torch.from_numpy(np.ascontiguousarray(boxes[i, :n])) * scale,
-                "scores": torch.from_numpy(np.ascontiguousarray(scores[i, :n])),
-                "labels": torch.from_numpy(np.ascontiguousarray(labels[i, :n])).to(torch.int64),
+                "boxes": boxes[i, :n].float() * scale,
+                "scores": scores[i, :n].float().clone(),
+                "labels": labels[i, :n].to(torch.int64).clone(),
             }
         )
     return detections

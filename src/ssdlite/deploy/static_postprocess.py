@@ -1,0 +1,145 @@
+"""The postprocess with static shapes only, so that ``torch.export`` and every runtime can lower it.
+
+``model.postprocess`` (and torchvision's ``batched_nms``) produce data-dependent shapes: the number of
+candidates above the threshold, the number of survivors. ExecuTorch, LiteRT and OpenVINO want a graph
+whose every tensor shape is known at export time. This module computes the same detections with a
+fixed number of everything:
+
+1. decode and clip the boxes, softmax, drop the background (as ``PostProcess``);
+2. the top-``k`` default boxes per (image, class), ``k = min(topk_candidates, A)``; a candidate at or
+   below ``score_threshold`` gets score -1;
+3. the ``M`` best of those ``C * k`` candidates per image (``M = candidates``), sorted by score;
+4. greedy NMS over the ``M`` in score order, one step per candidate, with a fixed ``(M, M)``
+   suppression matrix (IoU > ``nms_threshold`` and same class and earlier): candidate ``i`` survives
+   when no earlier survivor suppresses it. ``M`` steps of plain tensor arithmetic, no loop whose
+   length depends on the data;
+5. the ``D = detections_per_image`` best survivors, padded.
+
+Exactness (the argument of :mod:`ssdlite.models.postprocess`): a candidate's survival depends only on
+higher-scored candidates of its class, so the survivors among the ``M`` best are exactly the full
+NMS's survivors among them. The capped result equals NMS over every candidate when at least ``D``
+of the ``M`` survive or when the image has at most ``M`` candidates above the threshold;
+:meth:`StaticPostProcess.exact` says, per image, whether that holds. ``tests/deploy`` proves the
+equality against ``torchvision.ops.batched_nms`` and ``model.postprocess``.
+
+Outputs, for ``N`` images: ``boxes (N, D, 4)`` float32 xyxy **normalized to [0, 1]**, ``scores (N, D)``
+float32 descending, ``labels (N, D)`` int64 in ``1..K-1``, ``count (N,)`` int64; entries past
+``count`` are zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssdlite.models.box_coder import BoxCoder
+
+OUTPUTS = ("boxes", "scores", "labels", "count")
+
+
+class StaticPostProcess(nn.Module):
+    """``(cls_logits (N, A, K), bbox_deltas (N, A, 4))`` -> ``(boxes, scores, labels, count)`` with static shapes.
+
+    Args:
+        default_boxes: ``(A, 4)`` ``(cx, cy, w, h)`` in ``[0, 1]`` (the model's anchors).
+        variances, score_threshold, nms_threshold, topk_candidates, detections_per_image: the model's settings.
+        candidates: ``M``, the candidates per image that go through NMS (default ``2 * D``, the first
+            pass of ``PostProcess``); more costs ``M`` steps and an ``(M, M)`` matrix.
+    """
+
+    def __init__(
+        self,
+        default_boxes: torch.Tensor,
+        variances: tuple[float, ...],
+        score_threshold: float,
+        nms_threshold: float,
+        topk_candidates: int,
+        detections_per_image: int,
+        num_classes: int,
+        candidates: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("default_boxes", default_boxes.detach().float().clone())
+        self.box_coder = BoxCoder(variances)
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        a = default_boxes.shape[0]
+        self.k = min(topk_candidates, a)
+        total = (num_classes - 1) * self.k
+        self.d = min(detections_per_image, total)
+        self.m = min(candidates or 2 * self.d, total)
+        if self.m < self.d:
+            raise ValueError(f"candidates ({self.m}) must be at least the detections per image ({self.d})")
+
+    @classmethod
+    def from_model(cls, model, candidates: int | None = None) -> StaticPostProcess:
+        post = model.postprocess_detections
+        return cls(
+            model.default_boxes.boxes, model.box_coder.variances, post.score_threshold, post.nms_threshold,
+            post.topk_candidates, post.detections_per_image, model.num_classes, candidates,
+        )
+
+    def candidates(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Steps 1 to 3: the ``M`` best candidates per image, ``(scores (N, M), boxes (N, M, 4), labels (N, M),
+        number above the threshold (N,))``; scores -1 below the threshold."""
+        n, _, num_classes = cls_logits.shape
+        boxes = self.box_coder.decode(bbox_deltas.float(), self.default_boxes).clamp(0, 1)  # (N, A, 4)
+        scores = cls_logits.float().softmax(dim=-1)[..., 1:]  # (N, A, C)
+        top_scores, top_anchor = scores.topk(self.k, dim=1)  # (N, k, C)
+        top_scores = top_scores.transpose(1, 2).reshape(n, -1)  # (N, C*k), class-major as PostProcess
+        top_anchor = top_anchor.transpose(1, 2).reshape(n, -1)  # (N, C*k)
+        above = top_scores > self.score_threshold
+        top_scores = torch.where(above, top_scores, torch.full_like(top_scores, -1.0))
+        cand_scores, order = top_scores.topk(self.m, dim=1)  # (N, M) descending
+        cand_labels = torch.div(order, self.k, rounding_mode="floor") + 1  # (N, M) in 1..C
+        cand_anchor = top_anchor.gather(1, order)  # (N, M)
+        cand_boxes = boxes.gather(1, cand_anchor.unsqueeze(-1).expand(n, self.m, 4))  # (N, M, 4)
+        return cand_scores, cand_boxes, cand_labels, above.sum(dim=1)
+
+    def suppression(self, boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(N, M, M)`` float: 1 where candidate ``j`` (earlier, same class, IoU > threshold) suppresses ``i``."""
+        x1, y1, x2, y2 = boxes.unbind(-1)  # (N, M) each
+        area = (x2 - x1) * (y2 - y1)  # (N, M)
+        w = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
+        h = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
+        inter = w * h  # (N, M, M)
+        union = area[:, :, None] + area[:, None, :] - inter
+        # IoU > t  <=>  inter > t * union (no division: an empty pair has inter = union = 0 and does not suppress).
+        overlap = inter > self.nms_threshold * union
+        same = labels[:, :, None] == labels[:, None, :]
+        earlier = torch.ones(self.m, self.m, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
+        return (overlap & same & earlier).float()  # [n, j, i]
+
+    def forward(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scores, boxes, labels, _ = self.candidates(cls_logits, bbox_deltas)
+        suppresses = self.suppression(boxes, labels)  # (N, M, M)
+        keep = (scores > 0).float()  # (N, M); 0 for the -1 placeholders
+        eye = torch.eye(self.m, device=scores.device)
+        for i in range(self.m):
+            # Candidates before i are final; i is suppressed by any kept earlier one of its class.
+            hit = ((suppresses[:, :, i] * keep).sum(dim=1, keepdim=True) > 0).float()  # (N, 1)
+            keep = keep - eye[i] * hit * keep[:, i : i + 1]
+        kept_scores = torch.where(keep > 0, scores, torch.full_like(scores, -1.0))  # (N, M)
+        best, idx = kept_scores.topk(self.d, dim=1)  # (N, D) descending
+        valid = best > 0
+        out_boxes = boxes.gather(1, idx.unsqueeze(-1).expand(-1, -1, 4)) * valid.unsqueeze(-1)  # (N, D, 4)
+        out_scores = best * valid
+        out_labels = labels.gather(1, idx) * valid
+        return out_boxes, out_scores, out_labels, valid.sum(dim=1)
+
+    def exact(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` bool: whether each image's detections are those of NMS over every candidate (module doc)."""
+        _, _, _, above = self.candidates(cls_logits, bbox_deltas)
+        return (count >= self.d) | (above <= self.m)
+
+
+class StaticDetector(nn.Module):
+    """``model.core`` followed by :class:`StaticPostProcess`: normalized ``(N, 3, S, S)`` -> :data:`OUTPUTS`."""
+
+    def __init__(self, model, candidates: int | None = None) -> None:
+        super().__init__()
+        self.core = model.core
+        self.postprocess = StaticPostProcess.from_model(model, candidates)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.postprocess(*self.core(images))

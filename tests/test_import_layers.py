@@ -1,7 +1,7 @@
 """One-way imports inside ``src/ssdlite``, checked by parsing (nothing is imported).
 
 The layers, bottom to top: ``errors``/``files`` (the two top-level modules) <- ``models`` <- ``data``
-<- ``metrics`` <- ``engine`` <- ``doctor``, ``deploy`` <- ``cli``. A module may import from its own
+<- ``metrics`` <- ``engine`` <- ``doctor``, ``deploy`` <- ``serve`` <- ``cli``. A module may import from its own
 package and from the packages below it, never from above; ``doctor`` and ``deploy`` are siblings and
 do not import each other; ``errors`` and ``files`` import nothing from ssdlite but each other.
 ``ssdlite/__init__.py`` and ``ssdlite/__main__.py`` are the top and may import anything; no other
@@ -27,10 +27,10 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "ssdlite"
 
 #: Rank of each layer: a module may import from ranks below or equal to its own (equal: the same package only).
-LAYERS = {"errors": 0, "files": 0, "models": 1, "data": 2, "metrics": 3, "engine": 4, "doctor": 5, "deploy": 5, "cli": 6}
+LAYERS = {"errors": 0, "files": 0, "models": 1, "data": 2, "metrics": 3, "engine": 4, "doctor": 5, "deploy": 5, "serve": 6, "cli": 7}
 BOTTOM = ("errors", "files")
 TOP = ("ssdlite", "ssdlite.__main__")
-ORDER = "errors/files <- models <- data <- metrics <- engine <- doctor, deploy <- cli"
+ORDER = "errors/files <- models <- data <- metrics <- engine <- doctor, deploy <- serve <- cli"
 #: Entry points of the cli package, which import the command modules.
 CLI_DISPATCHERS = ("ssdlite.cli", "ssdlite.cli.__main__")
 

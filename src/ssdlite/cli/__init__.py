@@ -9,7 +9,7 @@ from ssdlite.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ssdlite.cli import anchors, benchmark, convert, data, demo, doctor, evaluate, export, predict, quantize, summary, train
+    from ssdlite.cli import anchors, benchmark, convert, data, demo, doctor, evaluate, export, predict, quantize, serve, summary, train
 
     parser = argparse.ArgumentParser(
         prog="ssdlite",
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (summary, data, train, evaluate, predict, export, quantize, benchmark, doctor, anchors, convert, demo):
+    for module in (summary, data, train, evaluate, predict, serve, export, quantize, benchmark, doctor, anchors, convert, demo):
         module.register(subparsers)
     return parser
 

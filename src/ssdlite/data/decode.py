@@ -26,8 +26,10 @@ size tells which orientation the boxes were drawn in:
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -63,7 +65,7 @@ class ImageError(DataError):
         self.path = str(path)
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+def _open(path: Path | BinaryIO, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse oversized images before decoding any pixel."""
     try:
         with warnings.catch_warnings():
@@ -175,7 +177,17 @@ def decode_image(
         raise ImageError(err.kind, err.detail, path) from None
 
 
-def _decode(path: Path, recorded_size: tuple[int, int] | None, max_pixels: int) -> tv_tensors.Image:
+def decode_image_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> tv_tensors.Image:
+    """:func:`decode_image` for an image held in memory (an upload): the same conversions, the same
+    size guard before any pixel is decoded, and the EXIF orientation applied (there is no recorded size).
+
+    Raises:
+        ImageError: ``image_corrupt``, ``image_truncated`` or ``image_too_large``, without a path.
+    """
+    return _decode(io.BytesIO(data), None, max_pixels)
+
+
+def _decode(path: Path | BinaryIO, recorded_size: tuple[int, int] | None, max_pixels: int) -> tv_tensors.Image:
     image = _open(path, max_pixels)
     with image:
         orientation = _transpose_rule(image, recorded_size)

@@ -1,0 +1,219 @@
+// The page of `ssdlite serve`: send an image (file, drop, paste or webcam frame) to POST /v1/detect and draw the
+// answer. The service is asked for every detection down to the slider's lowest score, so moving the slider
+// filters the drawn boxes at once, without asking again.
+"use strict";
+
+const LOWEST_SCORE = 0.05; // the slider's minimum
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  meta: null, // GET /v1/metadata
+  key: "", // the API key typed in, kept in this page's memory only
+  image: null, // the ImageBitmap the boxes belong to
+  answer: null, // the last POST /v1/detect answer
+  roundTripMs: 0,
+  stream: null, // the webcam's MediaStream while it runs
+};
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers);
+  if (state.key) headers.Authorization = "Bearer " + state.key;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    // Every error of the service is {"error": {"status", "kind", "message"}}.
+    throw new ApiError(response.status, body && body.error ? body.error.message : `${response.status} ${response.statusText}`);
+  }
+  return body;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+// Class k's colour: the palette the `ssdlite predict` drawings use, sent by the service in the metadata.
+function colourOf(classId) {
+  const colours = state.meta.colors;
+  return colours[(classId - 1) % colours.length];
+}
+
+async function loadMetadata() {
+  try {
+    state.meta = await api("/v1/metadata");
+  } catch (err) {
+    if (err.status === 401) {
+      $("key-form").hidden = false;
+      setStatus("Enter the API key to use this service.", true);
+    } else {
+      setStatus(`Cannot read the model's description: ${err.message}`, true);
+    }
+    return;
+  }
+  $("key-form").hidden = true;
+  const m = state.meta;
+  $("model").textContent = `${m.model.arch} at ${m.input_size} px on ${m.backend}; ${m.classes.length} classes: ${m.classes.join(", ")} (ssdlite ${m.version})`;
+  $("threshold").value = m.default_score_threshold;
+  showThreshold();
+  setStatus("Ready: choose, drop or paste an image, or use the webcam.");
+}
+
+async function detect(blob) {
+  const params = new URLSearchParams({ score_threshold: LOWEST_SCORE, max_detections: state.meta.max_detections });
+  const started = performance.now();
+  const answer = await api("/v1/detect?" + params, {
+    method: "POST",
+    headers: { "Content-Type": blob.type || "application/octet-stream" },
+    body: blob,
+  });
+  state.roundTripMs = performance.now() - started;
+  return answer;
+}
+
+async function showFile(file) {
+  if (!file) return;
+  if (!state.meta) {
+    setStatus("The model's description is not loaded yet.", true);
+    return;
+  }
+  stopCamera();
+  setStatus(`Detecting in ${file.name || "the pasted image"}…`);
+  try {
+    const answer = await detect(file);
+    // The service applies the EXIF orientation; so does the browser with "from-image": boxes and pixels agree.
+    state.image = await createImageBitmap(file, { imageOrientation: "from-image" });
+    state.answer = answer;
+    draw();
+    setStatus(`${file.name || "Pasted image"}: ${answer.image.width} x ${answer.image.height} px`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function draw() {
+  const { image, answer } = state;
+  if (!image || !answer) return;
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  ctx.drawImage(image, 0, 0);
+  const threshold = Number($("threshold").value);
+  const shown = answer.detections.filter((d) => d.score >= threshold);
+  const line = Math.max(2, Math.round(Math.max(image.width, image.height) / 300)); // thicker on large photos
+  const fontPx = Math.max(12, 6 * line);
+  ctx.font = `${fontPx}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  const list = $("detections");
+  list.replaceChildren();
+  for (const d of shown) {
+    const { xmin, ymin, xmax, ymax } = d.box;
+    const colour = colourOf(d.class_id);
+    const text = `${d.label} ${d.score.toFixed(2)}`;
+    ctx.lineWidth = line;
+    ctx.strokeStyle = colour;
+    ctx.strokeRect(xmin, ymin, xmax - xmin, ymax - ymin);
+    const width = ctx.measureText(text).width + 6;
+    const top = ymin >= fontPx + 4 ? ymin - fontPx - 4 : ymin; // above the box, or inside it at the top edge
+    ctx.fillStyle = colour;
+    ctx.fillRect(xmin - line / 2, top, width, fontPx + 4);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, xmin + 3 - line / 2, top + 2);
+
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colour;
+    item.append(swatch, `${text} at (${xmin.toFixed(0)}, ${ymin.toFixed(0)}, ${xmax.toFixed(0)}, ${ymax.toFixed(0)})`);
+    list.append(item);
+  }
+  $("count").textContent = `${shown.length} box${shown.length === 1 ? "" : "es"} with score ≥ ${threshold.toFixed(2)} (of ${answer.detections.length} ≥ ${LOWEST_SCORE})`;
+  $("count").dataset.boxes = String(shown.length);
+  const t = answer.timing_ms;
+  $("latency").textContent =
+    `${state.roundTripMs.toFixed(0)} ms round trip; in the service: queue ${t.queue.toFixed(1)}, ` +
+    `preprocess ${t.preprocess.toFixed(1)}, inference ${t.inference.toFixed(1)}, postprocess ${t.postprocess.toFixed(1)} ms`;
+}
+
+function showThreshold() {
+  $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+}
+
+// ---- The webcam: one frame in flight at a time, each frame's boxes drawn on that frame. ----
+async function startCamera() {
+  if (!state.meta) return;
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    setStatus(`No webcam: ${err.message}`, true);
+    return;
+  }
+  const video = $("video");
+  video.srcObject = state.stream;
+  await video.play();
+  $("camera").textContent = "Stop the webcam";
+  setStatus("Webcam: detecting continuously.");
+  const grab = document.createElement("canvas");
+  while (state.stream) {
+    grab.width = video.videoWidth;
+    grab.height = video.videoHeight;
+    grab.getContext("2d").drawImage(video, 0, 0);
+    const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.85));
+    try {
+      const answer = await detect(blob);
+      state.image = await createImageBitmap(grab);
+      state.answer = answer;
+      draw();
+    } catch (err) {
+      setStatus(err.message, true);
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // e.g. 503 busy: wait before the next frame
+    }
+  }
+}
+
+function stopCamera() {
+  if (!state.stream) return;
+  for (const track of state.stream.getTracks()) track.stop();
+  state.stream = null;
+  $("video").srcObject = null;
+  $("camera").textContent = "Use the webcam";
+}
+
+function setUp() {
+  $("file").addEventListener("change", (event) => showFile(event.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    showFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const item = Array.from(event.clipboardData.items).find((i) => i.type.startsWith("image/"));
+    if (item) showFile(item.getAsFile());
+  });
+  $("camera").addEventListener("click", () => (state.stream ? stopCamera() : startCamera()));
+  $("threshold").addEventListener("input", () => {
+    showThreshold();
+    draw();
+  });
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.key = $("key").value.trim();
+    loadMetadata();
+  });
+  loadMetadata();
+}
+
+setUp();

@@ -92,7 +92,8 @@ class ServerProcess:
         raise TimeoutError(f"the server was not ready in {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:

@@ -41,7 +41,8 @@ from ssdlite.serve.batcher import MicroBatcher, QueueFull
 from ssdlite.serve.metrics import Metrics
 from ssdlite.serve.uploads import RequestError, check_upload, decode_upload, media_type, to_upload_pixels
 
-log = logging.getLogger("ssdlite.serve")
+# uvicorn configures its own loggers only: log through its error logger so these lines reach the server's output.
+log = logging.getLogger("uvicorn.error")
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: The most detections one answer may ask for: far above a model's per-image limit, low enough to refuse nonsense.

@@ -4,6 +4,7 @@
 "use strict";
 
 const LOWEST_SCORE = 0.05; // the slider's minimum
+const MIN_VIEW_PX = 512; // smaller images are shown enlarged to this
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -102,30 +103,33 @@ function draw() {
   if (!image || !answer) return;
   const canvas = $("canvas");
   const ctx = canvas.getContext("2d");
-  canvas.width = image.width;
-  canvas.height = image.height;
-  ctx.drawImage(image, 0, 0);
+  // A small image is drawn enlarged, so that its labels stay readable; boxes are scaled with it.
+  const scale = Math.max(1, MIN_VIEW_PX / Math.max(image.width, image.height));
+  canvas.width = Math.round(image.width * scale);
+  canvas.height = Math.round(image.height * scale);
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
   const threshold = Number($("threshold").value);
   const shown = answer.detections.filter((d) => d.score >= threshold);
-  const line = Math.max(2, Math.round(Math.max(image.width, image.height) / 300)); // thicker on large photos
+  const line = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 300)); // thicker on large photos
   const fontPx = Math.max(12, 6 * line);
   ctx.font = `${fontPx}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
   const list = $("detections");
   list.replaceChildren();
   for (const d of shown) {
-    const { xmin, ymin, xmax, ymax } = d.box;
+    const { xmin, ymin, xmax, ymax } = d.box; // in the image's pixels
+    const [x, y, w, h] = [xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale];
     const colour = colourOf(d.class_id);
     const text = `${d.label} ${d.score.toFixed(2)}`;
     ctx.lineWidth = line;
     ctx.strokeStyle = colour;
-    ctx.strokeRect(xmin, ymin, xmax - xmin, ymax - ymin);
+    ctx.strokeRect(x, y, w, h);
     const width = ctx.measureText(text).width + 6;
-    const top = ymin >= fontPx + 4 ? ymin - fontPx - 4 : ymin; // above the box, or inside it at the top edge
+    const top = y >= fontPx + 4 ? y - fontPx - 4 : y; // above the box, or inside it at the top edge
     ctx.fillStyle = colour;
-    ctx.fillRect(xmin - line / 2, top, width, fontPx + 4);
+    ctx.fillRect(x - line / 2, top, width, fontPx + 4);
     ctx.fillStyle = "#fff";
-    ctx.fillText(text, xmin + 3 - line / 2, top + 2);
+    ctx.fillText(text, x + 3 - line / 2, top + 2);
 
     const item = document.createElement("li");
     const swatch = document.createElement("span");

@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ignore regions in both metrics.",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", metavar="W", help="run directory, checkpoint (.pt) or model.safetensors")
+    source.add_argument(
+        "--weights", metavar="W",
+        help="run directory, checkpoint (.pt), model.safetensors, or an exported file (.onnx, .pte, .xml: run by its runtime)",
+    )
     source.add_argument(
         "--predictions",
         metavar="PRED.json",
@@ -76,13 +79,12 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     from ssdlite.engine.distributed import resolve_device
     from ssdlite.engine.evaluate import evaluate
     from ssdlite.errors import DataError, UserError
-    from ssdlite.models.io import load_model
 
     try:
         device = resolve_device(args.device)
     except RuntimeError as err:  # torch.device("gpu") and the like
         raise UserError(f"--device {args.device}: {err}") from err
-    model, info = load_model(args.weights, map_location=device)
+    model, info = _load(args.weights, device)
     # The model's class list fixes the label order; the dataset is read against it (unknown names are an error).
     classes = list(info.get("classes") or []) or None
     try:
@@ -108,6 +110,22 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
         plots_dir=args.plots,
         plot_score_threshold=args.plot_score_threshold,
     )
+
+
+def _load(weights: str, device):
+    """``(model, info)``: a weights file as the PyTorch model, an exported file behind its runtime's ``Predictor``."""
+    from ssdlite.deploy.backends import backend_for_file
+    from ssdlite.models.io import load_model
+
+    backend = backend_for_file(weights)
+    if backend == "torch":
+        return load_model(weights, map_location=device)
+    from ssdlite.deploy.predictor import Predictor, PredictorModule
+
+    predictor = Predictor(weights, backend=backend, device=device, score_threshold=0.0)
+    module = PredictorModule(predictor)
+    module.num_classes = predictor.config.num_classes
+    return module, {"classes": predictor.classes, "path": weights}
 
 
 def _evaluate_file(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,26 +1,41 @@
-"""`ssdlite export`: ONNX (raw or with in-graph NMS) or TorchScript, verified against PyTorch before it is written."""
+"""`ssdlite export`: ONNX (raw or with in-graph NMS), TorchScript, ExecuTorch or OpenVINO, verified against
+PyTorch before it is written."""
 
 from __future__ import annotations
 
 import argparse
 
+STATIC_FORMATS = ("executorch", "openvino")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained model to ONNX (optionally with NMS in the graph) or TorchScript, verified",
+        help="export a trained model to ONNX, TorchScript, ExecuTorch (XNNPACK) or OpenVINO, verified",
         description="Export the network (raw cls_logits and bbox_deltas) or, with --with-nms, the whole "
-        "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). Every "
-        "export runs onnxruntime (or the TorchScript file) and PyTorch on real images (synthetic shapes) and fails, "
-        "writing nothing, when a detection does not match one to one (same label, IoU >= 0.99, score within 1e-3) "
-        "or a network output differs by more than 1e-4 + 1e-3 x its largest magnitude.",
+        "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). "
+        "ExecuTorch (.pte) and OpenVINO (.xml + .bin) files always hold the postprocess, with static shapes "
+        "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
+        "Every export runs the exported file and PyTorch on real images (--images, else the first --calib images, "
+        "else synthetic shapes) and fails, writing nothing, when a detection does not match one to one (same "
+        "label, IoU >= 0.99, score within 1e-3) or a network output differs by more than 1e-4 + 1e-3 x its "
+        "largest magnitude. See docs/deploy.md.",
     )
     p.add_argument("--weights", required=True, help="run directory, checkpoint .pt or .safetensors")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default onnx")
-    p.add_argument("--out", required=True, help="file to write (.onnx or .pt)")
+    p.add_argument("--format", choices=("onnx", "torchscript") + STATIC_FORMATS, default="onnx", help="default onnx")
+    p.add_argument("--out", required=True, help="file to write (.onnx, .pt, .pte or .xml)")
     p.add_argument("--with-nms", action="store_true", help="ONNX: decode, scores, NonMaxSuppression and top-k in the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (else fixed at 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
+    p.add_argument("--int8", action="store_true", help="executorch/openvino: post-training INT8, calibrated on --calib")
+    p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs")
+    p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
+    p.add_argument("--calib-images", type=int, default=100, help="at most this many calibration images (default 100)")
+    p.add_argument("--images", nargs="+", metavar="DATA", help="verification images (default: 8 of --calib, else synthetic shapes)")
+    p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
+    p.add_argument("--val-split", default="val", help="split of --val (default val)")
+    p.add_argument("--batch", type=int, default=1, help="executorch/openvino: the file's fixed batch size (default 1)")
+    p.add_argument("--candidates", type=int, default=None, help="executorch/openvino: NMS candidates per image (default 2 x detections)")
     p.set_defaults(func=run)
 
 
@@ -28,7 +43,17 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.errors import UserError
     from ssdlite.models.io import load_model
 
+    static = args.format in STATIC_FORMATS
+    if not static and (args.int8 or args.calib or args.val or args.images or args.candidates or args.batch != 1):
+        raise UserError("--int8, --calib, --images, --val, --batch and --candidates apply to --format executorch/openvino "
+                        "(ONNX INT8: ssdlite quantize)")
+    if args.int8 and not args.calib:
+        raise UserError("--int8 needs --calib DATA (calibration images)")
+    if args.val and not args.int8:
+        raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
     model, info = load_model(args.weights)
+    if static:
+        return _run_static(args, model, info)
     if args.format == "torchscript":
         if args.with_nms or args.opset is not None:
             raise UserError("--with-nms and --opset apply to --format onnx only")
@@ -48,4 +73,39 @@ def run(args: argparse.Namespace) -> int:
     kind = f"onnx opset {report.opset}" + (" with NMS" if report.with_nms else "") if report.format == "onnx" else "torchscript"
     print(f"exported {info['path']} -> {args.out} ({kind}, {report.seconds:.1f} s)")
     print(report.summary())
+    return 0
+
+
+def _run_static(args: argparse.Namespace, model, info) -> int:
+    from ssdlite.deploy.quantize import calibration_images
+    from ssdlite.errors import UserError
+
+    if args.with_nms or args.dynamic_batch or args.opset is not None:
+        raise UserError("--with-nms, --dynamic-batch and --opset apply to --format onnx (executorch/openvino always hold NMS)")
+    if args.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {args.batch}")
+    try:
+        calibration = list(calibration_images(args.calib, args.calib_split, args.calib_images)) if args.calib else []
+        if args.images:
+            images = list(calibration_images(args.images, args.val_split, 8))
+        else:
+            images = calibration[:8] or None
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    if args.calib and not calibration:
+        raise UserError(f"{' '.join(args.calib)}: no readable image")
+    options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
+    if args.format == "executorch":
+        from ssdlite.deploy.executorch_export import export_executorch as export
+    else:
+        from ssdlite.deploy.openvino_export import export_openvino as export
+    report = export(model, args.out, info["classes"], **options)
+    print(f"exported {info['path']} -> {args.out} ({report.summary()}, {report.seconds:.1f} s)")
+    if args.val:
+        from ssdlite.deploy.accuracy import voc07_map50
+
+        fp32 = voc07_map50(args.weights, "torch", args.val, args.val_split)
+        int8 = voc07_map50(args.out, args.format, args.val, args.val_split)
+        print(f"VOC07 mAP@0.5 on {args.val} ({args.val_split}): PyTorch fp32 {fp32:.4f}, {args.format} INT8 {int8:.4f}, "
+              f"drop {100 * (fp32 - int8):.2f} points")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ssdlite.deploy.backends import BACKENDS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,13 +18,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the exit code is 1 when any was.",
     )
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image or video file, folder or glob pattern (quote it)")
-    p.add_argument("--weights", required=True, help="run directory, checkpoint .pt, .safetensors, or .onnx (onnxruntime)")
+    p.add_argument(
+        "--weights", required=True,
+        help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .xml)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scored at least this (default 0.3)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference engine (default torch)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default=None,
+        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .xml openvino, else torch)",
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--no-draw", action="store_true", help="write only the JSON files")
     p.set_defaults(func=run)
 
@@ -35,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.deploy.sources import expand_sources
     from ssdlite.deploy.video import VideoError, is_video, video_rate
 
+    from ssdlite.deploy.backends import backend_for_file
+
     paths = expand_sources(args.sources)
+    args.backend = args.backend or backend_for_file(args.weights)
     predictor = Predictor(
         args.weights,
         backend=args.backend,

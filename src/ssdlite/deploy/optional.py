@@ -1,8 +1,9 @@
-"""Lazy imports of the export dependencies (``pip install 'ssdlite[export]'``).
+"""Lazy imports of the optional runtimes, each from its extra.
 
-The core library needs only torch; ONNX export, onnxruntime inference and INT8 quantization need
-``onnx``, ``onnxruntime`` and ``onnxscript``. They are imported when first used, and a missing one
-is a :class:`~ssdlite.errors.UserError` that says how to install it instead of an ``ImportError``.
+The core library needs only torch. ONNX export, onnxruntime inference and INT8 quantization need
+``onnx``, ``onnxruntime`` and ``onnxscript`` (``pip install 'ssdlite[export]'``); ExecuTorch needs
+``ssdlite[executorch]``, OpenVINO ``ssdlite[openvino]``. They are imported when first used, and a
+missing one is a :class:`~ssdlite.errors.UserError` that names the extra instead of an ``ImportError``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from types import ModuleType
 from ssdlite.errors import UserError
 
 
-def require(module: str, feature: str) -> ModuleType:
+def require(module: str, feature: str, extra: str = "export") -> ModuleType:
     """Import ``module`` or raise a ``UserError`` naming ``feature`` and the extra to install."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise UserError(
             f"{feature} needs the Python package '{module.split('.')[0]}', which is not installed ({err}); "
-            "install it with: pip install 'ssdlite[export]'"
+            f"install it with: pip install 'ssdlite[{extra}]'"
         ) from err

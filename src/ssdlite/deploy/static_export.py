@@ -1,0 +1,123 @@
+"""What the ExecuTorch and OpenVINO exports share: the static-shape detector, its metadata, the images it is
+calibrated and verified on, and the verification of the exported file itself.
+
+Every such file holds :class:`~ssdlite.deploy.static_postprocess.StaticDetector` for a fixed batch ``B``:
+input ``images (B, 3, S, S)`` float32, RGB scaled to [0, 1], resized to ``S x S`` without keeping the aspect
+ratio, then ``(x - image_mean) / image_std``; outputs ``boxes (B, D, 4)`` float32 xyxy normalized to [0, 1],
+``scores (B, D)`` float32 descending, ``labels (B, D)`` int64 in ``1..K-1`` (``classes[label - 1]``),
+``count (B,)`` int64; entries past ``count`` are zero. Its metadata (JSON, :func:`metadata`) carries the
+model config, the class names and these conventions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ssdlite.deploy.compare import Comparison, compare_detections
+from ssdlite.deploy.samples import shapes_images
+from ssdlite.deploy.static_postprocess import StaticDetector
+from ssdlite.deploy.verify import verify_detections
+from ssdlite.errors import UserError
+from ssdlite.models.config import ModelConfig
+
+CHECK_IMAGES = 8  # verification images when the user gives none
+INT8_MATCH = {"min_iou": 0.5, "score_tol": 1.0}  # INT8 against fp32: the same objects, whatever the score
+
+
+@dataclass
+class StaticExportReport:
+    """What was exported and how it was checked."""
+
+    path: str
+    format: str
+    int8: bool
+    batch: int
+    detections: Comparison | None = None  # fp32: must match; INT8: reported
+    calibration_images: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        what = f"{self.format}{' INT8' if self.int8 else ''}, batch {self.batch}"
+        parts = [what]
+        if self.calibration_images:
+            parts.append(f"calibrated on {self.calibration_images} images")
+        if self.detections is not None:
+            parts.append(("the same objects as PyTorch fp32 (label, IoU >= 0.5): " if self.int8 else "verified: ") + self.detections.summary())
+        return "; ".join(parts + self.notes)
+
+
+def metadata(model, classes: Sequence[str], batch: int, int8: bool, candidates: int) -> dict[str, Any]:
+    """What an app (and :mod:`ssdlite.deploy.backends`) needs to feed and read the file."""
+    config = model.config.to_dict()
+    return {
+        "ssdlite_config": config,
+        "classes": list(classes),
+        "outputs": "static_nms",
+        "int8": int8,
+        "batch": batch,
+        "input_size": config["size"],
+        "image_mean": config["image_mean"],
+        "image_std": config["image_std"],
+        "inputs": "images (B, 3, S, S) float32 RGB: [0, 1] resized to S x S, then (x - image_mean) / image_std",
+        "box_format": "xyxy normalized to [0, 1]",
+        "output_names": ["boxes", "scores", "labels", "count"],
+        "detections_per_image": model.postprocess_detections.detections_per_image,
+        "candidates": candidates,
+    }
+
+
+def read_metadata(text: str, path) -> tuple[ModelConfig, list[str], int]:
+    """``(config, classes, batch)`` from the JSON that :func:`metadata` wrote."""
+    try:
+        meta = json.loads(text)
+        return ModelConfig.from_dict(meta["ssdlite_config"], f"{path}: model configuration"), list(meta["classes"]), int(meta["batch"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: no readable ssdlite metadata ({err}); export it with 'ssdlite export'") from err
+
+
+def detector(model, candidates: int | None = None) -> StaticDetector:
+    """A CPU, eval-mode :class:`StaticDetector` on a copy of ``model``."""
+    return StaticDetector(copy.deepcopy(model).cpu().eval(), candidates).eval()
+
+
+def check_images(images: Sequence[torch.Tensor] | None, model) -> list[torch.Tensor]:
+    """The verification images: the user's, or :data:`CHECK_IMAGES` synthetic shapes images."""
+    return list(images) if images else shapes_images(CHECK_IMAGES, model.config.size)
+
+
+def verify_static(
+    model, outputs: Callable[[torch.Tensor], Sequence[Any]], batch: int, images: Sequence[torch.Tensor], runtime: str, int8: bool
+) -> Comparison:
+    """Verify ``outputs`` (a runtime's ``(B, 3, S, S)`` -> ``boxes, scores, labels, count``) on ``images``.
+
+    fp32 must give PyTorch's detections (:func:`ssdlite.deploy.verify.verify_detections`); INT8 is compared
+    and reported as the same objects (same label, IoU >= 0.5, any score): its detections legitimately differ,
+    its accuracy is measured with ``--val``.
+    """
+    from ssdlite.deploy.backends import run_in_fixed_batches
+    from ssdlite.deploy.onnx_postprocess import detections_from_outputs
+
+    def run_batch(x, sizes):
+        boxes, scores, labels, count = (torch.as_tensor(o) for o in outputs(x.contiguous()))
+        return detections_from_outputs(count, boxes, scores, labels, sizes)
+
+    def run(chunk):
+        x, sizes = model.preprocess(chunk)
+        return run_in_fixed_batches(run_batch, x, sizes, batch), None
+
+    if not int8:
+        return verify_detections(model, run, images, [batch], runtime)[0]
+    comparison = Comparison()
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            chunk = list(images[start : start + batch])
+            comparison.merge(compare_detections(model(chunk), run(chunk)[0], **INT8_MATCH))
+    comparison.problems = []  # reported, not a failure
+    return comparison

@@ -136,12 +136,14 @@ class ExecuTorchBackend(StaticBackend):
         if not isinstance(source, bytes):
             if not os.path.isfile(source):
                 raise UserError(f"{source}: no such file")
-            source = open(source, "rb").read()
+            with open(source, "rb") as f:
+                source = f.read()
+        self.data = source  # the loaded program points into these bytes: they must live as long as it does
         try:
             with _quiet():
-                program = Runtime.get().load_program(source)
-                self.method = program.load_method("forward")
-                text = program.load_method(METADATA_METHOD).execute([])[0]
+                self.program = Runtime.get().load_program(self.data)
+                self.method = self.program.load_method("forward")
+                text = self.program.load_method(METADATA_METHOD).execute([])[0]
         except (RuntimeError, ValueError, AttributeError) as err:
             raise UserError(f"{where}: ExecuTorch cannot load it, or it has no {METADATA_METHOD} ({err})") from err
         self.config, self.classes, self.batch = read_metadata(text, where)

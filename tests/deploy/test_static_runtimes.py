@@ -1,0 +1,111 @@
+"""ExecuTorch and OpenVINO: exported through the command line, verified, caught when they differ, run by Predictor."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from deploy_helpers import CLASSES, write_images
+
+from ssdlite.cli import main
+from ssdlite.deploy.compare import compare_detections
+from ssdlite.deploy.predictor import Predictor
+from ssdlite.deploy.verify import ExportMismatchError
+
+RUNTIMES = {"executorch": ("executorch", ".pte"), "openvino": ("openvino", ".xml")}
+
+
+def _skip_without(runtime: str) -> None:
+    package = RUNTIMES[runtime][0]
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"needs the '{package}' package: pip install 'ssdlite[{runtime}]'")
+
+
+@pytest.fixture(scope="session", params=sorted(RUNTIMES))
+def exported(request, tmp_path_factory, weights):
+    """``(runtime, path)``: each runtime's fp32 file, exported once per session as a user would."""
+    runtime = request.param
+    _skip_without(runtime)
+    path = tmp_path_factory.mktemp(runtime) / f"model{RUNTIMES[runtime][1]}"
+    code = main(["export", "--weights", str(weights), "--format", runtime, "--out", str(path)])
+    assert code == 0 and path.is_file()
+    return runtime, path
+
+
+def test_export_verifies_and_predicts_like_torch(exported, weights, tmp_path):
+    runtime, path = exported
+    paths = write_images(tmp_path / "images", 3, seed=4)
+    backend = Predictor(path, backend=runtime, score_threshold=0.05, batch_size=2)  # batch 2 on a batch-1 file
+    assert backend.classes == CLASSES and backend.backend == runtime
+    expected = [p.detections for p in Predictor(weights, score_threshold=0.05).predict_paths(paths)]
+    got = [p.detections for p in backend.predict_paths(paths)]
+    comparison = compare_detections(expected, got, score_floor=0.05)
+    assert comparison.ok and comparison.matched > 0, comparison.problems
+
+
+def test_a_different_model_fails_the_check(exported, model):
+    """The check compares against PyTorch: a perturbed class predictor on the PyTorch side is a mismatch."""
+    from ssdlite.deploy.backends import open_backend
+    from ssdlite.deploy.samples import shapes_images
+    from ssdlite.deploy.static_export import verify_static
+
+    runtime, path = exported
+    runner = open_backend(runtime, path, torch.device("cpu"))
+    images = shapes_images(4, model.config.size)
+    verify_static(model, runner.outputs, 1, images, runtime, int8=False)  # the file as written passes
+    perturbed = copy.deepcopy(model)
+    with torch.no_grad():
+        weight = perturbed.core.head.classification.predictors[0][-1].weight
+        weight.add_(0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ExportMismatchError, match="unmatched"):
+        verify_static(perturbed, runner.outputs, 1, images, runtime, int8=False)
+
+
+def test_openvino_file_with_a_perturbed_weight_fails(tmp_path, model, exported):
+    """A planted difference in the exported program itself: the IR's weights (.bin) changed after export."""
+    runtime, path = exported
+    if runtime != "openvino":
+        pytest.skip("the .bin of an OpenVINO IR is raw weights; a .pte's are packed inside the XNNPACK delegate")
+    from ssdlite.deploy.openvino_export import OpenVINOBackend
+    from ssdlite.deploy.samples import shapes_images
+    from ssdlite.deploy.static_export import verify_static
+
+    weights = np.fromfile(path.with_suffix(".bin"), dtype=np.uint8).copy()
+    values = weights[: len(weights) // 4 * 4].view(np.float32)
+    values[::97] += 0.5  # every 97th float32 of the file
+    (tmp_path / path.name).write_bytes(path.read_bytes())
+    weights.tofile(tmp_path / path.with_suffix(".bin").name)
+    runner = OpenVINOBackend(tmp_path / path.name)
+    with pytest.raises(ExportMismatchError, match="OpenVINO does not give PyTorch's detections"):
+        verify_static(model, runner.outputs, 1, shapes_images(4, model.config.size), "OpenVINO", int8=False)
+
+
+def test_int8_export_calibrates_and_runs(tmp_path, weights, capsys):
+    _skip_without("openvino")
+    images = write_images(tmp_path / "calib", 6, seed=8)
+    out = tmp_path / "int8.xml"
+    code = main(["export", "--weights", str(weights), "--format", "openvino", "--int8", "--calib", str(tmp_path / "calib"), "--out", str(out)])
+    assert code == 0 and out.is_file()
+    printed = capsys.readouterr().out
+    assert "INT8" in printed and "calibrated on 6 images" in printed and "the same objects as PyTorch fp32" in printed
+    (prediction,) = Predictor(out, backend="openvino", score_threshold=0.0).predict_paths(images[:1])
+    assert prediction.error is None and prediction.detections["boxes"].shape[1] == 4
+
+
+def test_missing_extra_names_it():
+    from ssdlite.deploy.optional import require
+    from ssdlite.errors import UserError
+
+    with pytest.raises(UserError, match=r"pip install 'ssdlite\[openvino\]'"):
+        require("ssdlite_no_such_runtime", "the OpenVINO backend", "openvino")
+
+
+def test_int8_and_static_options_are_refused_for_onnx(weights, tmp_path, capsys):
+    assert main(["export", "--weights", str(weights), "--format", "openvino", "--int8", "--out", str(tmp_path / "m.xml")]) == 2
+    assert "--int8 needs --calib" in capsys.readouterr().err
+    assert main(["export", "--weights", str(weights), "--format", "onnx", "--int8", "--calib", "x", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "apply to --format executorch/openvino" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -49,7 +49,8 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
 async def running(app):
     """An httpx client talking to ``app`` in-process, with the app's start-up and shutdown run and its warm-up done."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        # As under uvicorn, an exception the app answered with a 500 is logged, not raised at the client.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             for _ in range(600):
                 if (await client.get("/health/ready")).status_code == 200:
@@ -67,18 +68,21 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``ssdlite serve`` in a subprocess on a free loopback port; its log goes to ``log_path``."""
+    """``ssdlite serve`` in a subprocess on a free loopback port; its log goes to ``log_path``.
 
-    def __init__(self, weights: Path, log_path: Path, *flags: str) -> None:
+    ``threads``: torch's threads in the server (one in the tests, which run beside other work; ``None``: torch's default).
+    """
+
+    def __init__(self, weights: Path, log_path: Path, *flags: str, threads: int | None = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
         command = [sys.executable, "-m", "ssdlite", "serve", "--weights", str(weights), "--port", str(self.port), *flags]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

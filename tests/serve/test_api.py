@@ -174,3 +174,32 @@ def test_cors_only_for_the_given_origins(predictor, origins):
     if origins:
         assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert "access-control-allow-origin" not in other.headers  # never for an origin that was not given
+
+
+class FailsOnce:
+    """The predictor, except that its first call after the warm-up raises (a model failure inside a request)."""
+
+    def __init__(self, predictor, warm_up_calls: int = 2) -> None:
+        self.predictor, self.calls, self.fail_at = predictor, 0, warm_up_calls + 1
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def __call__(self, images):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("out of memory (simulated)")
+        return self.predictor(images)
+
+
+def test_a_model_failure_is_a_json_500_and_the_service_goes_on(predictor):
+    async def go():
+        async with running(create_app(FailsOnce(predictor))) as client:
+            png = encode(shapes_image(TRAINED[0]))
+            send = lambda: client.post("/v1/detect", content=png, headers={"Content-Type": "image/png"})  # noqa: E731
+            return await send(), await send()
+
+    failed, after = asyncio.run(go())
+    assert failed.status_code == 500
+    assert failed.json()["error"] == {"status": 500, "kind": "internal_error", "message": "the service failed on this request (RuntimeError); it is still running"}
+    assert after.status_code == 200 and after.json()["detections"]

@@ -11,6 +11,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@# tcmalloc (Debian's libtcmalloc-minimal4): the ssdlite program preloads it, about 2x faster CPU training
+	@# (src/ssdlite/cli/_cpu.py); installed where this runs as root with apt-get, otherwise the program falls back.
+	@ldconfig -p | grep -q libtcmalloc_minimal || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null; }; }; } || \
+		echo "note: tcmalloc is not installed (Debian/Ubuntu: apt-get install libtcmalloc-minimal4); training runs without it"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -26,9 +26,11 @@ def test_a_dataset_smaller_than_a_batch_is_refused(train_voc, tmp_path, capsys):
 
 
 def test_train_with_only_data_and_out_starts_from_the_resolved_defaults(tmp_path):
-    """`ssdlite train --data D --out R`, nothing else: it used to die in torchvision's ``Resize((None, None))``
-    because the data side read the unresolved input size. Run the real command until its first epoch is
-    saved (the default schedule is 120 epochs: far too long for a test), then stop it."""
+    """`ssdlite train --data D --out R` plus only `--backbone-weights none` (the default, torchvision's ImageNet
+    weights, would be a download): it used to die in torchvision's ``Resize((None, None))`` because the data
+    side read the unresolved input size. Run the real program (it re-executes itself with tcmalloc where the
+    machine has it) until its first epoch is saved, then stop it. The recipe it derives from the data is
+    printed and written on top of config.yaml."""
     import os
     import subprocess
     import sys
@@ -44,7 +46,7 @@ def test_train_with_only_data_and_out_starts_from_the_resolved_defaults(tmp_path
     log = tmp_path / "train.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ssdlite", "train", "--data", str(data), "--out", str(run)],
+            [sys.executable, "-m", "ssdlite", "train", "--data", str(data), "--out", str(run), "--backbone-weights", "none"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "2"},
         )
         try:
@@ -62,6 +64,12 @@ def test_train_with_only_data_and_out_starts_from_the_resolved_defaults(tmp_path
     config = yaml.safe_load((run / "config.yaml").read_text())
     # Resolved once, written where a rerun with --config reads it.
     assert config["model"]["size"] == 320 and config["model"]["image_mean"] == [0.5, 0.5, 0.5]
-    assert config["model"]["head"] == "lite" and config["epochs"] == 120
+    assert config["model"]["head"] == "lite" and config["model"]["backbone_weights"] is None
+    # The recipe: 32 images -> batch 8 (a quarter), lr 0.02 per 16 -> 0.01; 4 steps an epoch, and the synthetic
+    # shapes' 5 classes want 450 x 1.4 steps at batch 16 = 1260 at batch 8 -> 315 epochs, capped at 300.
+    assert config["batch_size"] == 8 and config["epochs"] == 300 and config["optim"]["lr"] == 0.01
+    text = (run / "config.yaml").read_text()
+    assert "# recipe (settings not given, derived from the data):" in text and "#   epochs = 300:" in text
+    assert "recipe (settings not given, derived from the data):" in log.read_text()
     epochs = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "epoch"]
     assert epochs and epochs[0]["loss"] > 0

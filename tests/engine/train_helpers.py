@@ -24,6 +24,8 @@ def cli_args(config: TrainConfig) -> list[str]:
     for name, value in flat.items():
         flag = "--" + name.replace("_", "-")
         if value is None:
+            if name == "backbone_weights":  # not given would let the recipe choose ImageNet weights (a download)
+                args += [flag, "none"]
             continue
         if isinstance(value, bool):
             args.append(flag if value else "--no-" + name.replace("_", "-"))

@@ -127,3 +127,25 @@ def test_wrong_numbers_of_levels_are_refused():
         FPNNeck([16])
     with pytest.raises(ValueError, match="built for 2 maps, got 3"):
         FPNNeck([8, 8])([torch.zeros(1, 8, 4, 4)] * 3)
+
+
+def test_residual_fpn_starts_as_the_identity_and_keeps_the_channels():
+    """``neck="residual_fpn"``: the heads read the pretrained maps' own channels, and the top-down branch
+    starts near zero, so at initialization the neck passes every map through almost unchanged."""
+    import torch
+
+    from ssdlite.models.fpn import FPNNeck
+
+    channels = [192, 576, 1280, 512]
+    neck = FPNNeck(channels, residual=True).eval()
+    assert neck.out_channels == tuple(channels)
+    maps = [torch.randn(2, c, s, s) for c, s in zip(channels, (40, 20, 10, 5))]
+    with torch.no_grad():
+        out = neck(maps)
+    for a, b in zip(out, maps):
+        change = (a - b).norm() / b.norm()
+        assert 0 < change < 0.02, change
+    # ... and every layer of the branch gets a gradient from the first step on.
+    neck.train()
+    sum((o**2).sum() for o in neck(maps)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in neck.parameters())

@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; ``argv=None`` means the process's own arguments (the ``ssdlite`` program), which
+    may first re-execute itself with a faster allocator (:mod:`ssdlite.cli._cpu`)."""
+    if argv is None:
+        from ssdlite.cli._cpu import relaunch_for_speed
+
+        relaunch_for_speed()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -29,7 +29,7 @@ def run_fit(args: argparse.Namespace) -> int:
     import yaml
 
     from ssdlite.data import build_dataset
-    from ssdlite.doctor.coverage import best_ious, fit_anchors, normalized_boxes
+    from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes
     from ssdlite.files import atomic_write
 
     dataset = build_dataset(args.data, args.format, split=args.split)

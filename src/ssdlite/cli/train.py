@@ -8,6 +8,7 @@ process runs this command; only rank 0 writes the run directory.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 #: Settings that may differ when resuming: they do not change what is computed (or, for ``epochs``,
@@ -28,18 +29,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory to write (required unless --resume)")
     p.add_argument("--config", dest="config_file", help="YAML file with the defaults (sections model, data, optim)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="fit the number of epochs (or, if needed, a smaller input) to this many minutes, from the measured "
+                   "speed of a few training steps on this machine")
     add_config_arguments(p)
     p.set_defaults(func=run)
 
 
 def resolve_config(args: argparse.Namespace):
-    """``(config, run_dir, checkpoint or None)`` from the flags, the config file and a resumed run."""
+    """``(config, run_dir, checkpoint or None, names of the fields given)`` from the flags, the config file and a
+    resumed run."""
     from ssdlite.engine.checkpoint import load_checkpoint
-    from ssdlite.engine.config import TrainConfig, load_yaml, overrides_from_args
+    from ssdlite.engine.config import TrainConfig, fields_in_yaml, load_yaml, overrides_from_args
     from ssdlite.errors import UserError
 
     overrides = overrides_from_args(args)
     if args.resume:
+        if args.time_budget is not None:
+            raise UserError("--time-budget chooses a new run's schedule; a resumed run keeps its own")
         ckpt = load_checkpoint(args.resume)
         config = TrainConfig.from_dict(ckpt["config"], ckpt["path"])
         changed = sorted(k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE and config.replace(**{k: v}) != config)
@@ -52,23 +59,60 @@ def resolve_config(args: argparse.Namespace):
         run_dir = Path(args.out or args.resume)
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise UserError(f"--out {args.out}: a resumed run continues in its own directory {args.resume}")
-        return config.replace(**overrides), run_dir, ckpt
+        return config.replace(**overrides), run_dir, ckpt, set()
     if not args.out:
         raise UserError("--out RUN_DIR is required (or --resume RUN_DIR to continue a run)")
     config = load_yaml(args.config_file) if args.config_file else TrainConfig()
     config = config.replace(**overrides)
     if not config.data.data:
         raise UserError("--data PATH is required (or a data: section with data: PATH in --config)")
-    return config.resolved(), Path(args.out), None
+    given = set(overrides) | (fields_in_yaml(args.config_file) if args.config_file else set())
+    return config, Path(args.out), None, given
+
+
+def apply_recipe(config, given: set[str], time_budget: float | None):
+    """``(config, training split, validation split, recipe text)``: the settings not given derived from the data."""
+    from ssdlite.data import build_dataset
+    from ssdlite.engine import build_datasets
+    from ssdlite.engine.distributed import resolve_device
+    from ssdlite.engine.recipe import DataStats, derive_recipe, fit_to_budget, recipe_text
+    from ssdlite.errors import UserError
+
+    if time_budget is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--time-budget measures one process's speed; under torchrun give --epochs instead")
+    device = resolve_device(config.device)
+    plain = build_dataset(config.data.data, config.data.format, config.data.train_split)
+    config, choices = derive_recipe(config, given, DataStats.of(plain), device)
+    config = config.resolved()
+    train_set, val_set = build_datasets(config)
+    if time_budget is not None:
+        config, train_set, more = fit_to_budget(
+            config.resolved(), given, time_budget, train_set, len(val_set) if val_set is not None else 0, device,
+            lambda c: build_datasets(c.resolved())[0],
+        )
+        config, choices = config.resolved(), [c for c in choices if c.name not in {m.name for m in more}] + more
+    return config, train_set, val_set, recipe_text(choices) if choices else None
 
 
 def run(args: argparse.Namespace) -> int:
     from ssdlite.doctor.collapse import check_input_dependence
     from ssdlite.engine import build_datasets, train
 
-    config, run_dir, ckpt = resolve_config(args)
-    train_set, val_set = build_datasets(config)
-    result = train(config, train_set, val_set, run_dir, resume=ckpt, validation_checks=[check_input_dependence])
+    config, run_dir, ckpt, given = resolve_config(args)
+    note = None
+    if ckpt is None:
+        config, train_set, val_set, note = apply_recipe(config, given, args.time_budget)
+        if note:
+            print(note, flush=True)
+    else:
+        train_set, val_set = build_datasets(config)
+    result = train(config, train_set, val_set, run_dir, resume=ckpt, validation_checks=[check_input_dependence], config_note=note)
+    if result.last_val is not None:
+        from ssdlite.engine.recipe import DataStats, weak_classes
+
+        why = weak_classes(result.last_val, DataStats.of(train_set), config, str(run_dir))
+        if why:
+            print(why)
     if result.best_metric is not None:
         print(f"best {config.best_metric} {result.best_metric:.4f} at epoch {result.best_epoch}; run directory {run_dir}")
     else:

@@ -9,7 +9,8 @@
 """
 
 from ssdlite.doctor.collapse import check_input_dependence
-from ssdlite.doctor.coverage import check_coverage, fit_anchors
+from ssdlite.doctor.coverage import check_coverage
+from ssdlite.models.anchor_fit import fit_anchors
 from ssdlite.doctor.gradients import check_gradient_flow
 from ssdlite.doctor.inputs import check_inputs, check_labels
 from ssdlite.doctor.overfit import check_overfit

@@ -5,63 +5,20 @@ whose best default box overlaps it less than that is matched only through the "b
 box" rule, to a poorly fitting box, and small objects with no default box of their size are the
 known weak spot of SSDLite. This check measures, at the model's input size, the share of
 training boxes with a default box of IoU >= 0.5 and the mean best IoU, by size (COCO's small /
-medium / large at the input size) and by aspect ratio. :func:`fit_anchors` searches the default
+medium / large at the input size) and by aspect ratio. :func:`ssdlite.models.anchor_fit.fit_anchors` searches the default
 box settings that maximize that share.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from torchvision.ops import box_iou
 
 from ssdlite.doctor.report import FAIL, PASS, WARN, Check
+from ssdlite.models.anchor_fit import best_ious, coverage_table, normalized_boxes
 from ssdlite.models.anchors import DefaultBoxes
-from ssdlite.models.config import ModelConfig
-from ssdlite.models.factory import default_boxes_for
-
-SIZE_BINS = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, float("inf")))
-ASPECT_BINS = (("tall <1:2.5", 0, 1 / 2.5), ("tall 1:2.5-1:1.5", 1 / 2.5, 1 / 1.5), ("square-ish", 1 / 1.5, 1.5),
-               ("wide 1.5-2.5:1", 1.5, 2.5), ("wide >2.5:1", 2.5, float("inf")))
-
-
-def normalized_boxes(annotations: Sequence[dict[str, Any]]) -> torch.Tensor:
-    """All boxes of ``annotations`` (``get_annotation`` dicts) divided by their image size: ``(B, 4)`` in [0, 1]."""
-    boxes = []
-    for ann in annotations:
-        b = torch.as_tensor(np.asarray(ann["boxes"], dtype=np.float32)).reshape(-1, 4)
-        scale = torch.tensor([ann["width"], ann["height"], ann["width"], ann["height"]], dtype=torch.float32)
-        boxes.append(b / scale)
-    return torch.cat(boxes) if boxes else torch.zeros(0, 4)
-
-
-def best_ious(boxes: torch.Tensor, default_boxes: DefaultBoxes, chunk: int = 4096) -> torch.Tensor:
-    """``(B,)`` best IoU of each normalized box with any default box."""
-    anchors = default_boxes.xyxy()
-    return torch.cat([box_iou(part, anchors).max(dim=1).values for part in boxes.split(chunk)]) if len(boxes) else boxes.new_zeros(0)
-
-
-def coverage_table(boxes: torch.Tensor, ious: torch.Tensor, size: int, threshold: float = 0.5) -> dict[str, Any]:
-    """Share with IoU >= ``threshold`` and mean best IoU, overall and per size and aspect bin."""
-    wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-9) * size  # (B, 2) in input pixels
-    area = wh[:, 0] * wh[:, 1]
-    aspect = wh[:, 0] / wh[:, 1]
-
-    def stats(mask: torch.Tensor) -> dict[str, float]:
-        n = int(mask.sum())
-        if n == 0:
-            return {"count": 0, "covered": float("nan"), "mean_best_iou": float("nan")}
-        return {"count": n, "covered": float((ious[mask] >= threshold).float().mean()), "mean_best_iou": float(ious[mask].mean())}
-
-    return {
-        "all": stats(torch.ones_like(ious, dtype=torch.bool)),
-        "by_size": {name: stats((area >= lo) & (area < hi)) for name, lo, hi in SIZE_BINS},
-        "by_aspect": {name: stats((aspect >= lo) & (aspect < hi)) for name, lo, hi in ASPECT_BINS},
-    }
 
 
 def check_coverage(
@@ -101,47 +58,6 @@ def check_coverage(
             data,
         )
     return Check("default-box coverage", PASS, summary, evidence, data=data)
-
-
-def fit_anchors(
-    annotations: Sequence[dict[str, Any]],
-    feature_sizes: Sequence[tuple[int, int]],
-    base: ModelConfig,
-    min_scales: Sequence[float] = (0.05, 0.1, 0.15, 0.2),
-    max_scales: Sequence[float] = (0.6, 0.75, 0.95),
-    aspect_ratio_sets: Sequence[tuple[float, ...]] = ((2.0,), (2.0, 3.0), (1.5, 3.0), (2.0, 4.0)),
-    reduce_lowest: Sequence[bool] = (True, False),
-) -> list[dict[str, Any]]:
-    """Grid search of default-box settings; returns every setting with its coverage, best first.
-
-    Each setting is ``base`` (the model's resolved configuration: its clipping and lowest scale) with
-    ``min_scale``, ``max_scale``, ``aspect_ratios`` and ``reduce_lowest`` replaced and explicit
-    scales and steps dropped (they would override the searched ones).
-
-    Ranked by the share of boxes with IoU >= 0.5, then mean best IoU, then fewer default boxes
-    (a cheaper head).
-    """
-    boxes = normalized_boxes(annotations)
-    results = []
-    for min_scale, max_scale, ratios, reduce in itertools.product(min_scales, max_scales, aspect_ratio_sets, reduce_lowest):
-        if min_scale >= max_scale:
-            continue
-        setting = base.replace(min_scale=min_scale, max_scale=max_scale, aspect_ratios=ratios, reduce_lowest=reduce, scales=None, steps=None)
-        db = default_boxes_for(setting, list(feature_sizes))
-        ious = best_ious(boxes, db)
-        results.append(
-            {
-                "min_scale": min_scale,
-                "max_scale": max_scale,
-                "aspect_ratios": list(ratios),
-                "reduce_lowest": reduce,
-                "num_anchors": int(db.boxes.shape[0]),
-                "covered": float((ious >= 0.5).float().mean()) if len(ious) else 0.0,
-                "mean_best_iou": float(ious.mean()) if len(ious) else 0.0,
-            }
-        )
-    results.sort(key=lambda r: (-r["covered"], -r["mean_best_iou"], r["num_anchors"]))
-    return results
 
 
 def plot_coverage(check: Check, handle) -> None:

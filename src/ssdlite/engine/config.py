@@ -84,7 +84,7 @@ class TrainConfig:
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     seed: int = _opt(0, "seed for initialization, data order and augmentation")
     amp: str = _opt("bf16", "mixed precision on CUDA (ignored on the CPU)", ("off", "bf16", "fp16"))
-    channels_last: bool = _opt(False, "use the channels_last memory format (faster convolutions on recent GPUs)")
+    channels_last: bool | None = _opt(None, "channels_last memory format for weights and activations (default: on the CPU, where oneDNN's convolutions are about 1.6x faster with it; off on CUDA)")
     ema: bool = _opt(True, "keep an exponential moving average of the weights for validation and best.pt")
     ema_decay: float = _opt(0.999, "EMA decay (warmed up from 0 over the first few thousand steps)")
     val_every: int = _opt(5, "validate every N epochs (and after the last one); 0 disables validation")
@@ -131,10 +131,13 @@ class TrainConfig:
             raise UserError(str(err)) from err
         return TrainConfig.from_dict({**self.to_dict(), "model": model.to_dict()})
 
-    def save_yaml(self, path: str | Path) -> None:
+    def save_yaml(self, path: str | Path, comment: str | None = None) -> None:
+        """Write the configuration; ``comment`` (e.g. the derived recipe's reasons) goes on top as ``#`` lines."""
         from ssdlite.files import atomic_write
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if comment:
+            text = "".join(f"# {line}\n" for line in comment.splitlines()) + text
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -155,6 +158,15 @@ def load_yaml(path: str | Path) -> TrainConfig:
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML ({err})") from err
     return TrainConfig.from_dict(data, str(path))
+
+
+def fields_in_yaml(path: str | Path) -> set[str]:
+    """The configuration field names a YAML file sets (section keys and top-level keys, flattened)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    names = set()
+    for key, value in data.items() if isinstance(data, dict) else ():
+        names |= set(value) if key in SECTIONS and isinstance(value, dict) else {key}
+    return names
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,6 +44,7 @@ from ssdlite.models.batchnorm import freeze_batchnorm, recompute_bn_stats
 from ssdlite.models.init_from import init_from
 from ssdlite.models.factory import build_model
 from ssdlite.models.io import load_state_dict_checked, save_safetensors
+from ssdlite.models.memory_format import place_model
 
 #: Validation metrics copied into ``metrics.jsonl`` (the full dict also has per-class results).
 LOGGED_METRICS = ("voc07_map50", "voc_map50", "coco_map", "coco_map50", "coco_map75")
@@ -122,6 +123,7 @@ def train(
     info: DistInfo | None = None,
     plain_progress: bool | None = None,
     validation_checks: Sequence[ValidationCheck] = (),
+    config_note: str | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says and write the run directory.
 
@@ -137,6 +139,7 @@ def train(
         info: the distributed context (default: from the environment, see :func:`init_distributed`).
         plain_progress: force plain progress lines (default: a bar when stderr is a terminal).
         validation_checks: run on the evaluated model at every validation (see :data:`ValidationCheck`).
+        config_note: written as comments at the top of ``config.yaml`` (``ssdlite train``: the derived recipe).
 
     Raises:
         TrainingDiverged: after ``max_bad_steps`` consecutive non-finite steps.
@@ -146,7 +149,8 @@ def train(
     info = info or init_distributed(config.device)
     try:
         return _Trainer(
-            config.resolved(), train_dataset, val_dataset, Path(run_dir), classes, resume, info, plain_progress, validation_checks
+            config.resolved(), train_dataset, val_dataset, Path(run_dir), classes, resume, info, plain_progress, validation_checks,
+            config_note,
         ).run()
     finally:
         if own_info:
@@ -154,8 +158,10 @@ def train(
 
 
 class _Trainer:
-    def __init__(self, config, train_dataset, val_dataset, run_dir, classes, resume, info, plain_progress, validation_checks) -> None:
+    def __init__(self, config, train_dataset, val_dataset, run_dir, classes, resume, info, plain_progress, validation_checks,
+                 config_note=None) -> None:
         self.config = config
+        self.config_note = config_note
         self.validation_checks = list(validation_checks)
         self.info = info
         self.device = info.device
@@ -186,8 +192,7 @@ class _Trainer:
                     print(line, file=sys.stderr, flush=True)
         if config.sync_bn and info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-        self.model = model.to(self.device, memory_format=memory_format)
+        self.model = place_model(model, self.device, config.channels_last)
         freeze_batchnorm(self.model, config.freeze_bn)
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema else None
         self.optimizer = build_optimizer(self.model, config.optim)
@@ -278,7 +283,7 @@ class _Trainer:
         started = time.perf_counter()
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            config.save_yaml(self.run_dir / "config.yaml")
+            config.save_yaml(self.run_dir / "config.yaml", self.config_note)
             self._report_data()
         last_val, epochs_run = None, 0
         for epoch in range(self.start_epoch, config.epochs):

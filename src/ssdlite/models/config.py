@@ -39,7 +39,7 @@ ARCHS = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_
 #: Prediction heads: depthwise-separable (SSDLite, MobileNetV2 paper section 6.2) or regular 3x3 (SSD).
 HEADS = ("lite", "ssd")
 #: Optional necks over the prediction maps.
-NECKS = ("none", "fpn")
+NECKS = ("none", "fpn", "residual_fpn")
 #: Default-box clipping: none (TF reference), to the image, or width and height capped at 1 (torchvision).
 CLIPS = ("none", "image", "size")
 #: Names earlier versions wrote into ``model.config``.
@@ -61,10 +61,10 @@ class ModelConfig:
     size: int | None = option(None, "square input size in pixels (default: 320; 300 for vgg16)")
     width_mult: float = option(1.0, "MobileNet width multiplier")
     head: str | None = option(None, "prediction heads: depthwise-separable or regular 3x3 (default: lite; ssd for vgg16)", HEADS)
-    neck: str = option("none", "neck over the prediction maps", NECKS)
+    neck: str = option("none", "neck over the prediction maps: fpn (FPN-Lite, 128-channel outputs) or residual_fpn (the top-down path added to the pretrained maps; docs/training.md)", NECKS)
     fpn_stride8: bool = option(False, "FPN neck: also predict on a stride-8 map (small objects)")
     reduced_tail: bool = option(False, "MobileNetV3: halve the last stage (torchvision's reduced_tail)")
-    backbone_weights: str | None = option(None, "backbone classifier weights: a torchvision state dict file (e.g. ../shared/weights/mobilenet_v2_imagenet.pth) or 'imagenet' (torchvision's, downloaded)")
+    backbone_weights: str | None = option(None, "backbone classifier weights: a torchvision state dict file (e.g. ../shared/weights/mobilenet_v2_imagenet.pth), 'imagenet' (torchvision's, downloaded once; the default of `ssdlite train`) or 'none' (random)")
     image_mean: tuple[float, ...] | None = option(None, "RGB mean subtracted after scaling pixels to [0, 1] (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; Caffe's for vgg16)")
     image_std: tuple[float, ...] | None = option(None, "RGB standard deviation the input is divided by (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; 1/255 for vgg16)")
     # -- default boxes (SSD paper, section 2.2)
@@ -89,6 +89,8 @@ class ModelConfig:
     detections_per_image: int = option(200, "postprocess: detections kept per image")
 
     def __post_init__(self) -> None:
+        if isinstance(self.backbone_weights, str) and self.backbone_weights.lower() in ("none", ""):
+            object.__setattr__(self, "backbone_weights", None)  # `--backbone-weights none`: from scratch, said explicitly
         for f in dataclasses.fields(self):
             choices, value = f.metadata.get("choices"), getattr(self, f.name)
             if choices and value is not None and value not in choices:
@@ -137,8 +139,8 @@ class ModelConfig:
 
     def resolved(self) -> ModelConfig:
         """Every architecture-dependent default filled in (see the module docstring); idempotent."""
-        if self.neck != "fpn" and self.fpn_stride8:
-            raise ValueError("fpn_stride8 adds a level to the FPN neck: use it with neck='fpn'")
+        if self.neck == "none" and self.fpn_stride8:
+            raise ValueError("fpn_stride8 adds a level to the FPN neck: use it with neck='fpn' or 'residual_fpn'")
         vgg = self.arch == "vgg16"
         if vgg:
             from ssdlite.models.vgg import SSD300_ANCHORS, SSD300_SIZE, VGG_MEAN_STD

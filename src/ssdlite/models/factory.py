@@ -59,6 +59,12 @@ def _load_backbone_weights(backbone: nn.Module, weights: str, width_mult: float)
             state_dict, source = backbone.imagenet_state_dict(), "torchvision ImageNet weights"
         except ValueError as err:
             raise UserError(str(err)) from err
+        except OSError as err:  # urllib's URLError: offline, or the download was cut
+            raise UserError(
+                f"--backbone-weights imagenet: could not download torchvision's ImageNet weights ({err}); offline, "
+                "pass a local torchvision state dict of the classifier with --backbone-weights FILE, "
+                "or --backbone-weights none to train from scratch"
+            ) from err
     else:
         state_dict, source = read_state_dict(weights, "backbone weights"), f"backbone weights {weights}"
     try:
@@ -130,10 +136,10 @@ def build_model(config: ModelConfig | Mapping[str, Any], *, load_backbone: bool 
         extras = ExtraLayers(backbone.out_channels[-1], EXTRA_DEPTHS, TF_BATCH_NORM)
     in_channels = list(backbone.out_channels) + list(extras.out_channels)
     neck = None
-    if config.neck == "fpn":
+    if config.neck in ("fpn", "residual_fpn"):
         from ssdlite.models.fpn import FPNNeck
 
-        neck = FPNNeck(in_channels, norm_layer=TF_BATCH_NORM)
+        neck = FPNNeck(in_channels, norm_layer=TF_BATCH_NORM, residual=config.neck == "residual_fpn")
         in_channels = list(neck.out_channels)
     default_boxes = default_boxes_for(config, _feature_sizes(backbone, extras, config.size))
     head = SSDLiteHead(in_channels, default_boxes.boxes_per_location, config.num_classes, TF_BATCH_NORM, config.head)

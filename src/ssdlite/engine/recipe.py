@@ -1,0 +1,269 @@
+"""A training recipe from the data: every setting the user did not give, derived from the dataset and the machine.
+
+The hand-written recipes in ``configs/`` (raccoon 0.916, BCCD 0.867 VOC07 mAP@0.5 on 2 CPU cores) and the
+lessons in docs/training.md, turned into rules. :func:`derive_recipe` fills each setting that is not in
+``given`` (the flags and the ``--config`` file) and returns one :class:`Choice` per setting with its reason,
+which ``ssdlite train`` prints and writes at the top of the run's ``config.yaml``; the values themselves are
+in ``config.yaml``, so ``--config RUN/config.yaml`` reproduces the run with nothing derived again.
+
+:func:`fit_to_budget` turns ``--time-budget MINUTES`` into a number of epochs (or, when even a short
+schedule does not fit, a smaller input) from the measured speed of a few training steps on this machine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ssdlite.data.loader import build_loader
+from ssdlite.engine.config import TrainConfig
+from ssdlite.engine.optim import build_optimizer
+from ssdlite.errors import UserError
+from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes
+from ssdlite.models.factory import build_model
+from ssdlite.models.memory_format import place_model
+
+#: SGD steps at batch 16 that the shared-backbone recipes needed for one class (raccoon: VOC07 0.913 after
+#: 300 steps, 0.916 after 600; BCCD's three classes 0.867 after 540), and the extra share per further
+#: class: look-alike classes need longer (a 6-class, 290-image set was still climbing after 540 steps).
+BASE_STEPS = 450
+STEPS_PER_EXTRA_CLASS = 0.1
+MIN_EPOCHS, MAX_EPOCHS = 12, 300
+#: Learning rate per image of the batch: the recipes' 0.02 at batch 16 (torchvision's SSDLite reference:
+#: 0.15 at 192, i.e. 0.0125 at 16, raised for short fine-tuning runs).
+LR_PER_IMAGE = 0.02 / 16
+#: Warm-up long enough for this many steps (the random heads' first gradients are large).
+WARMUP_STEPS = 30
+#: Zoom-out (the ``ssd`` preset) shrinks objects up to 4x: only worth it when the median box is large.
+ZOOM_OUT_MIN_SIDE = 64
+#: A default-box setting from the search replaces the default only when it covers this many more boxes.
+ANCHOR_GAIN = 0.03
+VALIDATIONS = 5
+#: Input sizes tried, largest first, when ``--time-budget`` cannot fit ``MIN_EPOCHS`` at the chosen size.
+BUDGET_SIZES = (320, 288, 256, 224, 192)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One derived setting: ``name`` is the flag's field name."""
+
+    name: str
+    value: Any
+    reason: str
+
+    def line(self) -> str:
+        value = " ".join(map(str, self.value)) if isinstance(self.value, (list, tuple)) else self.value
+        return f"{self.name} = {value}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DataStats:
+    """What the recipe reads of the training split (annotations only, no image is decoded)."""
+
+    images: int
+    boxes: int
+    classes: int
+    relative_sides: np.ndarray  # (B, 2) box width / image width, box height / image height
+    annotations: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> DataStats:
+        annotations = [dataset.get_annotation(i) for i in range(len(dataset))]
+        boxes = normalized_boxes(annotations)
+        sides = (boxes[:, 2:] - boxes[:, :2]).numpy() if len(boxes) else np.zeros((0, 2), np.float32)
+        return cls(len(annotations), int(len(boxes)), len(dataset.classes), sides, annotations)
+
+    def side_at(self, size: int, q: float) -> float:
+        """The ``q`` quantile of the boxes' side ``sqrt(w h)`` in input pixels at ``size``."""
+        if len(self.relative_sides) == 0:
+            return float("nan")
+        return float(np.quantile(np.sqrt(self.relative_sides.prod(axis=1)) * size, q))
+
+
+def derive_recipe(
+    config: TrainConfig, given: set[str], stats: DataStats, device: torch.device
+) -> tuple[TrainConfig, list[Choice]]:
+    """``config`` with every field not in ``given`` derived from ``stats`` and ``device``; the choices made."""
+    choices: list[Choice] = []
+
+    def choose(name: str, value: Any, reason: str) -> None:
+        nonlocal config
+        if name in given:
+            return
+        config = config.replace(**{name: value})
+        choices.append(Choice(name, value, reason))
+
+    model = config.model
+    if model.arch == "mobilenet_v1":
+        choose("backbone_weights", None, "torchvision has no ImageNet MobileNetV1; the backbone starts random")
+    else:
+        choose("backbone_weights", "imagenet", "ImageNet-pretrained backbone (torchvision's, cached after the first "
+               "download); the recipes' results all start from one, from scratch needs many times the epochs")
+    choose("freeze_bn", "none", "BatchNorm trains with batch statistics: frozen statistics let folded or fine-tuned "
+           "weights drift to image-independent features (docs/training.md)")
+
+    size = config.model.resolved().size
+    median_side = stats.side_at(size, 0.5)
+    if median_side >= ZOOM_OUT_MIN_SIDE:
+        choose("augment", "ssd", f"median box side {median_side:.0f} px at input {size}: large enough for zoom-out "
+               "(SSD's full pipeline: zoom-out, IoU crops, photometric)")
+    else:
+        choose("augment", "ssdlite", f"median box side {median_side:.0f} px at input {size}: zoom-out would shrink "
+               "the objects further, so IoU crops and flips only")
+
+    cuda = device.type == "cuda"
+    batch = min(32 if cuda else 16, max(2, 2 ** int(math.log2(max(stats.images // 4, 2)))))
+    choose("batch_size", batch, f"{'32 on CUDA' if cuda else '16 on the CPU (the recipes measured)'}, at most a quarter "
+           f"of the {stats.images} training images so an epoch has several steps")
+    batch = config.batch_size
+    choose("lr", round(LR_PER_IMAGE * batch, 6), f"{LR_PER_IMAGE * 16:g} per batch of 16, scaled linearly to batch {batch}")
+    steps_per_epoch = max(stats.images // batch, 1)
+    target_steps = BASE_STEPS * (1 + STEPS_PER_EXTRA_CLASS * (stats.classes - 1)) * 16 / batch
+    epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(target_steps / steps_per_epoch))))
+    choose("epochs", epochs, f"about {target_steps:.0f} steps for {stats.classes} class{'es' * (stats.classes > 1)} "
+           f"at batch {batch}, {steps_per_epoch} steps per epoch of {stats.images} images")
+    warmup = min(5, max(1, math.ceil(WARMUP_STEPS / steps_per_epoch)))
+    choose("warmup_epochs", float(warmup), f"{warmup * steps_per_epoch} warm-up steps (at least {WARMUP_STEPS})")
+    choose("val_every", max(1, config.epochs // VALIDATIONS), f"about {VALIDATIONS} validations in {config.epochs} epochs")
+    config, anchor_choices = _anchors(config, given, stats)
+    return config, choices + anchor_choices
+
+
+def _anchors(config: TrainConfig, given: set[str], stats: DataStats) -> tuple[TrainConfig, list[Choice]]:
+    """The ``anchors fit`` search, adopted when it covers clearly more training boxes than the default."""
+    searched = ("min_scale", "max_scale", "aspect_ratios", "reduce_lowest")
+    if given & set(searched) or stats.boxes == 0 or config.model.arch == "vgg16":
+        return config, []
+    base = config.model.resolved()
+    probe = build_model(base.replace(num_classes=stats.classes + 1, backbone_weights=None), load_backbone=False)
+    boxes = normalized_boxes(stats.annotations)
+    before = float((best_ious(boxes, probe.default_boxes) >= 0.5).float().mean())
+    best = fit_anchors(stats.annotations, probe.feature_sizes, base, max_boxes=2000)[0]
+    if best["covered"] < before + ANCHOR_GAIN:
+        return config, [Choice("anchors", "default", f"the default boxes cover {before:.1%} of the training boxes "
+                               f"(IoU >= 0.5); the best searched setting {best['covered']:.1%}")]
+    config = config.replace(**{k: best[k] for k in searched})
+    setting = f"scales {best['min_scale']}-{best['max_scale']}, ratios {' '.join(map(str, best['aspect_ratios']))}"
+    return config, [Choice("anchors", setting, f"covers {best['covered']:.1%} of the training boxes (IoU >= 0.5) "
+                           f"against {before:.1%} with the default boxes")]
+
+
+def measure_speed(config: TrainConfig, train_set: Dataset, num_classes: int, device: torch.device, steps: int = 4) -> float:
+    """Training images per second on this machine: ``steps`` timed steps after one untimed, on a throwaway model.
+
+    The whole step as training runs it: loading and augmentation, forward, loss, backward and SGD.
+    """
+    torch.manual_seed(config.seed)
+    model = place_model(build_model(config.model.replace(num_classes=num_classes), load_backbone=False), device, config.channels_last)
+    model.train()
+    optimizer = build_optimizer(model, config.optim)
+    loader = build_loader(train_set, config.batch_size, epoch=0, seed=config.seed, shuffle=True, drop_last=True,
+                          num_workers=config.data.workers)
+    timed, started, done = 0, None, 0
+    for images, targets in loader:
+        if done == 1:
+            started = time.perf_counter()
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+        losses = model(images, targets)
+        optimizer.zero_grad(set_to_none=True)
+        (losses["bbox_regression"] + losses["classification"]).backward()
+        optimizer.step()
+        done += 1
+        if done > 1:
+            timed += len(images)
+        if done > steps:
+            break
+    if started is None or timed == 0:
+        raise UserError("--time-budget: the training split is too small to measure a training step")
+    return timed / (time.perf_counter() - started)
+
+
+def budget_epochs(minutes: float, images_per_s: float, config: TrainConfig, train_images: int, val_images: int) -> int:
+    """Epochs that fit ``minutes`` at ``images_per_s``, leaving room for validation and precise BatchNorm.
+
+    Evaluation and the BatchNorm recomputation are forward passes only, about a third of a training
+    step's cost per image (forward + backward = 3 forwards).
+    """
+    seconds = minutes * 60 * 0.92  # start-up, checkpoints and the final plot take the rest
+    per_validation = (val_images + min(config.precise_bn_images, train_images)) / (3 * images_per_s)
+    train_seconds = seconds - VALIDATIONS * per_validation
+    return int(train_seconds * images_per_s // train_images)
+
+
+def fit_to_budget(
+    config: TrainConfig, given: set[str], minutes: float, train_set: Dataset, val_images: int, device: torch.device,
+    build_train_set,
+) -> tuple[TrainConfig, Dataset, list[Choice]]:
+    """``config`` with ``epochs`` (and, if needed, the input size) fitted to ``minutes`` from a measured speed.
+
+    ``build_train_set(config)`` rebuilds the training split for another input size.
+    """
+    if "epochs" in given:
+        raise UserError("--time-budget chooses the number of epochs: leave out --epochs (or the epochs: line of --config)")
+    num_classes = len(train_set.classes) + 1
+    sizes = [config.model.resolved().size] if "size" in given else [s for s in BUDGET_SIZES if s <= config.model.resolved().size]
+    choices: list[Choice] = []
+    for size in sizes or [config.model.resolved().size]:
+        if size != config.model.resolved().size:
+            config = config.replace(size=size)
+            train_set = build_train_set(config)
+        speed = measure_speed(config, train_set, num_classes, device)
+        epochs = budget_epochs(minutes, speed, config, len(train_set), val_images)
+        if epochs >= MIN_EPOCHS or size == sizes[-1]:
+            break
+    if epochs < 1:
+        raise UserError(f"--time-budget {minutes:g}: one epoch of {len(train_set)} images at {speed:.1f} img/s does not "
+                        "fit; give more minutes or a smaller --size")
+    config = config.replace(epochs=epochs, val_every=max(1, epochs // VALIDATIONS))
+    if size != sizes[0]:
+        choices.append(Choice("size", size, f"the largest input at which {MIN_EPOCHS}+ epochs fit {minutes:g} minutes"))
+    choices.append(Choice("epochs", epochs, f"{minutes:g} minutes at the measured {speed:.1f} img/s, keeping time for "
+                          f"{VALIDATIONS} validations"))
+    return config, train_set, choices
+
+
+def recipe_text(choices: Sequence[Choice]) -> str:
+    """The lines ``ssdlite train`` prints and writes as comments at the top of ``config.yaml``."""
+    return "\n".join(["recipe (settings not given, derived from the data):", *(f"  {c.line()}" for c in choices)])
+
+
+def weak_classes(metrics: dict[str, Any], stats: DataStats, config: TrainConfig, run_dir: str, threshold: float = 0.5) -> str | None:
+    """Why accuracy is low: the classes whose validation AP50 is below ``threshold``, with their training box
+    count, box sizes at the input and the share of their boxes a default box matches (IoU >= 0.5); ``None``
+    when every class reaches it.
+    """
+    per_class = metrics.get("per_class") or {}
+    weak = {name: row for name, row in per_class.items() if row.get("voc_ap50") is not None and row["voc_ap50"] < threshold}
+    if not weak:
+        return None
+    model = config.model.resolved()
+    probe = build_model(model.replace(num_classes=stats.classes + 1, backbone_weights=None), load_backbone=False)
+    names = list(per_class)
+    lines = [f"classes below AP50 {threshold} on the validation split (input {model.size}):"]
+    for name, row in weak.items():
+        label = names.index(name) + 1
+        mine = [{**a, "boxes": np.asarray(a["boxes"]).reshape(-1, 4)[np.asarray(a["labels"]) == label]} for a in stats.annotations]
+        boxes = normalized_boxes(mine)
+        if len(boxes) == 0:
+            lines.append(f"  {name}: AP50 {row['voc_ap50']:.3f}; no training boxes of this class")
+            continue
+        sides = np.sqrt((boxes[:, 2:] - boxes[:, :2]).prod(dim=1).numpy()) * model.size
+        covered = float((best_ious(boxes, probe.default_boxes) >= 0.5).float().mean())
+        q10, q50, q90 = np.quantile(sides, [0.1, 0.5, 0.9])
+        lines.append(
+            f"  {name}: AP50 {row['voc_ap50']:.3f}; {len(boxes)} training boxes, side {q10:.0f}/{q50:.0f}/{q90:.0f} px "
+            f"(10th/50th/90th percentile), {covered:.0%} matched by a default box"
+        )
+    lines.append(
+        f"  check: `ssdlite doctor --weights {run_dir} --data {config.data.data}` (default-box coverage by size); few "
+        "boxes: more data or more epochs; small boxes: a larger --size, `--neck fpn --fpn-stride8`, or `ssdlite anchors fit`"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The recipe `ssdlite train` derives from the data: given settings stay, the rest follow the data's size,
+classes and boxes; `--time-budget` fits the epochs to the measured speed; low-AP classes are explained."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from ssdlite.data import build_dataset
+from ssdlite.engine import recipe
+from ssdlite.engine.config import TrainConfig, fields_in_yaml
+from ssdlite.engine.recipe import DataStats, budget_epochs, derive_recipe, fit_to_budget, weak_classes
+from ssdlite.errors import UserError
+from train_helpers import TINY
+
+CPU = torch.device("cpu")
+
+
+def stats(images: int, classes: int, side: float, boxes_per_image: int = 2) -> DataStats:
+    """``images`` square images of 640 px with ``boxes_per_image`` square boxes of relative side ``side``."""
+    n = images * boxes_per_image
+    annotations = [
+        {"boxes": np.tile([[10.0, 10.0, 10 + side * 640, 10 + side * 640]], (boxes_per_image, 1)),
+         "labels": np.arange(boxes_per_image) % classes + 1, "width": 640, "height": 640}
+        for _ in range(images)
+    ]
+    return DataStats(images, n, classes, np.full((n, 2), side, np.float32), annotations)
+
+
+def test_every_setting_not_given_is_derived_with_a_reason():
+    config, choices = derive_recipe(TrainConfig(), set(), stats(160, 1, 0.5), CPU)
+    by_name = {c.name: c for c in choices}
+    assert config.model.backbone_weights == "imagenet" and config.freeze_bn == "none"
+    assert config.batch_size == 16 and config.optim.lr == pytest.approx(0.02)
+    assert config.epochs == 45 and config.val_every == 9  # 450 steps of 10
+    assert config.optim.warmup_epochs == 3.0  # 30 steps
+    assert config.data.augment == "ssd"  # 160 px median side at 320: zoom-out is safe
+    assert all(c.reason for c in choices) and "450 steps" in by_name["epochs"].reason
+
+
+def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out():
+    config, _ = derive_recipe(TrainConfig(), set(), stats(291, 3, 0.06), CPU)
+    assert config.epochs == 30  # 450 * 1.2 = 540 steps of 18: the BCCD recipe's own 30 epochs
+    assert config.data.augment == "ssdlite"  # 19 px median side at 320
+    config, _ = derive_recipe(TrainConfig(), set(), stats(20, 1, 0.5), CPU)
+    assert config.batch_size == 4 and config.epochs == 300  # a quarter of 20 images; capped at MAX_EPOCHS
+
+
+def test_given_settings_are_kept():
+    start = TrainConfig().replace(epochs=7, lr=0.5, batch_size=4, augment="none", backbone_weights="none")
+    given = {"epochs", "lr", "batch_size", "augment", "backbone_weights"}
+    config, choices = derive_recipe(start, given, stats(160, 1, 0.5), CPU)
+    assert (config.epochs, config.optim.lr, config.batch_size, config.data.augment) == (7, 0.5, 4, "none")
+    assert config.model.backbone_weights is None  # "none" means from scratch, said explicitly
+    assert not given & {c.name for c in choices}
+
+
+def test_default_boxes_change_only_when_the_search_covers_clearly_more():
+    # Boxes four times wider than tall, anywhere in the image: the default ratios (2, 3) miss most of them.
+    rng = np.random.default_rng(0)
+    s = stats(32, 1, 0.3, boxes_per_image=1)
+    for a in s.annotations:
+        side = rng.uniform(0.1, 0.3) * 640
+        w, h = side * 2, side / 2
+        x, y = rng.uniform(0, 640 - w), rng.uniform(0, 640 - h)
+        a["boxes"] = np.array([[x, y, x + w, y + h]])
+    small = TrainConfig().replace(size=128, width_mult=0.35)
+    config, choices = derive_recipe(small, {"size", "width_mult"}, s, CPU)
+    anchors = next(c for c in choices if c.name == "anchors")
+    searched = lambda m: (m.min_scale, m.max_scale, m.aspect_ratios, m.reduce_lowest)  # noqa: E731
+    assert searched(config.model) != searched(small.model) and "against" in anchors.reason
+    config, choices = derive_recipe(small, {"size", "width_mult"}, stats(32, 1, 0.5), CPU)
+    assert next(c for c in choices if c.name == "anchors").value == "default" and searched(config.model) == searched(small.model)
+
+
+def test_fields_in_yaml_flattens_sections(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\nmodel:\n  size: 160\n  freeze_bn: all\noptim:\n  lr: 0.1\ndata:\n  data: x\n")
+    assert fields_in_yaml(path) == {"epochs", "size", "freeze_bn", "lr", "data"}
+
+
+def test_budget_epochs_leaves_time_for_validation():
+    config = TrainConfig()
+    # 10 minutes at 12 img/s, 160 training and 40 val images: 5 validations of (40 + 160) / 36 s each.
+    assert budget_epochs(10, 12.0, config, 160, 40) == int((600 * 0.92 - 5 * 200 / 36) * 12 // 160)
+
+
+def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, monkeypatch):
+    config = TrainConfig().replace(**{**TINY, "size": 320, "data": str(train_voc)}).resolved()
+    seen = []
+
+    def speed(cfg, train_set, num_classes, device, steps=4):  # 1 img/s at 320, faster as the input shrinks
+        seen.append(cfg.model.size)
+        return (320 / cfg.model.size) ** 2
+
+    monkeypatch.setattr(recipe, "measure_speed", speed)
+    rebuild = lambda c: build_dataset(str(train_voc), None, "train")  # noqa: E731
+    train_set = rebuild(config)
+    fitted, _, choices = fit_to_budget(config, set(), 3.5, train_set, 4, CPU, rebuild)
+    assert seen[0] == 320 and fitted.model.size < 320 and fitted.epochs >= recipe.MIN_EPOCHS
+    assert {c.name for c in choices} == {"size", "epochs"}
+    with pytest.raises(UserError, match="leave out --epochs"):
+        fit_to_budget(config, {"epochs"}, 3.5, train_set, 4, CPU, rebuild)
+    with pytest.raises(UserError, match="does not fit"):
+        fit_to_budget(config, {"size"}, 0.05, train_set, 4, CPU, rebuild)
+
+
+def test_measure_speed_runs_real_steps(train_voc):
+    from ssdlite.engine import build_datasets
+
+    config = TrainConfig().replace(**{**TINY, "data": str(train_voc)}).resolved()
+    train_set, _ = build_datasets(config)
+    assert recipe.measure_speed(config, train_set, len(train_set.classes) + 1, CPU, steps=2) > 0
+
+
+def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):
+    from ssdlite.models.backbone import MobileNetV2Backbone
+    from ssdlite.models.factory import create_model
+
+    def offline(self):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(MobileNetV2Backbone, "imagenet_state_dict", offline)
+    with pytest.raises(UserError, match="--backbone-weights FILE.*--backbone-weights none"):
+        create_model(2, size=128, backbone_weights="imagenet")
+
+
+def test_weak_classes_names_count_size_and_coverage():
+    s = stats(10, 2, 0.1)
+    metrics = {"per_class": {"a": {"voc_ap50": 0.9}, "b": {"voc_ap50": 0.2}}}
+    text = weak_classes(metrics, s, TrainConfig().replace(size=128, width_mult=0.35, data="D"), "RUN")
+    assert "b: AP50 0.200; 10 training boxes, side 13/13/13 px" in text and "a:" not in text
+    assert "matched by a default box" in text and "ssdlite doctor --weights RUN --data D" in text
+    assert weak_classes({"per_class": {"a": {"voc_ap50": 0.9}}}, s, TrainConfig(), "RUN") is None

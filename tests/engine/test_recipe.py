@@ -135,3 +135,8 @@ def test_weak_classes_names_count_size_and_coverage():
     assert "b: AP50 0.200; 10 training boxes, side 13/13/13 px" in text and "a:" not in text
     assert "matched by a default box" in text and "ssdlite doctor --weights RUN --data D" in text
     assert weak_classes({"per_class": {"a": {"voc_ap50": 0.9}}}, s, TrainConfig(), "RUN") is None
+
+
+def test_adamw_gets_its_own_learning_rate():
+    config, _ = derive_recipe(TrainConfig().replace(optimizer="adamw"), {"optimizer"}, stats(160, 1, 0.5), CPU)
+    assert config.optim.lr == 0.001

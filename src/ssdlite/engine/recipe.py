@@ -26,7 +26,7 @@ from ssdlite.data.loader import build_loader
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.optim import build_optimizer
 from ssdlite.errors import UserError
-from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes
+from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes, sample_boxes
 from ssdlite.models.factory import build_model
 from ssdlite.models.memory_format import place_model
 
@@ -45,6 +45,7 @@ WARMUP_STEPS = 30
 ZOOM_OUT_MIN_SIDE = 64
 #: A default-box setting from the search replaces the default only when it covers this many more boxes.
 ANCHOR_GAIN = 0.03
+SEARCH_BOXES = 2000
 VALIDATIONS = 5
 #: Input sizes tried, largest first, when ``--time-budget`` cannot fit ``MIN_EPOCHS`` at the chosen size.
 BUDGET_SIZES = (320, 288, 256, 224, 192)
@@ -123,7 +124,10 @@ def derive_recipe(
     choose("batch_size", batch, f"{'32 on CUDA' if cuda else '16 on the CPU (the recipes measured)'}, at most a quarter "
            f"of the {stats.images} training images so an epoch has several steps")
     batch = config.batch_size
-    choose("lr", round(LR_PER_IMAGE * batch, 6), f"{LR_PER_IMAGE * 16:g} per batch of 16, scaled linearly to batch {batch}")
+    if config.optim.optimizer == "sgd":
+        choose("lr", round(LR_PER_IMAGE * batch, 6), f"{LR_PER_IMAGE * 16:g} per batch of 16, scaled linearly to batch {batch}")
+    else:  # AdamW's step size does not scale with the gradient's size: its usual 1e-3
+        choose("lr", 0.001, "AdamW's usual 1e-3 (SGD's scaled rate would be far too large for it)")
     steps_per_epoch = max(stats.images // batch, 1)
     target_steps = BASE_STEPS * (1 + STEPS_PER_EXTRA_CLASS * (stats.classes - 1)) * 16 / batch
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(target_steps / steps_per_epoch))))
@@ -143,9 +147,9 @@ def _anchors(config: TrainConfig, given: set[str], stats: DataStats) -> tuple[Tr
         return config, []
     base = config.model.resolved()
     probe = build_model(base.replace(num_classes=stats.classes + 1, backbone_weights=None), load_backbone=False)
-    boxes = normalized_boxes(stats.annotations)
+    boxes = sample_boxes(normalized_boxes(stats.annotations), SEARCH_BOXES)  # the boxes the search measures
     before = float((best_ious(boxes, probe.default_boxes) >= 0.5).float().mean())
-    best = fit_anchors(stats.annotations, probe.feature_sizes, base, max_boxes=2000)[0]
+    best = fit_anchors(stats.annotations, probe.feature_sizes, base, max_boxes=SEARCH_BOXES)[0]
     if best["covered"] < before + ANCHOR_GAIN:
         return config, [Choice("anchors", "default", f"the default boxes cover {before:.1%} of the training boxes "
                                f"(IoU >= 0.5); the best searched setting {best['covered']:.1%}")]

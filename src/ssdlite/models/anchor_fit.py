@@ -36,6 +36,14 @@ def normalized_boxes(annotations: Sequence[dict[str, Any]]) -> torch.Tensor:
     return torch.cat(boxes) if boxes else torch.zeros(0, 4)
 
 
+def sample_boxes(boxes: torch.Tensor, max_boxes: int | None) -> torch.Tensor:
+    """At most ``max_boxes`` of ``(B, 4)`` boxes: a fixed random sample (the same for the same boxes), since a
+    coverage search costs boxes x default boxes x settings and 2000 boxes measure a share to about 1 point."""
+    if max_boxes is None or len(boxes) <= max_boxes:
+        return boxes
+    return boxes[torch.randperm(len(boxes), generator=torch.Generator().manual_seed(0))[:max_boxes]]
+
+
 def best_ious(boxes: torch.Tensor, default_boxes: DefaultBoxes, chunk: int = 4096) -> torch.Tensor:
     """``(B,)`` best IoU of each normalized box with any default box."""
     anchors = default_boxes.xyxy()
@@ -80,11 +88,7 @@ def fit_anchors(
     Ranked by the share of boxes with IoU >= 0.5, then mean best IoU, then fewer default boxes
     (a cheaper head). ``max_boxes`` measures on a fixed random sample of that many boxes.
     """
-    boxes = normalized_boxes(annotations)
-    if max_boxes is not None and len(boxes) > max_boxes:
-        # A fixed random sample: the coverage of 2000 boxes is within about 1 point of all of them, and the
-        # search's cost is boxes x default boxes x settings.
-        boxes = boxes[torch.randperm(len(boxes), generator=torch.Generator().manual_seed(0))[:max_boxes]]
+    boxes = sample_boxes(normalized_boxes(annotations), max_boxes)
     results = []
     for min_scale, max_scale, ratios, reduce in itertools.product(min_scales, max_scales, aspect_ratio_sets, reduce_lowest):
         if min_scale >= max_scale:

@@ -109,3 +109,20 @@ def test_int8_and_static_options_are_refused_for_onnx(weights, tmp_path, capsys)
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--int8", "--calib", "x", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "apply to --format executorch/openvino" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_reads_an_exported_file_with_the_same_code(exported, weights):
+    """``ssdlite eval --weights FILE``: the file behind its runtime scores as the PyTorch model does."""
+    from ssdlite.cli.evaluate import _load
+    from ssdlite.data.synthetic import SyntheticShapes
+    from ssdlite.engine.evaluate import evaluate
+
+    runtime, path = exported
+    dataset = SyntheticShapes(num_images=4, size=128, split="val")
+    module, info = _load(str(path), torch.device("cpu"))
+    assert info["classes"] == CLASSES and module.num_classes == len(CLASSES) + 1
+    model, _ = _load(str(weights), torch.device("cpu"))
+    got, want = (evaluate(m, dataset, progress=False) for m in (module, model))
+    assert got["num_detections"] == want["num_detections"] > 0
+    assert got["voc07_map50"] == pytest.approx(want["voc07_map50"], abs=1e-6)
+    assert got["per_class"]["square"]["num_detections"] == want["per_class"]["square"]["num_detections"]

@@ -1,4 +1,5 @@
-"""`ssdlite benchmark`: parameters, MAdds and latency (p50/p90/p99) of a model on torch or onnxruntime."""
+"""`ssdlite benchmark`: parameters, MAdds and latency (p50/p90/p99) of a model on torch or onnxruntime, or of an
+exported file on its runtime."""
 
 from __future__ import annotations
 
@@ -15,9 +16,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Time the full pipeline (uint8 640x480 images -> detections) and the network alone on the CPU. "
         "Builds the model from the model flags (random weights) or reads --weights.",
     )
-    p.add_argument("--weights", help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model)")
+    p.add_argument(
+        "--weights",
+        help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model), or an exported "
+        ".onnx/.pte/.xml file, timed on its own runtime (or --backend)",
+    )
     add_model_arguments(p)
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime-int8"), default="torch")
+    p.add_argument(
+        "--backend", choices=("torch", "onnxruntime", "onnxruntime-int8", "executorch", "openvino"), default=None,
+        help="default: torch for a model, the file's own runtime for an exported file (executorch and openvino need --weights FILE)",
+    )
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
     p.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
@@ -32,13 +40,32 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1 or args.iters < 1 or args.warmup < 0:
         raise UserError("--batch and --iters must be >= 1 and --warmup >= 0")
-    if args.weights:
-        from ssdlite.models.io import load_model
+    from ssdlite.deploy.backends import backend_for_file
 
-        model, _ = load_model(args.weights)
+    exported = bool(args.weights) and backend_for_file(args.weights) != "torch"
+    if exported or args.backend in ("executorch", "openvino"):
+        if not exported:
+            raise UserError(f"--backend {args.backend} times an exported file: --weights model.pte / model.xml (ssdlite export)")
+        from ssdlite.deploy.latency import benchmark_file
+
+        result = benchmark_file(args.weights, args.backend or backend_for_file(args.weights), args.batch, args.threads, args.warmup, args.iters)
+        if not args.json:
+            lat, net = result["latency_ms"], result["network_latency_ms"]
+            print(
+                f"{args.weights} ({result['file_bytes'] / 1e6:.2f} MB), input {result['input_size']}x{result['input_size']}\n"
+                f"{result['backend']}, batch {result['batch']}, {result['threads']} threads\n"
+                f"pipeline  p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  p99 {lat['p99']:.2f} ms  ({result['images_per_s']:.1f} images/s)\n"
+                f"runtime   p50 {net['p50']:.2f} ms  p90 {net['p90']:.2f} ms  p99 {net['p99']:.2f} ms"
+            )
+            return 0
     else:
-        model = model_from_args(args)
-    result = benchmark(model, args.backend, args.batch, args.threads, args.warmup, args.iters)
+        if args.weights:
+            from ssdlite.models.io import load_model
+
+            model, _ = load_model(args.weights)
+        else:
+            model = model_from_args(args)
+        result = benchmark(model, args.backend or "torch", args.batch, args.threads, args.warmup, args.iters)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -115,3 +115,49 @@ def benchmark(
         "network_latency_ms": percentiles(network_ms),
         "images_per_s": batch * 1e3 / latency["p50"],
     }
+
+
+def benchmark_file(
+    path: str, backend: str, batch: int = 1, threads: int | None = None, warmup: int = 5, iters: int = 50
+) -> dict[str, Any]:
+    """Latency of an exported file (or weights) through :class:`~ssdlite.deploy.predictor.Predictor` on ``backend``.
+
+    ``pipeline``: uint8 VGA images -> detections (the one preprocessing, the runtime, the padded outputs
+    read back); ``network``: the runtime alone on the preprocessed batch (for the static-NMS files and
+    ONNX with NMS this includes the in-graph postprocess). Keys as :func:`benchmark`, plus ``file_bytes``
+    (for an OpenVINO ``.xml``, with its ``.bin``) and ``params`` only where the file is a PyTorch model.
+    """
+    import os
+    from pathlib import Path
+
+    from ssdlite.deploy.predictor import Predictor
+
+    if threads:
+        torch.set_num_threads(threads)
+    predictor = Predictor(path, backend=backend, score_threshold=0.0, batch_size=batch, threads=threads)
+    images = sample_images(batch, 480, 640)
+    with torch.inference_mode():
+        x, sizes = predictor.preprocess(images)
+    pipeline_ms = time_ms(lambda: predictor(images), warmup, iters)
+
+    def network():
+        with torch.inference_mode():
+            return predictor.runner.run(x, sizes)
+
+    network_ms = time_ms(network, warmup, iters)
+    latency = percentiles(pipeline_ms)
+    files = [Path(path)] + ([Path(path).with_suffix(".bin")] if Path(path).suffix == ".xml" else [])
+    model = getattr(predictor.runner, "model", None) if backend == "torch" else None
+    return {
+        "backend": backend,
+        "file": str(path),
+        "file_bytes": sum(os.path.getsize(f) for f in files if f.is_file()),
+        "batch": batch,
+        "threads": threads or torch.get_num_threads(),
+        "params": count_parameters(model) if model is not None else None,
+        "input_size": predictor.config.size,
+        "image_size": [480, 640],
+        "latency_ms": latency,
+        "network_latency_ms": percentiles(network_ms),
+        "images_per_s": batch * 1e3 / latency["p50"],
+    }

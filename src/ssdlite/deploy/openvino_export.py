@@ -35,9 +35,27 @@ EXTRA = "openvino"
 RT_INFO = ["ssdlite", "metadata"]
 
 
+@contextlib.contextmanager
+def _no_telemetry():
+    """Without OpenVINO's and NNCF's usage telemetry, through the switch both check (``CI=true``).
+
+    ``convert_model`` and NNCF (at import) start a telemetry sender that forks a process; forked from a
+    process with torch's threads running it crashed the export (``free(): invalid pointer``, signal 11),
+    and an export has no business sending anything."""
+    before = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["CI"]
+        else:
+            os.environ["CI"] = before
+
+
 def _convert(module: torch.nn.Module, example: torch.Tensor):
     ov = require("openvino", "OpenVINO export", EXTRA)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with _no_telemetry(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.export.export(module, (example,), strict=False)
         model = ov.convert_model(program)
@@ -71,11 +89,11 @@ def build_openvino(
     report = StaticExportReport(path="", format="openvino", int8=int8, batch=batch)
     ov_model = _convert(module, example)
     if int8:
-        nncf = require("nncf", "OpenVINO INT8", EXTRA)
         if not calibration:
             raise UserError("OpenVINO INT8 needs calibration images (--calib)")
         batches = [model.preprocess(list(calibration[i : i + batch]))[0].numpy() for i in range(0, len(calibration) - batch + 1, batch)]
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with _no_telemetry(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            nncf = require("nncf", "OpenVINO INT8", EXTRA)
             warnings.simplefilter("ignore")
             ov_model = nncf.quantize(
                 ov_model, nncf.Dataset(batches), subset_size=len(batches), ignored_scope=nncf.IgnoredScope(types=["MatMul"])

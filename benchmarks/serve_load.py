@@ -13,7 +13,7 @@ per-image detection limit keep the postprocess work the same). The image is a 64
 
     .venv/bin/python benchmarks/serve_load.py                 # the load table
     .venv/bin/python benchmarks/serve_load.py --bad-input     # the bad-input table
-    .venv/bin/python benchmarks/serve_load.py --network       # the network alone, batch 1 against batch 8
+    .venv/bin/python benchmarks/serve_load.py --network       # the network alone, batch 1 to 8
 
 Only loopback addresses are used; every loop stops after its request count or time limit.
 """
@@ -40,7 +40,12 @@ from ssdlite.data.synthetic import SHAPES
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "serve"))  # the test suite's server process and bad requests
 from serve_helpers import API_KEY, MAX_BODY_MB, ServerProcess, bad_requests  # noqa: E402
-MODES = {"batching": ["--max-batch-size", "8", "--batch-timeout-ms", "5"], "batch 1": ["--max-batch-size", "1"]}
+def modes(max_batch_sizes: list[int]) -> dict[str, list[str]]:
+    """Server flags per mode: ``--max-batch-size 1`` is "batch 1"; a larger one batches with a 5 ms window."""
+    return {
+        ("batch 1" if n == 1 else "batching" if n == 8 else f"batching {n}"): ["--max-batch-size", str(n)] + (["--batch-timeout-ms", "5"] if n > 1 else [])
+        for n in max_batch_sizes
+    }
 
 
 def make_weights(folder: Path, classes: list[str]) -> Path:
@@ -120,9 +125,10 @@ async def load(url: str, image: bytes, concurrency: int, requests: int, time_lim
 
 def run_load(args: argparse.Namespace, weights: Path, folder: Path) -> None:
     image = test_image()
+    flags_by_mode = modes(args.max_batch_sizes)
     servers = {
         mode: ServerProcess(weights, folder / f"server-{mode.replace(' ', '')}.log", "--no-access-log", *flags, threads=None)
-        for mode, flags in MODES.items()
+        for mode, flags in flags_by_mode.items()
     }
     try:
         for server in servers.values():
@@ -154,7 +160,7 @@ def run_load(args: argparse.Namespace, weights: Path, folder: Path) -> None:
     print("\n| concurrency | mode | requests/s (median of rounds) | p50 ms | p99 ms | mean batch | errors |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for concurrency in args.concurrency:
-        for mode in MODES:
+        for mode in flags_by_mode:
             runs = results[(mode, concurrency)]
             rps = [r["rps"] for r in runs]
             print(
@@ -163,10 +169,12 @@ def run_load(args: argparse.Namespace, weights: Path, folder: Path) -> None:
                 f"{statistics.median(r['batch'] for r in runs):.2f} | {sum(sum(r['errors'].values()) for r in runs)} |"
             )
     for concurrency in args.concurrency:
-        on = statistics.median(r["rps"] for r in results[("batching", concurrency)])
         off = statistics.median(r["rps"] for r in results[("batch 1", concurrency)])
-        print(f"batching / batch 1 at concurrency {concurrency}: {on / off:.2f}x")
-    for mode in MODES:
+        for mode in flags_by_mode:
+            if mode != "batch 1":
+                on = statistics.median(r["rps"] for r in results[(mode, concurrency)])
+                print(f"{mode} / batch 1 at concurrency {concurrency}: {on / off:.2f}x")
+    for mode in flags_by_mode:
         print(f"{mode}: RSS after warm-up {rss_warm[mode]:.0f} MiB, after the runs {rss_end[mode]:.0f} MiB ({100 * (rss_end[mode] / rss_warm[mode] - 1):+.1f}%); SIGTERM exit code {codes[mode]}")
 
 
@@ -193,7 +201,7 @@ def run_bad_input(weights: Path, folder: Path) -> None:
 
 
 def run_network(rounds: int = 5) -> None:
-    """The network alone (``model.core``, no pre/postprocess), ms per image at batch 1 and 8, interleaved: what batching can gain."""
+    """The network alone (``model.core``, no pre/postprocess), ms per image at batch 1, 2, 4 and 8, interleaved: what batching can gain."""
     import torch
 
     from ssdlite.models import ssdlite_mobilenet_v2
@@ -201,11 +209,12 @@ def run_network(rounds: int = 5) -> None:
     torch.manual_seed(0)
     model = ssdlite_mobilenet_v2(21, size=320).eval()
     batch = torch.randn(8, 3, 320, 320)
-    per_image: dict[int, list[float]] = {1: [], 8: []}
+    per_image: dict[int, list[float]] = {1: [], 2: [], 4: [], 8: []}
     with torch.inference_mode():
-        model.core(batch), model.core(batch[:1])
+        for n in per_image:
+            model.core(batch[:n])
         for _ in range(rounds):
-            for n in (1, 8):
+            for n in per_image:
                 start = time.perf_counter()
                 for i in range(0, 8, n):
                     model.core(batch[i : i + n])
@@ -219,12 +228,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="model to serve (default: an untrained SSDLite-MobileNetV2 320: 20 classes, or the shapes' 5 for --bad-input)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--max-batch-sizes", type=int, nargs="+", default=[8, 1], help="one server per size; 1 is the baseline and must be there (default 8 1)")
     parser.add_argument("--requests", type=int, default=120, help="requests per run at concurrency <= 8; x concurrency/8 above (default 120)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per run at most (default 60)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of every (concurrency, mode), interleaved (default 2)")
     parser.add_argument("--bad-input", action="store_true", help="print the bad-input table instead")
-    parser.add_argument("--network", action="store_true", help="time the network alone at batch 1 and 8 instead")
+    parser.add_argument("--network", action="store_true", help="time the network alone at batch 1, 2, 4 and 8 instead")
     args = parser.parse_args()
+    if 1 not in args.max_batch_sizes:
+        parser.error("--max-batch-sizes must include 1, the baseline")
     if args.network:
         run_network()
         return

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import sys
 
+from ssdlite.deploy.backends import BACKENDS
 from ssdlite.errors import UserError
 
 API_KEY_ENV = "SSDLITE_API_KEY"
@@ -20,10 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/health/live, /health/ready, /metrics (Prometheus), /openapi.json, and a page at / that draws the boxes. "
         "Needs the extra: pip install 'ssdlite[serve]'. SIGTERM lets the requests in flight finish, then exits 0.",
     )
-    p.add_argument("--weights", required=True, help="run directory, checkpoint .pt, .safetensors, or .onnx (onnxruntime)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="inference engine (default torch)")
+    p.add_argument("--weights", required=True, help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .xml)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default=None,
+        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .xml openvino, else torch)",
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-batch-size", type=int, default=8, help="requests run as one model call at most (default 8; 1 turns batching off)")
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check(args)
     require_serve_extra()
+    from ssdlite.deploy.backends import backend_for_file
     from ssdlite.deploy.predictor import Predictor
     from ssdlite.serve.app import ServeSettings, create_app
     from ssdlite.serve.server import serve_forever
@@ -78,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and api_key is None:
         print(f"ssdlite serve: warning: listening on {args.host} without --api-key: anyone who can reach it can use it", file=sys.stderr)
     # Score threshold 0: every request filters the detections with its own threshold.
-    predictor = Predictor(args.weights, backend=args.backend, device=args.device, score_threshold=0.0, batch_size=args.max_batch_size, threads=args.threads)
+    backend = args.backend or backend_for_file(args.weights)
+    predictor = Predictor(args.weights, backend=backend, device=args.device, score_threshold=0.0, batch_size=args.max_batch_size, threads=args.threads)
     settings = ServeSettings(
         max_batch_size=args.max_batch_size,
         batch_timeout_ms=args.batch_timeout_ms,
@@ -90,6 +96,6 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
     )
     app = create_app(predictor, settings)
-    print(f"ssdlite serve: {args.weights} ({args.backend}, {len(predictor.classes)} classes) on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    print(f"ssdlite serve: {args.weights} ({backend}, {len(predictor.classes)} classes) on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
     serve_forever(app, host=args.host, port=args.port, access_log=not args.no_access_log, drain_timeout_s=args.drain_timeout)
     return 0

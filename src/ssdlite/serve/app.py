@@ -210,8 +210,12 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
 
     async def warm_up() -> None:
         # The first calls of a model allocate and pick kernels: run one alone and one full batch before saying ready.
-        for n in (1, settings.max_batch_size):
-            await batcher.run_alone([torch.rand(3, size, size) for _ in range(n)])
+        try:
+            for n in (1, settings.max_batch_size):
+                await batcher.run_alone([torch.rand(3, size, size) for _ in range(n)])
+        except Exception:  # the service stays up and says not ready; the log says why
+            log.exception("the model failed its warm-up: /health/ready stays 503")
+            return
         state["ready"] = True
         log.info("model warmed up: ready")
 

@@ -231,6 +231,7 @@ def fit_to_budget(
         choices.append(Choice("size", size, f"the largest input at which {MIN_EPOCHS}+ epochs fit {minutes:g} minutes"))
     choices.append(Choice("epochs", epochs, f"{minutes:g} minutes at the measured {speed:.1f} img/s, keeping time for "
                           f"{VALIDATIONS} validations"))
+    choices.append(Choice("val_every", config.val_every, f"about {VALIDATIONS} validations in {epochs} epochs"))
     return config, train_set, choices
 
 

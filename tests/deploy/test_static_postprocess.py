@@ -77,3 +77,18 @@ def test_static_detector_exports_and_matches_the_model_on_real_images():
 def _reorder(outputs):
     boxes, scores, labels, count = outputs
     return count, boxes, scores, labels
+
+
+def test_nms_steps_odd_iterates_keep_no_suppressed_box_and_converge():
+    """A suppression chain A > B > C (A suppresses B, B would suppress C, A does not overlap C): greedy NMS keeps
+    A and C. One step keeps only A (a subset: nothing greedy NMS suppresses), three steps reach {A, C}."""
+    default_boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 3)
+    post = StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, 3, 3, num_classes=2, candidates=3)
+    scores = torch.tensor([[0.9, 0.8, 0.7]])
+    boxes = torch.tensor([[[0.0, 0.0, 0.4, 0.4], [0.1, 0.0, 0.5, 0.4], [0.2, 0.0, 0.6, 0.4]]])  # IoU(A,B) = IoU(B,C) = 0.6, IoU(A,C) = 1/3
+    labels = torch.ones(1, 3, dtype=torch.int64)
+    suppresses = post.suppression(boxes, labels)
+    assert post.keep(scores, suppresses, 1).tolist() == [[1.0, 0.0, 0.0]]
+    assert post.keep(scores, suppresses, 3).tolist() == [[1.0, 0.0, 1.0]] == post.keep(scores, suppresses, 4).tolist()
+    with pytest.raises(ValueError, match="odd"):
+        StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, 3, 3, num_classes=2, nms_steps=2)

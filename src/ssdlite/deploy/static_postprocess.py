@@ -9,18 +9,23 @@ fixed number of everything:
 2. the top-``k`` default boxes per (image, class), ``k = min(topk_candidates, A)``; a candidate at or
    below ``score_threshold`` gets score -1;
 3. the ``M`` best of those ``C * k`` candidates per image (``M = candidates``), sorted by score;
-4. greedy NMS over the ``M`` in score order, one step per candidate, with a fixed ``(M, M)``
-   suppression matrix (IoU > ``nms_threshold`` and same class and earlier): candidate ``i`` survives
-   when no earlier survivor suppresses it. ``M`` steps of plain tensor arithmetic, no loop whose
-   length depends on the data;
+4. greedy NMS over the ``M`` as a fixed number of matrix steps. With ``S[j, i] = 1`` where candidate
+   ``j`` (earlier, same class, IoU > ``nms_threshold``) suppresses ``i``, greedy NMS keeps exactly the
+   solution of ``keep = valid & not (S^T keep)`` (forward substitution in score order makes it unique).
+   The iteration ``keep_{t+1} = valid & not (S^T keep_t)`` from ``keep_0 = valid`` makes the first
+   ``t`` candidates final after ``t`` steps, and its odd iterates only grow towards the solution (an
+   antitone map: odd iterates are subsets of the solution, even ones supersets). ``nms_steps`` (odd)
+   steps are run; NMS in a detector has short suppression chains, so a few steps reach the solution,
+   and if not, the output is an odd iterate: boxes that greedy NMS keeps, none that it suppresses;
 5. the ``D = detections_per_image`` best survivors, padded.
 
-Exactness (the argument of :mod:`ssdlite.models.postprocess`): a candidate's survival depends only on
-higher-scored candidates of its class, so the survivors among the ``M`` best are exactly the full
-NMS's survivors among them. The capped result equals NMS over every candidate when at least ``D``
-of the ``M`` survive or when the image has at most ``M`` candidates above the threshold;
-:meth:`StaticPostProcess.exact` says, per image, whether that holds. ``tests/deploy`` proves the
-equality against ``torchvision.ops.batched_nms`` and ``model.postprocess``.
+Exactness: a candidate's survival depends only on higher-scored candidates of its class, so the
+survivors among the ``M`` best are exactly the full NMS's survivors among them (the argument of
+:mod:`ssdlite.models.postprocess`). The capped result equals NMS over every candidate when step 4
+converged and at least ``D`` of the ``M`` survive or the image has at most ``M`` candidates above
+the threshold; :meth:`StaticPostProcess.exact` says, per image, whether that holds, and every export
+is verified on real images. ``tests/deploy`` proves the equality against ``torchvision.ops.batched_nms``
+and ``model.postprocess``.
 
 Outputs, for ``N`` images: ``boxes (N, D, 4)`` float32 xyxy **normalized to [0, 1]**, ``scores (N, D)``
 float32 descending, ``labels (N, D)`` int64 in ``1..K-1``, ``count (N,)`` int64; entries past
@@ -35,6 +40,7 @@ from torch import nn
 from ssdlite.models.box_coder import BoxCoder
 
 OUTPUTS = ("boxes", "scores", "labels", "count")
+NMS_STEPS = 9
 
 
 class StaticPostProcess(nn.Module):
@@ -44,7 +50,8 @@ class StaticPostProcess(nn.Module):
         default_boxes: ``(A, 4)`` ``(cx, cy, w, h)`` in ``[0, 1]`` (the model's anchors).
         variances, score_threshold, nms_threshold, topk_candidates, detections_per_image: the model's settings.
         candidates: ``M``, the candidates per image that go through NMS (default ``2 * D``, the first
-            pass of ``PostProcess``); more costs ``M`` steps and an ``(M, M)`` matrix.
+            pass of ``PostProcess``); more costs an ``(M, M)`` matrix.
+        nms_steps: matrix steps of the NMS (odd; module doc).
     """
 
     def __init__(
@@ -57,8 +64,12 @@ class StaticPostProcess(nn.Module):
         detections_per_image: int,
         num_classes: int,
         candidates: int | None = None,
+        nms_steps: int = NMS_STEPS,
     ) -> None:
         super().__init__()
+        if nms_steps < 1 or nms_steps % 2 == 0:
+            raise ValueError(f"nms_steps must be odd (an odd iterate keeps no suppressed box), got {nms_steps}")
+        self.nms_steps = nms_steps
         self.register_buffer("default_boxes", default_boxes.detach().float().clone())
         self.box_coder = BoxCoder(variances)
         self.score_threshold = float(score_threshold)
@@ -72,11 +83,11 @@ class StaticPostProcess(nn.Module):
             raise ValueError(f"candidates ({self.m}) must be at least the detections per image ({self.d})")
 
     @classmethod
-    def from_model(cls, model, candidates: int | None = None) -> StaticPostProcess:
+    def from_model(cls, model, candidates: int | None = None, nms_steps: int = NMS_STEPS) -> StaticPostProcess:
         post = model.postprocess_detections
         return cls(
             model.default_boxes.boxes, model.box_coder.variances, post.score_threshold, post.nms_threshold,
-            post.topk_candidates, post.detections_per_image, model.num_classes, candidates,
+            post.topk_candidates, post.detections_per_image, model.num_classes, candidates, nms_steps,
         )
 
     def candidates(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -110,15 +121,18 @@ class StaticPostProcess(nn.Module):
         earlier = torch.ones(self.m, self.m, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
         return (overlap & same & earlier).float()  # [n, j, i]
 
+    def keep(self, scores: torch.Tensor, suppresses: torch.Tensor, steps: int) -> torch.Tensor:
+        """``(N, M)`` float 0/1 after ``steps`` steps of step 4 (module doc)."""
+        valid = (scores > 0).float()  # (N, M); 0 for the -1 placeholders
+        keep = valid
+        for _ in range(steps):
+            hits = torch.bmm(keep.unsqueeze(1), suppresses).squeeze(1)  # (N, M): kept earlier suppressors of each i
+            keep = valid * (hits < 0.5).float()
+        return keep
+
     def forward(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scores, boxes, labels, _ = self.candidates(cls_logits, bbox_deltas)
-        suppresses = self.suppression(boxes, labels)  # (N, M, M)
-        keep = (scores > 0).float()  # (N, M); 0 for the -1 placeholders
-        eye = torch.eye(self.m, device=scores.device)
-        for i in range(self.m):
-            # Candidates before i are final; i is suppressed by any kept earlier one of its class.
-            hit = ((suppresses[:, :, i] * keep).sum(dim=1, keepdim=True) > 0).float()  # (N, 1)
-            keep = keep - eye[i] * hit * keep[:, i : i + 1]
+        keep = self.keep(scores, self.suppression(boxes, labels), self.nms_steps)  # (N, M)
         kept_scores = torch.where(keep > 0, scores, torch.full_like(scores, -1.0))  # (N, M)
         best, idx = kept_scores.topk(self.d, dim=1)  # (N, D) descending
         valid = best > 0
@@ -129,17 +143,19 @@ class StaticPostProcess(nn.Module):
 
     def exact(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         """``(N,)`` bool: whether each image's detections are those of NMS over every candidate (module doc)."""
-        _, _, _, above = self.candidates(cls_logits, bbox_deltas)
-        return (count >= self.d) | (above <= self.m)
+        scores, boxes, labels, above = self.candidates(cls_logits, bbox_deltas)
+        suppresses = self.suppression(boxes, labels)
+        converged = (self.keep(scores, suppresses, self.nms_steps) == self.keep(scores, suppresses, self.nms_steps + 1)).all(dim=1)
+        return converged & ((count >= self.d) | (above <= self.m))
 
 
 class StaticDetector(nn.Module):
     """``model.core`` followed by :class:`StaticPostProcess`: normalized ``(N, 3, S, S)`` -> :data:`OUTPUTS`."""
 
-    def __init__(self, model, candidates: int | None = None) -> None:
+    def __init__(self, model, candidates: int | None = None, nms_steps: int = NMS_STEPS) -> None:
         super().__init__()
         self.core = model.core
-        self.postprocess = StaticPostProcess.from_model(model, candidates)
+        self.postprocess = StaticPostProcess.from_model(model, candidates, nms_steps)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.postprocess(*self.core(images))

@@ -73,7 +73,7 @@ class ExportReport:
                 f"at batch {', '.join(map(str, self.tied_batches))} the sample scores have exact ties "
                 "(the detections are not unique), there the postprocess was checked on synthetic outputs only"
             )
-        return f"verified at batch {', '.join(map(str, self.batches_checked))}: " + "; ".join(parts)
+        return f"verified at batch {', '.join(map(str, sorted(set(self.batches_checked))))}: " + "; ".join(parts)
 
 
 def _export_core(core: torch.nn.Module, example: torch.Tensor, dynamic_batch: bool, opset: int):

@@ -38,13 +38,18 @@ def test_every_setting_not_given_is_derived_with_a_reason():
     assert config.epochs == 45 and config.val_every == 9  # 450 steps of 10
     assert config.optim.warmup_epochs == 3.0  # 30 steps
     assert config.data.augment == "ssd"  # 160 px median side at 320: zoom-out is safe
+    assert config.model.neck == "none" and "neck" not in by_name  # no small boxes: the plain detector
     assert all(c.reason for c in choices) and "450 steps" in by_name["epochs"].reason
 
 
 def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out():
-    config, _ = derive_recipe(TrainConfig(), set(), stats(291, 3, 0.06), CPU)
+    config, choices = derive_recipe(TrainConfig(), set(), stats(291, 3, 0.06), CPU)
     assert config.epochs == 30  # 450 * 1.2 = 540 steps of 18: the BCCD recipe's own 30 epochs
     assert config.data.augment == "ssdlite"  # 19 px median side at 320
+    assert config.model.neck == "residual_fpn" and config.model.fpn_stride8  # every box under 32 px
+    assert "100% of the boxes are under 32 px" in next(c for c in choices if c.name == "neck").reason
+    config, _ = derive_recipe(TrainConfig(), {"neck"}, stats(291, 3, 0.06), CPU)
+    assert config.model.neck == "none" and not config.model.fpn_stride8  # a given neck stays
     config, _ = derive_recipe(TrainConfig(), set(), stats(20, 1, 0.5), CPU)
     assert config.batch_size == 4 and config.epochs == 300  # a quarter of 20 images; capped at MAX_EPOCHS
 

@@ -47,6 +47,9 @@ ZOOM_OUT_MIN_SIDE = 64
 ANCHOR_GAIN = 0.03
 SEARCH_BOXES = 2000
 VALIDATIONS = 5
+#: The neck for small objects: chosen when at least this share of the boxes is under this side at the input
+#: (COCO's "small" is under 32 x 32 px). BCCD: 7% (platelets); raccoon: none.
+SMALL_SIDE, SMALL_SHARE = 32, 0.05
 #: Input sizes tried, largest first, when ``--time-budget`` cannot fit ``MIN_EPOCHS`` at the chosen size.
 BUDGET_SIZES = (320, 288, 256, 224, 192)
 
@@ -80,6 +83,12 @@ class DataStats:
         boxes = normalized_boxes(annotations)
         sides = (boxes[:, 2:] - boxes[:, :2]).numpy() if len(boxes) else np.zeros((0, 2), np.float32)
         return cls(len(annotations), int(len(boxes)), len(dataset.classes), sides, annotations)
+
+    def share_below(self, size: int, side: float) -> float:
+        """The share of boxes whose side ``sqrt(w h)`` at input ``size`` is under ``side`` pixels."""
+        if len(self.relative_sides) == 0:
+            return 0.0
+        return float((np.sqrt(self.relative_sides.prod(axis=1)) * size < side).mean())
 
     def side_at(self, size: int, q: float) -> float:
         """The ``q`` quantile of the boxes' side ``sqrt(w h)`` in input pixels at ``size``."""
@@ -118,6 +127,14 @@ def derive_recipe(
     else:
         choose("augment", "ssdlite", f"median box side {median_side:.0f} px at input {size}: zoom-out would shrink "
                "the objects further, so IoU crops and flips only")
+
+    small = stats.share_below(size, SMALL_SIDE)
+    if "neck" not in given and model.arch != "vgg16" and small >= SMALL_SHARE:
+        # One choice, two fields: the stride-8 level is what small objects need, the residual top-down path what
+        # keeps the pretrained maps (benchmarks/RESULTS.md: BCCD with and without it).
+        config = config.replace(neck="residual_fpn", fpn_stride8=True)
+        choices.append(Choice("neck", "residual_fpn + stride 8", f"{small:.0%} of the boxes are under {SMALL_SIDE} px at "
+                              f"input {size}: a stride-8 level for them, the FPN top-down path added to the pretrained maps"))
 
     cuda = device.type == "cuda"
     batch = min(32 if cuda else 16, max(2, 2 ** int(math.log2(max(stats.images // 4, 2)))))

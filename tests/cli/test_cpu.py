@@ -69,3 +69,10 @@ def test_channels_last_on_the_cpu_unless_told_otherwise():
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3))
     assert place_model(conv, "cpu")[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert place_model(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), "cpu", False)[0].weight.is_contiguous()
+
+
+def test_openvino_commands_keep_the_system_allocator():
+    """OpenVINO's CPU plugin aborts ("double free or corruption") under a preloaded tcmalloc."""
+    assert _cpu.runs_openvino(["export", "--weights", "run", "--format", "openvino", "--out", "m.xml"])
+    assert _cpu.runs_openvino(["predict", "--weights", "model.xml", "img.jpg"])
+    assert not _cpu.runs_openvino(["train", "--data", "d", "--out", "r"])

@@ -22,20 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _uses_openvino(args: list[str]) -> bool:
-    """Whether the command runs OpenVINO (``--format/--backend openvino`` or an ``.xml`` model): its CPU plugin
-    aborts ("double free or corruption") in a process with tcmalloc preloaded, so such commands keep the
-    system allocator."""
-    return "openvino" in args or any(a.endswith(".xml") for a in args)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; ``argv=None`` means the process's own arguments (the ``ssdlite`` program), which
     may first re-execute itself with a faster allocator (:mod:`ssdlite.cli._cpu`)."""
-    if argv is None and not _uses_openvino(sys.argv[1:]):
+    if argv is None:
         from ssdlite.cli._cpu import relaunch_for_speed
 
-        relaunch_for_speed()
+        relaunch_for_speed(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

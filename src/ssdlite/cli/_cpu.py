@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes.util
 import os
 import sys
+from collections.abc import Sequence
 
 #: Environment switch: ``SSDLITE_CPU_TUNING=0`` keeps the process as started (system allocator, no THP).
 SWITCH = "SSDLITE_CPU_TUNING"
@@ -71,12 +72,20 @@ def tuned_environment(environ: dict[str, str]) -> tuple[dict[str, str], bool]:
     return env, True
 
 
-def relaunch_for_speed() -> None:
-    """Re-execute the running command with tcmalloc preloaded, or set the huge-page variable in place.
+def runs_openvino(args: Sequence[str]) -> bool:
+    """Whether the command runs OpenVINO (``--format/--backend openvino`` or an ``.xml`` model): its CPU plugin
+    aborts ("double free or corruption") in a process with tcmalloc preloaded, so such commands keep the
+    system allocator."""
+    return "openvino" in args or any(a.endswith(".xml") for a in args)
+
+
+def relaunch_for_speed(args: Sequence[str] = ()) -> None:
+    """Re-execute the running command (arguments ``args``) with tcmalloc preloaded, or set the huge-page
+    variable in place; nothing for OpenVINO commands (:func:`runs_openvino`).
 
     Returns only when no re-execution happens. Must run before PyTorch is imported.
     """
-    if os.environ.get(SWITCH, "1") == "0":
+    if os.environ.get(SWITCH, "1") == "0" or runs_openvino(args):
         return
     env, relaunch = tuned_environment(dict(os.environ))
     if not relaunch or "torch" in sys.modules:

@@ -2,21 +2,28 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps: the demo needs the library alone; the tests also need the test extras (the export runtimes,
+# the server, Playwright), which take minutes to install that a first `make demo` should not wait for.
+BASE := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
 
 .PHONY: venv chromium test demo clean
 
-$(STAMP): pyproject.toml
+$(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e .
 	@# tcmalloc (Debian's libtcmalloc-minimal4): the ssdlite program preloads it, about 2x faster CPU training
 	@# (src/ssdlite/cli/_cpu.py); installed where this runs as root with apt-get, otherwise the program falls back.
 	@ldconfig -p | grep -q libtcmalloc_minimal || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || \
 		  { apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null; }; }; } || \
 		echo "note: tcmalloc is not installed (Debian/Ubuntu: apt-get install libtcmalloc-minimal4); training runs without it"
+	touch $(BASE)
+
+$(STAMP): $(BASE)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,7 +39,7 @@ chromium:
 test: $(STAMP) chromium
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q tests
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(BIN)/ssdlite demo --out runs/demo
 
 clean:

@@ -12,9 +12,13 @@ are exactly what a user gets. Variants alternate A, B, A, B, ... in one run of t
 
 Variants:
 
-- ``before``: the defaults before issue 15, i.e. ``SSDLITE_CPU_TUNING=0`` (system malloc, no huge pages)
-  and ``--no-channels-last``;
-- ``after``: today's defaults, no flag and no variable;
+- ``before``: the code before issue 15 (commit ``c3f5ff3^``, checked out by this script into a temporary
+  folder with ``git archive`` and run with ``python -m ssdlite`` on it): glibc malloc, no huge pages,
+  contiguous tensors, loader workers forked anew every epoch;
+- ``after``: today's code and defaults, no flag and no variable (tcmalloc preloaded by the program's
+  re-execution, huge pages, channels_last, workers kept for the run);
+- ``old_settings``: today's code with the old allocator and memory format (``SSDLITE_CPU_TUNING=0``,
+  ``--no-channels-last``), i.e. only the loader's kept workers;
 - ``thp_cl``: ``SSDLITE_CPU_TUNING=0 THP_MEM_ALLOC_ENABLE=1`` and channels_last (no tcmalloc);
 - ``tcmalloc``: today's allocator set-up with ``--no-channels-last``.
 
@@ -38,9 +42,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK = os.sysconf("SC_CLK_TCK")
 
-VARIANTS = {
-    "before": ({"SSDLITE_CPU_TUNING": "0"}, ["--no-channels-last"]),
+#: The last commit before issue 15's CPU defaults (the ``before`` variant runs its code).
+BEFORE_REF = "c3f5ff3^"
+
+VARIANTS = {  # name: (environment, extra flags); "before" runs BEFORE_REF's code with no flag
+    "before": ({}, []),
     "after": ({}, []),
+    "old_settings": ({"SSDLITE_CPU_TUNING": "0"}, ["--no-channels-last"]),
     "thp_cl": ({"SSDLITE_CPU_TUNING": "0", "THP_MEM_ALLOC_ENABLE": "1"}, ["--channels-last"]),
     "tcmalloc": ({}, ["--no-channels-last"]),
 }
@@ -56,13 +64,27 @@ def proc_sample(pid: int) -> tuple[float, float, float, int] | None:
     return time.monotonic(), int(fields[11]) / CLOCK, int(fields[12]) / CLOCK, int(fields[7])
 
 
+def old_code(work: Path, ref: str = BEFORE_REF) -> Path:
+    """``src/`` of commit ``ref``, extracted under ``work`` (once)."""
+    tree = work / "before"
+    if not tree.is_dir():
+        tree.mkdir()
+        archive = subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree / "src"
+
+
 def run_variant(name: str, epochs: int, config: str, work: Path) -> dict:
     env_extra, flags = VARIANTS[name]
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "THP_MEM_ALLOC_ENABLE", "SSDLITE_RELAUNCHED")}
     env.update(env_extra)
     out = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+    program = [str(Path(sys.executable).with_name("ssdlite"))]
+    if name == "before":  # the old package first on the path, ahead of the editable install of today's
+        env["PYTHONPATH"] = str(old_code(work))
+        program = [sys.executable, "-m", "ssdlite"]
     command = [
-        str(Path(sys.executable).with_name("ssdlite")), "train", "--config", config, "--out", str(out),
+        *program, "train", "--config", config, "--out", str(out),
         "--epochs", str(epochs), "--val-every", "0", "--precise-bn-images", "0", *flags,
     ]
     started = time.monotonic()

@@ -1,4 +1,4 @@
-"""The loader: stacking collate, order and worker seeds fixed by (seed, epoch, rank), distributed sampling,
+"""The loader: stacking collate, order fixed by (seed, epoch), augmentation by (seed, epoch, sample), distributed sampling,
 load failures from workers."""
 
 from __future__ import annotations
@@ -104,18 +104,45 @@ def test_rank_must_be_below_world_size():
         build_loader(_IndexOnly(4), 2, rank=2, world_size=2)
 
 
-def test_worker_augmentations_are_fixed_by_seed_and_epoch():
+def _boxes(loader) -> list[list[float]]:
+    return [t["boxes"].tolist() for _, targets in loader for t in targets]
+
+
+def test_augmentations_are_fixed_by_seed_and_epoch_whatever_the_workers():
     ds = SyntheticShapes(8, size=64, transforms=train_transforms("ssd", 48, SIGNED_UNIT[0]))
 
     def boxes(seed: int, epoch: int, workers: int = 2) -> list[list[float]]:
-        loader = build_loader(ds, batch_size=2, num_workers=workers, seed=seed, epoch=epoch)
-        assert not loader.persistent_workers  # a kept worker would carry one epoch's RNG state into the next
-        return [t["boxes"].tolist() for _, targets in loader for t in targets]
+        return _boxes(build_loader(ds, batch_size=2, num_workers=workers, seed=seed, epoch=epoch))
 
     first = boxes(0, 1)
     assert boxes(0, 1) == first
+    assert boxes(0, 1, workers=0) == first == boxes(0, 1, workers=1)  # each sample carries its own seed
     assert boxes(0, 2) != first
     assert boxes(1, 1) != first
+
+
+def test_a_kept_loader_moved_to_an_epoch_gives_that_epochs_batches():
+    """Training keeps one loader and its workers for the run: epoch e from it must equal a fresh loader's
+    epoch e, whichever epochs it served before, so a resumed run stays bit-identical."""
+    ds = SyntheticShapes(8, size=64, transforms=train_transforms("ssd", 48, SIGNED_UNIT[0]))
+    kept = build_loader(ds, batch_size=2, num_workers=2, seed=3, shuffle=True, persistent_workers=True)
+    assert kept.persistent_workers
+    served = []
+    for epoch in (0, 1, 2):
+        kept.set_epoch(epoch)
+        served.append(_boxes(kept))
+    for epoch in (2, 1):
+        assert served[epoch] == _boxes(build_loader(ds, batch_size=2, seed=3, shuffle=True, epoch=epoch))
+    assert served[0] != served[1] != served[2]
+
+
+def test_loading_in_the_main_process_leaves_its_generators_as_they_were():
+    ds = SyntheticShapes(4, size=64, transforms=train_transforms("ssd", 48, SIGNED_UNIT[0]))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    _boxes(build_loader(ds, batch_size=2, shuffle=True))
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_derived_seeds_keep_seed_and_epoch_apart():

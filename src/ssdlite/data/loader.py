@@ -1,30 +1,38 @@
-"""The one ``DataLoader`` of ssdlite: an epoch's batches, fixed by ``(seed, epoch, rank)``, stacked for the model.
+"""The one ``DataLoader`` of ssdlite: an epoch's batches, fixed by ``(seed, epoch)``, stacked for the model.
 
 Training, precise BatchNorm, evaluation, the benchmarks and the tests all load through
-:func:`build_loader`. It makes the loader of *one* epoch, and a new one is made every epoch:
+:func:`build_loader`:
 
 - **Order.** A ``DistributedSampler`` (also in one process, as rank 0 of 1) shuffles with
   ``seed + epoch``. Rank ``r`` of ``W`` takes ``perm[r::W]``, so the ranks' ``k``-th batches together
   are ``perm[k*B:(k+1)*B]`` (``B`` the global batch): global batch ``k`` is the same set of samples
   for any number of processes.
-- **Augmentation.** The loader's generator is seeded with :func:`derive_seed` ``(seed, epoch, rank)``;
-  PyTorch draws each worker's base seed from it and seeds ``random``, NumPy and torch in worker ``w``
-  with ``base + w``. Workers are therefore not persistent: a worker kept from the epoch before would
-  carry its generators' state into this one, and epoch ``e`` would depend on the epochs before it in
-  the same process. Fresh workers make epoch ``e`` of a resumed run bit-identical to epoch ``e`` of a
-  straight run. With ``num_workers=0`` augmentation draws from the main process's global generators;
-  the trainer seeds them from ``(seed, epoch, rank)`` too.
+- **Augmentation.** Every sample is augmented under its own seed, :func:`derive_seed` ``(seed, epoch,
+  index)``: the sampler hands ``(index, sample_seed)`` pairs to the workers, and the item reseeds the
+  global generators (torch's, which ``transforms.v2`` and ours draw from, NumPy's and Python's) just for
+  that sample. A sample's augmentation is therefore a function of the run's seed, the epoch and the
+  sample, whatever the worker that makes it, the number of workers or processes, and the epochs before.
+  That is what lets training keep its workers alive (``persistent_workers``): a worker carries no
+  generator state from one epoch into the next, so a resumed run stays bit-identical to a straight one.
+  In the main process (``num_workers=0``) the generators' states are put back after each sample.
+- **Why persistent workers matter on a CPU.** A worker is a ``fork`` of the training process. Forking
+  it anew every epoch (every 10 steps on raccoon) copied its page tables, and every page the training
+  process wrote afterwards while the workers lived (weights, gradients, the allocator's cached
+  activations) was copied again on write: measured on the raccoon recipe, a third of the process's CPU
+  time went to the kernel. :meth:`EpochLoader.set_epoch` moves a kept loader to the next epoch.
 - **Batches.** :func:`collate` stacks the images when they share a size (every training batch: the
   augmentation resizes to the model's input) and keeps a list otherwise (evaluation reads originals).
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 def derive_seed(*keys: int) -> int:
@@ -82,6 +90,55 @@ def steps_per_epoch(num_samples: int, global_batch: int) -> int:
     return num_samples // global_batch
 
 
+class _SeededSampler(Sampler):
+    """``DistributedSampler``'s indices, each paired with its augmentation seed ``derive_seed(seed, epoch, index)``."""
+
+    def __init__(self, inner: DistributedSampler, seed: int) -> None:
+        self.inner, self.seed = inner, seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.inner.epoch
+        return ((index, derive_seed(self.seed, epoch, index)) for index in self.inner)
+
+
+class _SeededItems(Dataset):
+    """``dataset[index]`` made under the global generators seeded with the sample's seed (then restored)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        saved = torch.default_generator.get_state(), np.random.get_state(), random.getstate()
+        # torch's CPU generator only (``torch.manual_seed`` would also reach CUDA from a worker).
+        torch.default_generator.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        try:
+            return self.dataset[index]
+        finally:
+            torch.default_generator.set_state(saved[0])
+            np.random.set_state(saved[1])
+            random.setstate(saved[2])
+
+
+class EpochLoader(DataLoader):
+    """A ``DataLoader`` whose order and augmentation are those of one epoch; :meth:`set_epoch` moves it on."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch`` (order and every sample's augmentation), keeping the workers."""
+        self.sampler.set_epoch(epoch)
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -94,22 +151,26 @@ def build_loader(
     world_size: int = 1,
     num_workers: int = 0,
     pin_memory: bool = False,
-) -> DataLoader:
-    """The loader of ``epoch`` for process ``rank`` of ``world_size``: its order and its workers' seeds
-    depend on ``(seed, epoch, rank)`` only (see the module docstring). Build one per epoch.
+    persistent_workers: bool = False,
+) -> EpochLoader:
+    """The loader of ``epoch`` for process ``rank`` of ``world_size``: its order depends on ``(seed,
+    epoch)`` and each sample's augmentation on ``(seed, epoch, index)`` only (see the module docstring).
 
     Args:
         dataset: a map-style dataset of ``(image, target, *extra)`` (e.g. :func:`ssdlite.data.build_dataset`).
         batch_size: images per batch of this process (global batch / ``world_size``).
-        epoch: the epoch, which together with ``seed`` fixes the order and the workers' augmentation.
+        epoch: the epoch, which together with ``seed`` fixes the order and the augmentation; a loader
+            kept across epochs is moved on with :meth:`EpochLoader.set_epoch`.
         seed: the run's seed.
         shuffle: a random order (training); otherwise dataset order, rank ``r`` taking items ``r::W``.
         drop_last: drop the tail that does not fill a global batch (training: every step sees full batches
             and every rank the same number of them). Without it and with ``world_size > 1`` the sampler
             repeats items to give every rank as many, so evaluation runs in one process.
         rank, world_size: this process and the number of processes (``torch.distributed``'s).
-        num_workers: worker processes for this epoch.
+        num_workers: worker processes.
         pin_memory: page-locked batches, for asynchronous host-to-GPU copies.
+        persistent_workers: keep the workers from one epoch to the next (training; needs ``num_workers > 0``,
+            ignored otherwise).
 
     Yields:
         ``(images, targets, *extra)`` batches from :func:`collate`.
@@ -120,15 +181,18 @@ def build_loader(
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
     sampler.set_epoch(epoch)
+    # The workers' base seed is drawn from this generator, not the global one, so making a loader leaves the
+    # main process's generators alone (the samples reseed themselves anyway).
     generator = torch.Generator()
     generator.manual_seed(derive_seed(seed, epoch, rank))
-    return DataLoader(
-        dataset,
+    return EpochLoader(
+        _SeededItems(dataset),
         batch_size=batch_size,
-        sampler=sampler,
+        sampler=_SeededSampler(sampler, seed),
         num_workers=num_workers,
         collate_fn=collate,
         generator=generator,
         drop_last=drop_last,
         pin_memory=pin_memory,
+        persistent_workers=persistent_workers and num_workers > 0,
     )

@@ -200,6 +200,7 @@ class _Trainer:
         fp16 = self.device.type == "cuda" and config.amp == "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.guard = NonFiniteGuard(config.max_bad_steps)
+        self._train_loader = None  # built at the first epoch, kept to the end (persistent workers)
         self._bn_fresh_at = -1  # the step at which the evaluated model's BN statistics were recomputed
         self.start_epoch, self.step = 0, 0
         self.best_metric, self.best_epoch = None, None
@@ -338,19 +339,26 @@ class _Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config, info = self.config, self.info
-        seed_everything(derive_seed(config.seed, epoch, info.rank))  # augmentation in the main process
-        loader = build_loader(
-            self.train_dataset,
-            self.local_batch,
-            epoch=epoch,
-            seed=config.seed,
-            shuffle=True,
-            drop_last=True,
-            rank=info.rank,
-            world_size=info.world_size,
-            num_workers=config.data.workers,
-            pin_memory=self.device.type == "cuda",
-        )
+        # Anything in the main process that draws outside the loader starts the epoch from (seed, epoch, rank).
+        seed_everything(derive_seed(config.seed, epoch, info.rank))
+        if self._train_loader is None:
+            # One loader for the whole run: its workers are forked once, not every epoch (data/loader.py says
+            # why that matters on a CPU); each sample's augmentation is seeded by (seed, epoch, index).
+            self._train_loader = build_loader(
+                self.train_dataset,
+                self.local_batch,
+                epoch=epoch,
+                seed=config.seed,
+                shuffle=True,
+                drop_last=True,
+                rank=info.rank,
+                world_size=info.world_size,
+                num_workers=config.data.workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=True,
+            )
+        loader = self._train_loader
+        loader.set_epoch(epoch)
         (self.ddp or self.model).train()
         freeze_batchnorm(self.model, config.freeze_bn)
         progress = EpochProgress(epoch + 1, config.epochs, len(loader), enabled=info.is_main, plain=self.plain_progress)

@@ -18,8 +18,9 @@ Training, precise BatchNorm, evaluation, the benchmarks and the tests all load t
 - **Why persistent workers matter on a CPU.** A worker is a ``fork`` of the training process. Forking
   it anew every epoch (every 10 steps on raccoon) copied its page tables, and every page the training
   process wrote afterwards while the workers lived (weights, gradients, the allocator's cached
-  activations) was copied again on write: measured on the raccoon recipe, a third of the process's CPU
-  time went to the kernel. :meth:`EpochLoader.set_epoch` moves a kept loader to the next epoch.
+  activations) was copied again on write: measured on the raccoon recipe (tcmalloc preloaded), 18% of
+  the process's CPU time went to the kernel, under 1% with kept workers (benchmarks/RESULTS.md).
+  :meth:`EpochLoader.set_epoch` moves a kept loader to the next epoch.
 - **Batches.** :func:`collate` stacks the images when they share a size (every training batch: the
   augmentation resizes to the model's input) and keeps a list otherwise (evaluation reads originals).
 """

@@ -286,6 +286,6 @@ def weak_classes(metrics: dict[str, Any], stats: DataStats, config: TrainConfig,
         )
     lines.append(
         f"  check: `ssdlite doctor --weights {run_dir} --data {config.data.data}` (default-box coverage by size); few "
-        "boxes: more data or more epochs; small boxes: a larger --size, `--neck fpn --fpn-stride8`, or `ssdlite anchors fit`"
+        "boxes: more data or more epochs; small boxes: a larger --size, `--neck residual_fpn --fpn-stride8`, or `ssdlite anchors fit`"
     )
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""ExecuTorch and OpenVINO: exported through the command line, verified, caught when they differ, run by Predictor."""
+"""ExecuTorch, LiteRT and OpenVINO: exported through the command line, verified, caught when they differ, run by Predictor."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ssdlite.deploy.compare import compare_detections
 from ssdlite.deploy.predictor import Predictor
 from ssdlite.deploy.verify import ExportMismatchError
 
-RUNTIMES = {"executorch": ("executorch", ".pte"), "openvino": ("openvino", ".xml")}
+RUNTIMES = {"executorch": ("executorch", ".pte"), "tflite": ("litert_torch", ".tflite"), "openvino": ("openvino", ".xml")}
 
 
 def _skip_without(runtime: str) -> None:
@@ -107,7 +107,7 @@ def test_int8_and_static_options_are_refused_for_onnx(weights, tmp_path, capsys)
     assert main(["export", "--weights", str(weights), "--format", "openvino", "--int8", "--out", str(tmp_path / "m.xml")]) == 2
     assert "--int8 needs --calib" in capsys.readouterr().err
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--int8", "--calib", "x", "--out", str(tmp_path / "m.onnx")]) == 2
-    assert "apply to --format executorch/openvino" in capsys.readouterr().err
+    assert "apply to --format executorch/tflite/openvino" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -159,3 +159,64 @@ def test_executorch_int8_holds_int8_weights(exported, model):
     data, report = build_executorch(model, CLASSES, int8=True, calibration=calibration, images=calibration[:2])
     assert len(data) < 0.4 * path.stat().st_size
     assert report.int8 and report.calibration_images == 4 and report.detections.matched > 0  # the same objects as fp32
+
+
+def test_tflite_file_with_a_perturbed_weight_fails(tmp_path, model, exported):
+    """A planted difference in the exported file itself: the convolutions' float32 weights changed in the flatbuffer."""
+    runtime, path = exported
+    if runtime != "tflite":
+        pytest.skip("editing a LiteRT flatbuffer's weight buffers")
+    from ai_edge_litert import schema_py_generated as schema
+
+    from ssdlite.deploy.litert_export import LiteRTBackend, read_tflite_metadata
+    from ssdlite.deploy.samples import shapes_images
+    from ssdlite.deploy.static_export import verify_static
+
+    import flatbuffers
+
+    data = path.read_bytes()
+    flat = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph = flat.subgraphs[0]
+    weights = {graph.tensors[op.inputs[1]].buffer for op in graph.operators
+               if flat.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.CONV_2D}
+    assert weights
+    for index in weights:  # every convolution's float32 weights, every 97th value
+        values = np.asarray(flat.buffers[index].data, dtype=np.uint8).copy().view(np.float32)
+        values[::97] += 0.5
+        flat.buffers[index].data = values.view(np.uint8)
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(flat.Pack(builder), file_identifier=b"TFL3")
+    edited = bytes(builder.Output())
+    assert read_tflite_metadata(edited) == read_tflite_metadata(data)  # still a valid ssdlite file
+    images = shapes_images(4, model.config.size)
+    verify_static(model, LiteRTBackend(data).outputs, 1, images, "LiteRT", int8=False)  # the file as written passes
+    with pytest.raises(ExportMismatchError, match="LiteRT does not give PyTorch's detections"):
+        verify_static(model, LiteRTBackend(edited).outputs, 1, images, "LiteRT", int8=False)
+
+
+def test_tflite_without_metadata_is_refused(tmp_path, exported):
+    runtime, path = exported
+    if runtime != "tflite":
+        pytest.skip("LiteRT's metadata table")
+    from ssdlite.deploy.litert_export import LiteRTBackend
+    from ssdlite.errors import UserError
+
+    (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(UserError, match="x.tflite"):
+        LiteRTBackend(tmp_path / "x.tflite")
+
+
+def test_tflite_int8_holds_int8_weights_and_runs(exported, model, tmp_path):
+    """LiteRT's PT2E INT8: int8 convolution weights (about a quarter of the fp32 file's size), the same objects as fp32."""
+    runtime, path = exported
+    if runtime != "tflite":
+        pytest.skip("LiteRT's PT2E flow")
+    from ssdlite.deploy.litert_export import LiteRTBackend, build_litert
+    from ssdlite.deploy.samples import shapes_images
+
+    calibration = shapes_images(4, model.config.size, seed=3)
+    data, report = build_litert(model, CLASSES, int8=True, calibration=calibration, images=calibration[:2])
+    assert len(data) < 0.4 * path.stat().st_size
+    assert report.int8 and report.calibration_images == 4 and report.detections.matched > 0
+    boxes, scores, labels, count = LiteRTBackend(data).outputs(model.preprocess(calibration[:1])[0])
+    assert boxes.shape[-1] == 4 and labels.dtype == torch.int64 and int(count[0]) >= 0

@@ -8,23 +8,26 @@ import json
 
 from ssdlite.cli.options import add_model_arguments, model_from_args
 
+STATIC_BACKENDS = ("executorch", "tflite", "openvino")  # runtimes that only read their exported file
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "benchmark",
-        help="parameters, MAdds, latency percentiles and images/s on torch, onnxruntime or onnxruntime-int8",
+        help="parameters, MAdds, latency percentiles and images/s on torch, onnxruntime(-int8) or an exported file's runtime",
         description="Time the full pipeline (uint8 640x480 images -> detections) and the network alone on the CPU. "
         "Builds the model from the model flags (random weights) or reads --weights.",
     )
     p.add_argument(
         "--weights",
         help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model), or an exported "
-        ".onnx/.pte/.xml file, timed on its own runtime (or --backend)",
+        ".onnx/.pte/.tflite/.xml file, timed on its own runtime (or --backend)",
     )
     add_model_arguments(p)
     p.add_argument(
-        "--backend", choices=("torch", "onnxruntime", "onnxruntime-int8", "executorch", "openvino"), default=None,
-        help="default: torch for a model, the file's own runtime for an exported file (executorch and openvino need --weights FILE)",
+        "--backend", choices=("torch", "onnxruntime", "onnxruntime-int8") + STATIC_BACKENDS, default=None,
+        help="default: torch for a model, the file's own runtime for an exported file (executorch, tflite and openvino "
+        "need --weights FILE)",
     )
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
@@ -43,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.deploy.backends import backend_for_file
 
     exported = bool(args.weights) and backend_for_file(args.weights) != "torch"
-    if exported or args.backend in ("executorch", "openvino"):
+    if exported or args.backend in STATIC_BACKENDS:
         if not exported:
-            raise UserError(f"--backend {args.backend} times an exported file: --weights model.pte / model.xml (ssdlite export)")
+            raise UserError(f"--backend {args.backend} times an exported file: --weights model.pte / .tflite / .xml (ssdlite export)")
         from ssdlite.deploy.latency import benchmark_file
 
         result = benchmark_file(args.weights, args.backend or backend_for_file(args.weights), args.batch, args.threads, args.warmup, args.iters)

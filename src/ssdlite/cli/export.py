@@ -1,20 +1,21 @@
-"""`ssdlite export`: ONNX (raw or with in-graph NMS), TorchScript, ExecuTorch or OpenVINO, verified against
-PyTorch before it is written."""
+"""`ssdlite export`: ONNX (raw or with in-graph NMS), TorchScript, ExecuTorch, LiteRT (TFLite) or OpenVINO,
+verified against PyTorch before it is written."""
 
 from __future__ import annotations
 
 import argparse
 
-STATIC_FORMATS = ("executorch", "openvino")
+STATIC_FORMATS = ("executorch", "tflite", "openvino")
+MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained model to ONNX, TorchScript, ExecuTorch (XNNPACK) or OpenVINO, verified",
+        help="export a trained model to ONNX, TorchScript, ExecuTorch (XNNPACK), LiteRT (TFLite) or OpenVINO, verified",
         description="Export the network (raw cls_logits and bbox_deltas) or, with --with-nms, the whole "
         "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). "
-        "ExecuTorch (.pte) and OpenVINO (.xml + .bin) files always hold the postprocess, with static shapes "
+        "ExecuTorch (.pte), LiteRT (.tflite) and OpenVINO (.xml + .bin) files always hold the postprocess, with static shapes "
         "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
         "Every export runs the exported file and PyTorch on real images (--images, else the first --calib images, "
         "else synthetic shapes) and fails, writing nothing, when a detection does not match one to one (same "
@@ -23,19 +24,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", required=True, help="run directory, checkpoint .pt or .safetensors")
     p.add_argument("--format", choices=("onnx", "torchscript") + STATIC_FORMATS, default="onnx", help="default onnx")
-    p.add_argument("--out", required=True, help="file to write (.onnx, .pt, .pte or .xml)")
+    p.add_argument("--out", required=True, help="file to write (.onnx, .pt, .pte, .tflite or .xml)")
     p.add_argument("--with-nms", action="store_true", help="ONNX: decode, scores, NonMaxSuppression and top-k in the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (else fixed at 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
-    p.add_argument("--int8", action="store_true", help="executorch/openvino: post-training INT8, calibrated on --calib")
+    p.add_argument("--int8", action="store_true", help="executorch/tflite/openvino: post-training INT8, calibrated on --calib")
     p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs")
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
     p.add_argument("--calib-images", type=int, default=100, help="at most this many calibration images (default 100)")
-    p.add_argument("--images", nargs="+", metavar="DATA", help="verification images (default: 8 of --calib, else synthetic shapes)")
+    p.add_argument("--images", nargs="+", metavar="DATA", help="verification images, all of them (a dataset folder: its --val-split); default: the first 8 --calib images, "
+                   "else synthetic shapes")
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
-    p.add_argument("--batch", type=int, default=1, help="executorch/openvino: the file's fixed batch size (default 1)")
-    p.add_argument("--candidates", type=int, default=None, help="executorch/openvino: NMS candidates per image (default 2 x detections)")
+    p.add_argument("--batch", type=int, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
+    p.add_argument("--candidates", type=int, default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections)")
     p.set_defaults(func=run)
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     static = args.format in STATIC_FORMATS
     if not static and (args.int8 or args.calib or args.val or args.images or args.candidates or args.batch != 1):
-        raise UserError("--int8, --calib, --images, --val, --batch and --candidates apply to --format executorch/openvino "
+        raise UserError("--int8, --calib, --images, --val, --batch and --candidates apply to --format executorch/tflite/openvino "
                         "(ONNX INT8: ssdlite quantize)")
     if args.int8 and not args.calib:
         raise UserError("--int8 needs --calib DATA (calibration images)")
@@ -81,13 +83,13 @@ def _run_static(args: argparse.Namespace, model, info) -> int:
     from ssdlite.errors import UserError
 
     if args.with_nms or args.dynamic_batch or args.opset is not None:
-        raise UserError("--with-nms, --dynamic-batch and --opset apply to --format onnx (executorch/openvino always hold NMS)")
+        raise UserError("--with-nms, --dynamic-batch and --opset apply to --format onnx (executorch/tflite/openvino always hold NMS)")
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
     try:
         calibration = list(calibration_images(args.calib, args.calib_split, args.calib_images)) if args.calib else []
         if args.images:
-            images = list(calibration_images(args.images, args.val_split, 8))
+            images = list(calibration_images(args.images, args.val_split, MAX_CHECK_IMAGES))
         else:
             images = calibration[:8] or None
     except ValueError as err:
@@ -97,6 +99,8 @@ def _run_static(args: argparse.Namespace, model, info) -> int:
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
     if args.format == "executorch":
         from ssdlite.deploy.executorch_export import export_executorch as export
+    elif args.format == "tflite":
+        from ssdlite.deploy.litert_export import export_litert as export
     else:
         from ssdlite.deploy.openvino_export import export_openvino as export
     report = export(model, args.out, info["classes"], **options)

@@ -20,13 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image or video file, folder or glob pattern (quote it)")
     p.add_argument(
         "--weights", required=True,
-        help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .xml)",
+        help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .tflite, .xml)",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scored at least this (default 0.3)")
     p.add_argument(
         "--backend", choices=BACKENDS, default=None,
-        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .xml openvino, else torch)",
+        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .tflite tflite, .xml openvino, else torch)",
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")

@@ -21,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/health/live, /health/ready, /metrics (Prometheus), /openapi.json, and a page at / that draws the boxes. "
         "Needs the extra: pip install 'ssdlite[serve]'. SIGTERM lets the requests in flight finish, then exits 0.",
     )
-    p.add_argument("--weights", required=True, help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .xml)")
+    p.add_argument("--weights", required=True, help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .tflite, .xml)")
     p.add_argument(
         "--backend", choices=BACKENDS, default=None,
-        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .xml openvino, else torch)",
+        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .tflite tflite, .xml openvino, else torch)",
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")

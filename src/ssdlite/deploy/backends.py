@@ -11,9 +11,10 @@ and ``run(x, sizes)``.
 - ``onnxruntime``: an ``.onnx`` from ``ssdlite export`` (with NMS: final detections; raw: the PyTorch
   postprocess on its outputs), or a weights file, exported with in-graph NMS in memory and verified first;
 - ``executorch``: a ``.pte`` from ``ssdlite export --format executorch``;
+- ``tflite``: a ``.tflite`` from ``ssdlite export --format tflite``, run by LiteRT;
 - ``openvino``: an ``.xml`` (with its ``.bin``) from ``ssdlite export --format openvino``.
 
-The last two hold the static-shape postprocess (:mod:`ssdlite.deploy.static_postprocess`) in the
+The last three hold the static-shape postprocess (:mod:`ssdlite.deploy.static_postprocess`) in the
 file and have a fixed batch; :class:`StaticBackend` runs them batch by batch, padding the last one.
 """
 
@@ -29,7 +30,7 @@ from ssdlite.errors import UserError
 from ssdlite.models.config import ModelConfig
 from ssdlite.models.factory import build_model
 
-BACKENDS = ("torch", "onnxruntime", "executorch", "openvino")
+BACKENDS = ("torch", "onnxruntime", "executorch", "tflite", "openvino")
 
 
 class Backend(Protocol):
@@ -137,6 +138,10 @@ def open_backend(name: str, weights: str | os.PathLike, device: torch.device, th
         from ssdlite.deploy.executorch_export import ExecuTorchBackend
 
         return ExecuTorchBackend(weights, threads)
+    if name == "tflite":
+        from ssdlite.deploy.litert_export import LiteRTBackend
+
+        return LiteRTBackend(weights, threads)
     if name == "openvino":
         from ssdlite.deploy.openvino_export import OpenVINOBackend
 
@@ -147,4 +152,4 @@ def open_backend(name: str, weights: str | os.PathLike, device: torch.device, th
 def backend_for_file(path: str | os.PathLike) -> str:
     """The backend that reads ``path`` by its suffix (``torch`` for weights files and run directories)."""
     suffix = Path(path).suffix.lower()
-    return {".onnx": "onnxruntime", ".pte": "executorch", ".xml": "openvino"}.get(suffix, "torch")
+    return {".onnx": "onnxruntime", ".pte": "executorch", ".tflite": "tflite", ".xml": "openvino"}.get(suffix, "torch")

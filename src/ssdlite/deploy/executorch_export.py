@@ -6,9 +6,9 @@ NMS: no data-dependent shape anywhere), lowered with ``to_edge_transform_and_low
 portable kernels), then ``to_executorch``. The metadata of :func:`ssdlite.deploy.static_export.metadata`
 travels inside the ``.pte`` as the constant method ``ssdlite_metadata`` (a string).
 
-INT8: the PT2E flow (``prepare_pt2e`` with ExecuTorch's ``XNNPACKQuantizer``, symmetric per-channel
-weights, static activations), calibrated on the given images; only the network (the ``core`` module,
-quantized alone) is INT8, the postprocess stays float32. The file is verified from its own bytes with
+INT8: the PT2E flow (:func:`~ssdlite.deploy.static_export.quantize_core_pt2e` with ExecuTorch's
+``XNNPACKQuantizer``, symmetric per-channel weights, static activations), calibrated on the given images;
+only the network is INT8, the postprocess stays float32. The file is verified from its own bytes with
 ExecuTorch's runtime (:func:`ssdlite.deploy.static_export.verify_static`) and written only when
 the check passes.
 """
@@ -28,9 +28,20 @@ import torch
 
 from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
-from ssdlite.deploy.static_export import StaticExportReport, check_images, detector, metadata, read_metadata, verify_static
+from ssdlite.deploy.static_export import (
+    StaticExportReport,
+    static_calibration,
+    check_images,
+    detector,
+    metadata,
+    module_input,
+    quantize_core_pt2e,
+    file_bytes,
+    read_metadata,
+    verify_static,
+    write_verified,
+)
 from ssdlite.errors import UserError
-from ssdlite.files import write_bytes_atomic
 
 EXTRA = "executorch"
 METADATA_METHOD = "ssdlite_metadata"
@@ -48,27 +59,6 @@ def _quiet():
             yield
     finally:
         logging.root.setLevel(level)
-
-
-def quantize_pt2e(module: torch.nn.Module, example: torch.Tensor, calibration: Sequence[torch.Tensor]) -> torch.nn.Module:
-    """PT2E INT8 of ``module.core`` with the XNNPACK quantizer, calibrated on preprocessed ``(B, 3, S, S)`` batches.
-
-    The core is exported, prepared and converted alone (``set_global``) and put back in place of the float
-    one: a quantizer restricted to ``core`` by ``set_module_name`` on the whole detector's graph left every
-    convolution weight in float32 (measured: no per-channel dequantize among 88 convolutions).
-    """
-    require("executorch", "ExecuTorch INT8", EXTRA)
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(module.core, (example,), strict=False).module()
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for x in calibration:
-            prepared(x)
-    module.core = convert_pt2e(prepared)
-    return module
 
 
 def build_executorch(
@@ -101,10 +91,11 @@ def build_executorch(
     report = StaticExportReport(path="", format="executorch", int8=int8, batch=batch)
     with _quiet():
         if int8:
-            if not calibration:
-                raise UserError("ExecuTorch INT8 needs calibration images (--calib)")
-            batches = [model.preprocess(list(calibration[i : i + batch]))[0] for i in range(0, len(calibration) - batch + 1, batch)]
-            module = quantize_pt2e(module, example, batches)
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+            batches = static_calibration(model, calibration, batch, "ExecuTorch")
+            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+            module = quantize_core_pt2e(module, example, batches, quantizer)
             report.calibration_images = batch * len(batches)
         program = torch.export.export(module, (example,), strict=False)
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods={METADATA_METHOD: meta})
@@ -115,18 +106,9 @@ def build_executorch(
     return data, report
 
 
-def module_input(model, images: Sequence[torch.Tensor], batch: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """A preprocessed ``(batch, 3, S, S)`` example from the first images (repeated if there are fewer)."""
-    chosen = [images[i % len(images)] for i in range(batch)]
-    return model.preprocess(chosen)
-
-
 def export_executorch(model, path: str | os.PathLike, classes: Sequence[str] = (), **options) -> StaticExportReport:
     """:func:`build_executorch`, then write ``path`` atomically (only after the check passed)."""
-    data, report = build_executorch(model, classes, **options)
-    write_bytes_atomic(path, data)
-    report.path = str(path)
-    return report
+    return write_verified(build_executorch, model, path, classes, **options)
 
 
 class ExecuTorchBackend(StaticBackend):
@@ -138,12 +120,7 @@ class ExecuTorchBackend(StaticBackend):
         require("executorch", "the ExecuTorch backend", EXTRA)
         from executorch.runtime import Runtime
 
-        where = "the ExecuTorch program" if isinstance(source, bytes) else str(source)
-        if not isinstance(source, bytes):
-            if not os.path.isfile(source):
-                raise UserError(f"{source}: no such file")
-            with open(source, "rb") as f:
-                source = f.read()
+        source, where = file_bytes(source, "the ExecuTorch program")
         self.data = source  # the loaded program points into these bytes: they must live as long as it does
         try:
             with _quiet():

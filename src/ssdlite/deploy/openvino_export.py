@@ -28,7 +28,16 @@ import torch
 
 from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
-from ssdlite.deploy.static_export import StaticExportReport, check_images, detector, metadata, read_metadata, verify_static
+from ssdlite.deploy.static_export import (
+    StaticExportReport,
+    static_calibration,
+    check_images,
+    detector,
+    metadata,
+    module_input,
+    read_metadata,
+    verify_static,
+)
 from ssdlite.errors import UserError
 
 EXTRA = "openvino"
@@ -80,8 +89,6 @@ def build_openvino(
 
     Arguments as :func:`ssdlite.deploy.executorch_export.build_executorch`.
     """
-    from ssdlite.deploy.executorch_export import module_input
-
     start = time.perf_counter()
     module = detector(model, candidates)
     images = check_images(images, model)
@@ -89,9 +96,7 @@ def build_openvino(
     report = StaticExportReport(path="", format="openvino", int8=int8, batch=batch)
     ov_model = _convert(module, example)
     if int8:
-        if not calibration:
-            raise UserError("OpenVINO INT8 needs calibration images (--calib)")
-        batches = [model.preprocess(list(calibration[i : i + batch]))[0].numpy() for i in range(0, len(calibration) - batch + 1, batch)]
+        batches = [x.numpy() for x in static_calibration(model, calibration, batch, "OpenVINO")]
         with _no_telemetry(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             nncf = require("nncf", "OpenVINO INT8", EXTRA)
             warnings.simplefilter("ignore")

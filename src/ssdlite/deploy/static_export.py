@@ -1,5 +1,5 @@
-"""What the ExecuTorch and OpenVINO exports share: the static-shape detector, its metadata, the images it is
-calibrated and verified on, and the verification of the exported file itself.
+"""What the ExecuTorch, LiteRT and OpenVINO exports share: the static-shape detector, its metadata, the images it is
+calibrated and verified on, PT2E quantization of its network, and the verification of the exported file itself.
 
 Every such file holds :class:`~ssdlite.deploy.static_postprocess.StaticDetector` for a fixed batch ``B``:
 input ``images (B, 3, S, S)`` float32, RGB scaled to [0, 1], resized to ``S x S`` without keeping the aspect
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,26 @@ class StaticExportReport:
         return "; ".join(parts + self.notes)
 
 
+def file_bytes(source: str | os.PathLike | bytes, what: str) -> tuple[bytes, str]:
+    """``(bytes, name for messages)`` of an exported file, or of bytes already in memory (named ``what``)."""
+    if isinstance(source, bytes):
+        return source, what
+    if not os.path.isfile(source):
+        raise UserError(f"{source}: no such file")
+    with open(source, "rb") as f:
+        return f.read(), str(source)
+
+
+def write_verified(build: Callable[..., tuple[bytes, StaticExportReport]], model, path, classes, **options) -> StaticExportReport:
+    """``build(model, classes, **options)`` (which verifies the file), then write ``path`` atomically."""
+    from ssdlite.files import write_bytes_atomic
+
+    data, report = build(model, classes, **options)
+    write_bytes_atomic(path, data)
+    report.path = str(path)
+    return report
+
+
 def metadata(model, classes: Sequence[str], batch: int, int8: bool, candidates: int) -> dict[str, Any]:
     """What an app (and :mod:`ssdlite.deploy.backends`) needs to feed and read the file."""
     config = model.config.to_dict()
@@ -85,6 +106,44 @@ def read_metadata(text: str, path) -> tuple[ModelConfig, list[str], int]:
 def detector(model, candidates: int | None = None) -> StaticDetector:
     """A CPU, eval-mode :class:`StaticDetector` on a copy of ``model``."""
     return StaticDetector(copy.deepcopy(model).cpu().eval(), candidates).eval()
+
+
+def module_input(model, images: Sequence[torch.Tensor], batch: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """A preprocessed ``(batch, 3, S, S)`` example from the first images (repeated if there are fewer)."""
+    chosen = [images[i % len(images)] for i in range(batch)]
+    return model.preprocess(chosen)
+
+
+def static_calibration(model, calibration: Sequence[torch.Tensor], batch: int, runtime: str) -> list[torch.Tensor]:
+    """:func:`ssdlite.deploy.quantize.calibration_batches` for a file of fixed ``batch``: a last partial batch is left out."""
+    from ssdlite.deploy.quantize import calibration_batches
+
+    if len(calibration) < batch:
+        raise UserError(f"{runtime} INT8 needs at least {batch} calibration image(s) (--calib)")
+    return [x for x in calibration_batches(calibration, model.preprocess, batch) if x.shape[0] == batch]
+
+
+def quantize_core_pt2e(
+    module: StaticDetector, example: torch.Tensor, batches: Sequence[torch.Tensor], quantizer, fold_quantize: bool = True
+) -> StaticDetector:
+    """PT2E INT8 of ``module.core`` with a runtime's ``quantizer``, calibrated on ``batches``; the postprocess stays float.
+
+    The core is exported, prepared and converted alone (the quantizer's ``set_global``) and put back in place of
+    the float one: a quantizer restricted to ``core`` by ``set_module_name`` on the whole detector's graph left
+    every convolution weight in float32 (measured with ExecuTorch's: no per-channel dequantize among 88
+    convolutions), and a quantized suppression count would no longer be a count. ``fold_quantize=False`` keeps
+    the float weights behind quantize/dequantize pairs, which LiteRT's converter needs to fold them itself
+    (given int8 constants it failed: "'stablehlo.uniform_dequantize' op operand #0 must be ... quantized").
+    """
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    graph = torch.export.export(module.core, (example,), strict=False).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for x in batches:
+            prepared(x)
+    module.core = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    return module
 
 
 def check_images(images: Sequence[torch.Tensor] | None, model) -> list[torch.Tensor]:

@@ -35,6 +35,15 @@ def exported(request, tmp_path_factory, weights):
     return runtime, path
 
 
+@pytest.fixture(scope="session")
+def tflite_file(tmp_path_factory, weights):
+    """The LiteRT fp32 file alone, for the tests of LiteRT's own file format."""
+    _skip_without("tflite")
+    path = tmp_path_factory.mktemp("tflite_only") / "model.tflite"
+    assert main(["export", "--weights", str(weights), "--format", "tflite", "--out", str(path)]) == 0
+    return path
+
+
 def test_export_verifies_and_predicts_like_torch(exported, weights, tmp_path):
     runtime, path = exported
     paths = write_images(tmp_path / "images", 3, seed=4)
@@ -161,11 +170,9 @@ def test_executorch_int8_holds_int8_weights(exported, model):
     assert report.int8 and report.calibration_images == 4 and report.detections.matched > 0  # the same objects as fp32
 
 
-def test_tflite_file_with_a_perturbed_weight_fails(tmp_path, model, exported):
+def test_tflite_file_with_a_perturbed_weight_fails(tmp_path, model, tflite_file):
     """A planted difference in the exported file itself: the convolutions' float32 weights changed in the flatbuffer."""
-    runtime, path = exported
-    if runtime != "tflite":
-        pytest.skip("editing a LiteRT flatbuffer's weight buffers")
+    path = tflite_file
     from ai_edge_litert import schema_py_generated as schema
 
     from ssdlite.deploy.litert_export import LiteRTBackend, read_tflite_metadata
@@ -194,10 +201,8 @@ def test_tflite_file_with_a_perturbed_weight_fails(tmp_path, model, exported):
         verify_static(model, LiteRTBackend(edited).outputs, 1, images, "LiteRT", int8=False)
 
 
-def test_tflite_without_metadata_is_refused(tmp_path, exported):
-    runtime, path = exported
-    if runtime != "tflite":
-        pytest.skip("LiteRT's metadata table")
+def test_tflite_without_metadata_is_refused(tmp_path, tflite_file):
+    path = tflite_file
     from ssdlite.deploy.litert_export import LiteRTBackend
     from ssdlite.errors import UserError
 
@@ -206,11 +211,9 @@ def test_tflite_without_metadata_is_refused(tmp_path, exported):
         LiteRTBackend(tmp_path / "x.tflite")
 
 
-def test_tflite_int8_holds_int8_weights_and_runs(exported, model, tmp_path):
+def test_tflite_int8_holds_int8_weights_and_runs(tflite_file, model, tmp_path):
     """LiteRT's PT2E INT8: int8 convolution weights (about a quarter of the fp32 file's size), the same objects as fp32."""
-    runtime, path = exported
-    if runtime != "tflite":
-        pytest.skip("LiteRT's PT2E flow")
+    path = tflite_file
     from ssdlite.deploy.litert_export import LiteRTBackend, build_litert
     from ssdlite.deploy.samples import shapes_images
 

@@ -30,14 +30,14 @@ from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.static_export import (
     StaticExportReport,
-    static_calibration,
     check_images,
     detector,
+    file_bytes,
     metadata,
     module_input,
     quantize_core_pt2e,
-    file_bytes,
     read_metadata,
+    static_calibration,
     verify_static,
     write_verified,
 )

@@ -13,8 +13,9 @@ read): ``labels (B, D)`` and ``count (B,)`` are int32 in the file, int64 in ssdl
 INT8: the PT2E flow (:func:`~ssdlite.deploy.static_export.quantize_core_pt2e`) with LiteRT's own
 ``PT2EQuantizer`` (symmetric per-channel weights, static int8 activations), then the converter's static
 quantize/dequantize folding, calibrated on the given images; only the network is INT8, the postprocess stays
-float32. The file is verified from its own bytes with LiteRT's ``Interpreter`` (XNNPACK on the CPU) and
-written only when the check passes.
+float32. The converter folds the network's first quantize into the input, so an INT8 file takes int8 images
+(the input tensor's scale and zero point; :class:`LiteRTBackend` quantizes). The file is verified from its own
+bytes with LiteRT's ``Interpreter`` (XNNPACK on the CPU) and written only when the check passes.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.static_export import (
     StaticExportReport,
-    static_calibration,
     check_images,
     detector,
+    file_bytes,
     metadata,
     module_input,
     quantize_core_pt2e,
-    file_bytes,
     read_metadata,
+    static_calibration,
     verify_static,
     write_verified,
 )
@@ -71,7 +72,6 @@ def with_metadata(data: bytes, name: str, text: str) -> bytes:
     Uses the TFLite schema's generated object API that ships with ``ai-edge-litert``; the model is unpacked and
     packed again whole (0.3 s for the paper model's 12 MB)."""
     import flatbuffers
-    import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)

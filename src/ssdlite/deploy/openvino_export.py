@@ -30,12 +30,12 @@ from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.static_export import (
     StaticExportReport,
-    static_calibration,
     check_images,
     detector,
     metadata,
     module_input,
     read_metadata,
+    static_calibration,
     verify_static,
 )
 from ssdlite.errors import UserError

@@ -3,16 +3,44 @@
 import json
 
 from ssdlite.cli import build_parser, main
-from ssdlite.cli.demo import DEMO_MODEL
+from ssdlite.cli.demo import DEMO_MODEL, MAX_EPOCHS, TRAIN_MINUTES
 from ssdlite.cli.options import model_config_from_args
 
 
 def test_demo_defaults_are_the_fpn_stride8_model():
     args = build_parser().parse_args(["demo"])
     config = model_config_from_args(args, DEMO_MODEL)
-    assert (config.neck, config.fpn_stride8, config.size, config.width_mult, args.epochs) == ("fpn", True, 128, 0.5, 12)
+    assert (config.neck, config.fpn_stride8, config.size, config.width_mult) == ("fpn", True, 128, 0.5)
+    assert (args.epochs, args.time_budget) == (None, TRAIN_MINUTES)  # epochs fitted to the budget by default
     args = build_parser().parse_args(["demo", "--no-fpn-stride8", "--size", "160"])
     assert (model_config_from_args(args, DEMO_MODEL).fpn_stride8, model_config_from_args(args, DEMO_MODEL).size) == (False, 160)
+
+
+def test_demo_fits_its_epochs_to_the_measured_speed(tmp_path, monkeypatch, capsys):
+    """Without --epochs, the epochs come from the training budget at the measured speed: fewer on a slow
+    machine, MAX_EPOCHS (not more) on a fast one; the run reports why."""
+    from ssdlite.engine import recipe
+
+    speeds = []
+    monkeypatch.setattr(recipe, "measure_speed", lambda *a, **k: speeds[-1])
+    out = tmp_path / "demo"
+    base = ["demo", "--out", str(out), "--num-train", "32", "--num-val", "4", "--draw", "0", "--workers", "0"]
+    # 0.2 minutes = 11 s of training after the margin, less 5 validations of (4 + 32) images at a third of the cost:
+    # at 16 img/s that is 11.04 - 3.75 = 7.3 s, 116 images, 3 epochs of 32.
+    speeds.append(16.0)
+    assert main(base + ["--time-budget", "0.2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["setting"]["training"]["epochs"] == 3
+    assert "3 epochs (0.2 minutes at the measured 16.0 img/s" in capsys.readouterr().out
+    speeds.append(1e6)  # a fast machine: capped
+    args = build_parser().parse_args(base)
+    from ssdlite.cli.demo import _fit_epochs
+    from ssdlite.engine import TrainConfig, build_datasets
+
+    config = TrainConfig(model=DEMO_MODEL).replace(data=str(out / "data"), epochs=MAX_EPOCHS, workers=0).resolved()
+    train_set, val_set = build_datasets(config)
+    fitted, reason = _fit_epochs(config, train_set, len(val_set), args.time_budget)
+    assert fitted.epochs == MAX_EPOCHS and reason.startswith(f"at most {MAX_EPOCHS}")
 
 
 def test_demo_writes_every_output(tmp_path, capsys):

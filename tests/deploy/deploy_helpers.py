@@ -11,8 +11,9 @@ import ssdlite
 CLASSES = ["cat", "dog", "bird"]
 
 
-def varied_model(seed: int = 0, background_bias: float = 2.0, **kwargs) -> ssdlite.SSDLite:
-    """A small model whose scores differ from box to box (an untrained one scores every box alike).
+def varied_model(seed: int = 0, background_bias: float = 2.0, arch: str = "mobilenet_v2", **kwargs) -> ssdlite.SSDLite:
+    """A small ``arch`` model (SSDLite heads) whose scores differ from box to box (an untrained one scores every
+    box alike).
 
     Every convolution gets He-initialized weights (activations keep their scale through the
     network) and the background a bias, so that images have some confident detections, many low
@@ -20,7 +21,7 @@ def varied_model(seed: int = 0, background_bias: float = 2.0, **kwargs) -> ssdli
     """
     settings = {"topk_candidates": 50, "detections_per_image": 20} | kwargs
     torch.manual_seed(seed)
-    model = ssdlite.ssdlite_mobilenet_v2(len(CLASSES) + 1, size=128, width_mult=0.35, **settings).eval()
+    model = ssdlite.create_model(len(CLASSES) + 1, arch, size=128, width_mult=0.35, **settings).eval()
     with torch.no_grad():
         for conv in model.core.modules():
             if isinstance(conv, torch.nn.Conv2d):

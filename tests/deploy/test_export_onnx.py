@@ -137,3 +137,20 @@ def test_failed_verification_writes_nothing(tmp_path, onnx_raw, model, monkeypat
     with pytest.raises(ExportMismatchError):
         export_onnx(model, tmp_path / "out.onnx", CLASSES, with_nms=True)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt, args", [("onnx", ["--with-nms"]), ("torchscript", [])])
+def test_export_verifies_on_every_given_image(tmp_path, weights, capsys, fmt, args):
+    """`--images` puts the check on the user's images (all of them), for ONNX and TorchScript as for the static formats."""
+    from deploy_helpers import write_images
+
+    from ssdlite.cli import main
+
+    write_images(tmp_path / "imgs", 5, seed=3)
+    out = tmp_path / f"model.{fmt}"
+    assert main(["export", "--weights", str(weights), "--format", fmt, *args, "--images", str(tmp_path / "imgs"), "--out", str(out)]) == 0
+    assert "detections matched on 5 images" in capsys.readouterr().out and out.is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["export", "--weights", str(weights), "--format", fmt, *args, "--images", str(empty), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

@@ -223,3 +223,23 @@ def test_tflite_int8_holds_int8_weights_and_runs(tflite_file, model, tmp_path):
     assert report.int8 and report.calibration_images == 4 and report.detections.matched > 0
     boxes, scores, labels, count = LiteRTBackend(data).outputs(model.preprocess(calibration[:1])[0])
     assert boxes.shape[-1] == 4 and labels.dtype == torch.int64 and int(count[0]) >= 0
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_mobilenet_v3_exports_verified(tmp_path, capsys, runtime):
+    """MobileNetV3's layers (hard-swish, squeeze-and-excitation) reach every runtime with the same detections.
+    (V3-Small has the same layers; exporting it too would add a minute to the suite.)"""
+    arch = "mobilenet_v3_large"
+    from deploy_helpers import varied_model
+
+    from ssdlite.models.io import save_safetensors
+
+    _skip_without(runtime)
+    weights = tmp_path / "model.safetensors"
+    save_safetensors(varied_model(arch=arch), weights, classes=CLASSES)
+    write_images(tmp_path / "images", 3, seed=5)
+    path = tmp_path / f"model{RUNTIMES[runtime][1]}"
+    assert main(["export", "--weights", str(weights), "--format", runtime, "--images", str(tmp_path / "images"), "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    matched = int(out.split(" detections matched")[0].rsplit(" ", 1)[-1].split("/")[0])
+    assert path.is_file() and matched > 0, out

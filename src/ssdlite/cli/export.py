@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
     p.add_argument("--calib-images", type=int, default=100, help="at most this many calibration images (default 100)")
     p.add_argument("--images", nargs="+", metavar="DATA", help="verification images, all of them (a dataset folder: its --val-split); default: the first 8 --calib images, "
-                   "else synthetic shapes")
+                   "else synthetic shapes; every format")
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
     p.add_argument("--batch", type=int, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
@@ -46,22 +46,23 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.models.io import load_model
 
     static = args.format in STATIC_FORMATS
-    if not static and (args.int8 or args.calib or args.val or args.images or args.candidates or args.batch != 1):
-        raise UserError("--int8, --calib, --images, --val, --batch and --candidates apply to --format executorch/tflite/openvino "
+    if not static and (args.int8 or args.calib or args.val or args.candidates or args.batch != 1):
+        raise UserError("--int8, --calib, --val, --batch and --candidates apply to --format executorch/tflite/openvino "
                         "(ONNX INT8: ssdlite quantize)")
     if args.int8 and not args.calib:
         raise UserError("--int8 needs --calib DATA (calibration images)")
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
     model, info = load_model(args.weights)
+    images = _check_images(args)
     if static:
-        return _run_static(args, model, info)
+        return _run_static(args, model, info, images)
     if args.format == "torchscript":
         if args.with_nms or args.opset is not None:
             raise UserError("--with-nms and --opset apply to --format onnx only")
         from ssdlite.deploy.torchscript import export_torchscript
 
-        report = export_torchscript(model, args.out, info["classes"])
+        report = export_torchscript(model, args.out, info["classes"], images)
     else:
         from ssdlite.deploy.onnx_export import DEFAULT_OPSET, export_onnx
         from ssdlite.deploy.onnx_postprocess import MIN_OPSET
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if args.with_nms and opset < MIN_OPSET:
             raise UserError(f"--with-nms needs --opset >= {MIN_OPSET}, got {opset}")
         report = export_onnx(
-            model, args.out, info["classes"], with_nms=args.with_nms, dynamic_batch=args.dynamic_batch, opset=opset
+            model, args.out, info["classes"], with_nms=args.with_nms, dynamic_batch=args.dynamic_batch, opset=opset, images=images
         )
     kind = f"onnx opset {report.opset}" + (" with NMS" if report.with_nms else "") if report.format == "onnx" else "torchscript"
     print(f"exported {info['path']} -> {args.out} ({kind}, {report.seconds:.1f} s)")
@@ -78,7 +79,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_static(args: argparse.Namespace, model, info) -> int:
+def _check_images(args: argparse.Namespace):
+    """The --images to verify on (every one, up to MAX_CHECK_IMAGES), or None (the export's default)."""
+    from ssdlite.deploy.quantize import calibration_images
+    from ssdlite.errors import UserError
+
+    if not args.images:
+        return None
+    try:
+        images = list(calibration_images(args.images, args.val_split, MAX_CHECK_IMAGES))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    if not images:
+        raise UserError(f"{' '.join(args.images)}: no readable image")
+    return images
+
+
+def _run_static(args: argparse.Namespace, model, info, images) -> int:
     from ssdlite.deploy.quantize import calibration_images
     from ssdlite.errors import UserError
 
@@ -88,14 +105,11 @@ def _run_static(args: argparse.Namespace, model, info) -> int:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
     try:
         calibration = list(calibration_images(args.calib, args.calib_split, args.calib_images)) if args.calib else []
-        if args.images:
-            images = list(calibration_images(args.images, args.val_split, MAX_CHECK_IMAGES))
-        else:
-            images = calibration[:8] or None
     except ValueError as err:
         raise UserError(str(err)) from err
     if args.calib and not calibration:
         raise UserError(f"{' '.join(args.calib)}: no readable image")
+    images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
     if args.format == "executorch":
         from ssdlite.deploy.executorch_export import export_executorch as export

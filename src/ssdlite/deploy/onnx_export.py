@@ -234,8 +234,10 @@ def build_onnx(
     dynamic_batch: bool = True,
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
+    images: list[torch.Tensor] | None = None,
 ):
-    """Export and check ``model``; returns ``(onnx.ModelProto, ExportReport)`` without writing anything."""
+    """Export and check ``model`` on ``images`` (default: synthetic shapes); returns ``(onnx.ModelProto, ExportReport)``
+    without writing anything."""
     onnx = require("onnx", "ONNX export")
     start = time.perf_counter()
     model = copy.deepcopy(model).cpu().eval()
@@ -245,7 +247,7 @@ def build_onnx(
     onnx.checker.check_model(exported)
     batches = [1, 3] if dynamic_batch else [1]
     if verify:
-        report = verify_onnx(model, exported, raw, with_nms, batches)
+        report = verify_onnx(model, exported, raw, with_nms, batches, images)
     else:
         report = ExportReport(path="", format="onnx", with_nms=with_nms, dynamic_batch=dynamic_batch, opset=None)
     report.dynamic_batch = dynamic_batch
@@ -263,6 +265,7 @@ def export_onnx(
     dynamic_batch: bool = True,
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
+    images: list[torch.Tensor] | None = None,
 ) -> ExportReport:
     """Export ``model`` to ``path`` (see the module doc); the file is written only after it verified.
 
@@ -273,9 +276,12 @@ def export_onnx(
         dynamic_batch: a symbolic batch dimension (checked at batch 1 and 3); else batch 1.
         opset: ONNX opset (>= 13 with NMS).
         verify: compare with PyTorch before writing (on by default; off only for debugging an export).
+        images: the real images to compare on (uint8 ``(3, H, W)``); default: synthetic shapes images.
     """
     onnx = require("onnx", "ONNX export")
-    exported, report = build_onnx(model, classes, with_nms=with_nms, dynamic_batch=dynamic_batch, opset=opset, verify=verify)
+    exported, report = build_onnx(
+        model, classes, with_nms=with_nms, dynamic_batch=dynamic_batch, opset=opset, verify=verify, images=images
+    )
     atomic_write(path, lambda tmp: onnx.save(exported, tmp))
     report.path = str(path)
     return report

@@ -176,8 +176,12 @@ def _anchors(config: TrainConfig, given: set[str], stats: DataStats) -> tuple[Tr
                            f"against {before:.1%} with the default boxes")]
 
 
-def measure_speed(config: TrainConfig, train_set: Dataset, num_classes: int, device: torch.device, steps: int = 4) -> float:
-    """Training images per second on this machine: ``steps`` timed steps after one untimed, on a throwaway model.
+def measure_speed(
+    config: TrainConfig, train_set: Dataset, num_classes: int, device: torch.device, steps: int = 4, seconds: float = 3.0
+) -> float:
+    """Training images per second on this machine, on a throwaway model: after one untimed step, at least
+    ``steps`` timed steps and at least ``seconds`` (small, fast steps are timed over more of them, so one
+    slow step among a handful does not decide the schedule).
 
     The whole step as training runs it: loading and augmentation, forward, loss, backward and SGD.
     """
@@ -200,7 +204,7 @@ def measure_speed(config: TrainConfig, train_set: Dataset, num_classes: int, dev
         done += 1
         if done > 1:
             timed += len(images)
-        if done > steps:
+        if done > steps and time.perf_counter() - started >= seconds:
             break
     if started is None or timed == 0:
         raise UserError("--time-budget: the training split is too small to measure a training step")

@@ -1,0 +1,177 @@
+"""Every runtime on a trained model: detections against PyTorch's on every validation image, INT8 accuracy, latency.
+
+Two parts, each run as its own command so the slow exports never overlap the timing:
+
+``parity``: for each ``--model RUN=DATASET`` the real commands a user types, one fresh process each,
+
+    ssdlite export --weights RUN --format onnx --with-nms --images DATASET --out DIR/NAME.onnx
+    ssdlite export --weights RUN --format F --images DATASET --out DIR/NAME.F        (F: executorch, tflite, openvino)
+
+(``--images DATASET`` verifies on every image of its val split: detections matched one to one, same label,
+IoU >= 0.99, score within 1e-3; an unmatched detection fails the export), and with ``--int8``
+
+    ssdlite quantize --onnx DIR/NAME.onnx --calib DATASET --val DATASET --out DIR/NAME_int8.onnx --json
+    ssdlite export --weights RUN --format F --int8 --calib DATASET --images DATASET --val DATASET --out DIR/NAME_int8.F
+
+(100 training images for calibration, the same for every runtime; VOC07 mAP@0.5 of PyTorch fp32 and of the
+INT8 file on the val split). Writes ``DIR/parity.json`` and prints a Markdown table.
+
+``latency``: batch 1, ``--threads`` threads, one 640x480 image preprocessed once to ``(1, 3, S, S)``; each
+file opened by its ssdlite backend (the runtime's call including its NMS, then the detections in pixels),
+plus eager PyTorch on the run. All are timed in one process, interleaved: ``--rounds`` rounds, each running
+every backend ``--per-round`` times in turn (after two warm-up calls each), with a short pause between
+backends so one runtime's spinning worker threads do not steal the next one's time. Medians, p90 and the ratio
+to onnxruntime fp32.
+
+Run:
+    .venv/bin/python benchmarks/runtimes.py parity --out /tmp/rt --int8 --model runs/raccoon=../shared/datasets/raccoon
+    .venv/bin/python benchmarks/runtimes.py latency --weights runs/raccoon --files /tmp/rt/raccoon*.{onnx,pte,tflite,xml}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SSDLITE = [sys.executable, "-m", "ssdlite"]
+STATIC = {"executorch": ".pte", "tflite": ".tflite", "openvino": ".xml"}
+MATCHED = re.compile(r"(\d+)/(\d+) detections matched on (\d+) images")
+UNMATCHED = re.compile(r"(\d+) unmatched expected, (\d+) unmatched returned")
+VOC07 = re.compile(r"PyTorch fp32 ([\d.]+), \S+ INT8 ([\d.]+), drop")
+
+
+def command(args: list[str]) -> tuple[str, float]:
+    """Run ``ssdlite ARGS``; its stdout and wall seconds. A failed export stops the benchmark with its output."""
+    start = time.perf_counter()
+    done = subprocess.run(SSDLITE + args, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"ssdlite {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+    return done.stdout, seconds
+
+
+def parity_row(runtime: str, args: list[str]) -> dict:
+    out, seconds = command(args)
+    row = {"runtime": runtime, "command": "ssdlite " + " ".join(args), "seconds": round(seconds, 1), "output": out.strip()}
+    if (m := MATCHED.search(out)) is not None:
+        row.update(matched=int(m[1]), expected=int(m[2]), images=int(m[3]))
+    if (m := UNMATCHED.search(out)) is not None:
+        row.update(unmatched_expected=int(m[1]), unmatched_returned=int(m[2]))
+    if (m := VOC07.search(out)) is not None:
+        row.update(fp32_voc07=float(m[1]), int8_voc07=float(m[2]))
+    print(f"{runtime}: {seconds:.0f} s; {out.strip().splitlines()[-1] if out.strip() else ''}", flush=True)
+    return row
+
+
+def parity(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for spec in args.model:
+        run, _, data = spec.partition("=")
+        name = Path(run).name
+        rows = []
+        onnx = str(out_dir / f"{name}.onnx")
+        rows.append(parity_row("onnxruntime", ["export", "--weights", run, "--format", "onnx", "--with-nms", "--images", data, "--out", onnx]))
+        for runtime, suffix in STATIC.items():
+            rows.append(parity_row(runtime, ["export", "--weights", run, "--format", runtime, "--images", data,
+                                             "--out", str(out_dir / f"{name}{suffix}")]))
+        if args.int8:
+            quantized, seconds = command(["quantize", "--onnx", onnx, "--calib", data, "--val", data,
+                                          "--out", str(out_dir / f"{name}_int8.onnx"), "--json"])
+            q = json.loads(quantized.strip().splitlines()[-1])
+            print(f"onnxruntime INT8: {seconds:.0f} s; {q}", flush=True)
+            rows.append({"runtime": "onnxruntime INT8", "seconds": round(seconds, 1), "output": q,
+                         "command": f"ssdlite quantize --onnx {onnx} --calib {data} --val {data} --out {out_dir / f'{name}_int8.onnx'}"})
+            for runtime, suffix in STATIC.items():
+                rows.append(parity_row(f"{runtime} INT8", ["export", "--weights", run, "--format", runtime, "--int8",
+                                                           "--calib", data, "--images", data, "--val", data,
+                                                           "--out", str(out_dir / f"{name}_int8{suffix}")]))
+        results.append({"model": run, "data": data, "rows": rows})
+        (out_dir / "parity.json").write_text(json.dumps(results, indent=1))
+    for result in results:
+        print(f"\n{result['model']} on {result['data']} (val split)\n")
+        print("| runtime | export s | detections matched | unmatched (PyTorch's / the runtime's) | VOC07 fp32 -> INT8 |")
+        print("| --- | ---: | --- | --- | --- |")
+        for r in result["rows"]:
+            matched = f"{r['matched']}/{r['expected']} on {r['images']} images" if "matched" in r else ""
+            unmatched = f"{r['unmatched_expected']} / {r['unmatched_returned']}" if "unmatched_expected" in r else ""
+            voc = f"{r['fp32_voc07']:.4f} -> {r['int8_voc07']:.4f}" if "int8_voc07" in r else ""
+            print(f"| {r['runtime']} | {r['seconds']:.0f} | {matched} | {unmatched} | {voc} |")
+    return 0
+
+
+def latency(args: argparse.Namespace) -> int:
+    import torch
+
+    from ssdlite.deploy.backends import backend_for_file, open_backend
+    from ssdlite.deploy.samples import sample_images
+    from ssdlite.models.io import load_model
+
+    torch.set_num_threads(args.threads)
+    model, _ = load_model(args.weights)
+    model.eval()
+    with torch.no_grad():
+        x, sizes = model.preprocess(sample_images(1, 480, 640))  # (1, 3, S, S)
+    backends = {"eager PyTorch": open_backend("torch", args.weights, torch.device("cpu"), args.threads)}
+    for path in args.files:
+        runtime = backend_for_file(path)
+        backends[f"{runtime} {Path(path).name}"] = open_backend(runtime, path, torch.device("cpu"), args.threads)
+    calls = {}
+    for label, backend in backends.items():
+        def call(backend=backend):
+            with torch.inference_mode():
+                return backend.run(x, sizes)
+        call(), call()  # first calls allocate and pick kernels
+        calls[label] = call
+    times = {label: [] for label in calls}
+    for _ in range(args.rounds):
+        for label, call in calls.items():
+            time.sleep(0.05)
+            for _ in range(args.per_round):
+                start = time.perf_counter()
+                call()
+                times[label].append((time.perf_counter() - start) * 1e3)
+    reference = next((label for label in times if label.startswith("onnxruntime") and "int8" not in label), None)
+    base = statistics.median(times[reference]) if reference else float("nan")
+    print(f"\nbatch 1, {args.threads} threads, {args.rounds} rounds x {args.per_round} calls, ratio to {reference}\n")
+    print("| backend (file) | p50 ms | p90 ms | ratio to onnxruntime fp32 |")
+    print("| --- | ---: | ---: | ---: |")
+    rows = []
+    for label, t in times.items():
+        p50, p90 = statistics.median(t), statistics.quantiles(t, n=10)[-1]
+        rows.append({"backend": label, "p50_ms": p50, "p90_ms": p90, "ratio": p50 / base})
+        print(f"| {label} | {p50:.1f} | {p90:.1f} | {p50 / base:.2f} |")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"threads": args.threads, "rounds": args.rounds, "rows": rows}, indent=1))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(required=True)
+    p = sub.add_parser("parity", help="export to every runtime, verify on every val image, INT8 accuracy")
+    p.add_argument("--model", nargs="+", required=True, metavar="RUN=DATASET")
+    p.add_argument("--out", required=True, help="folder for the exported files and parity.json")
+    p.add_argument("--int8", action="store_true", help="also the INT8 exports and their VOC07 mAP@0.5")
+    p.set_defaults(func=parity)
+    p = sub.add_parser("latency", help="interleaved batch-1 latency of eager PyTorch and exported files")
+    p.add_argument("--weights", required=True, help="the run the files were exported from (eager reference)")
+    p.add_argument("--files", nargs="+", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--per-round", type=int, default=10)
+    p.add_argument("--json-out")
+    p.set_defaults(func=latency)
+    args = parser.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,7 @@
 import json
 
 from ssdlite.cli import build_parser, main
-from ssdlite.cli.demo import DEMO_MODEL, MAX_EPOCHS, TRAIN_MINUTES
+from ssdlite.cli.demo import DEMO_MODEL, MAX_EPOCHS, MIN_EPOCHS, TRAIN_MINUTES
 from ssdlite.cli.options import model_config_from_args
 
 
@@ -17,29 +17,29 @@ def test_demo_defaults_are_the_fpn_stride8_model():
 
 
 def test_demo_fits_its_epochs_to_the_measured_speed(tmp_path, monkeypatch, capsys):
-    """Without --epochs, the epochs come from the training budget at the measured speed: fewer on a slow
-    machine, MAX_EPOCHS (not more) on a fast one; the run reports why."""
-    from ssdlite.engine import recipe
+    """Without --epochs, the epochs come from the training budget at the measured speed, between MIN_EPOCHS (the
+    target accuracy needs them) and MAX_EPOCHS (more do not help); the run reports why."""
+    from ssdlite.cli.demo import _fit_epochs
+    from ssdlite.engine import TrainConfig, build_datasets, recipe
 
     speeds = []
     monkeypatch.setattr(recipe, "measure_speed", lambda *a, **k: speeds[-1])
     out = tmp_path / "demo"
-    base = ["demo", "--out", str(out), "--num-train", "32", "--num-val", "4", "--draw", "0", "--workers", "0"]
     # 0.2 minutes = 11 s of training after the margin, less 5 validations of (4 + 32) images at a third of the cost:
-    # at 16 img/s that is 11.04 - 3.75 = 7.3 s, 116 images, 3 epochs of 32.
+    # at 16 img/s that is 11.04 - 3.75 = 7.3 s, 116 images, 3 epochs of 32: raised to MIN_EPOCHS.
     speeds.append(16.0)
-    assert main(base + ["--time-budget", "0.2"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["setting"]["training"]["epochs"] == 3
-    assert "3 epochs (0.2 minutes at the measured 16.0 img/s" in capsys.readouterr().out
-    speeds.append(1e6)  # a fast machine: capped
-    args = build_parser().parse_args(base)
-    from ssdlite.cli.demo import _fit_epochs
-    from ssdlite.engine import TrainConfig, build_datasets
+    argv = ["demo", "--out", str(out), "--num-train", "32", "--num-val", "4", "--draw", "0", "--workers", "0", "--time-budget", "0.2"]
+    assert main(argv) == 0
+    assert json.loads((out / "summary.json").read_text())["setting"]["training"]["epochs"] == MIN_EPOCHS
+    assert f"{MIN_EPOCHS} epochs (at least {MIN_EPOCHS} for the target accuracy; 0.2 minutes at the measured speed would fit 3)" in capsys.readouterr().out
 
     config = TrainConfig(model=DEMO_MODEL).replace(data=str(out / "data"), epochs=MAX_EPOCHS, workers=0).resolved()
     train_set, val_set = build_datasets(config)
-    fitted, reason = _fit_epochs(config, train_set, len(val_set), args.time_budget)
+    speeds.append(64.0)  # 0.12 minutes: (6.62 - 0.94) s x 64 img/s = 364 images, 11 epochs
+    fitted, reason = _fit_epochs(config, train_set, len(val_set), 0.12)
+    assert MIN_EPOCHS < fitted.epochs == 11 < MAX_EPOCHS and "0.12 minutes at the measured 64.0 img/s" in reason
+    speeds.append(1e6)  # a fast machine: capped
+    fitted, reason = _fit_epochs(config, train_set, len(val_set), TRAIN_MINUTES)
     assert fitted.epochs == MAX_EPOCHS and reason.startswith(f"at most {MAX_EPOCHS}")
 
 

@@ -118,7 +118,7 @@ def test_measure_speed_runs_real_steps(train_voc):
 
     config = TrainConfig().replace(**{**TINY, "data": str(train_voc)}).resolved()
     train_set, _ = build_datasets(config)
-    assert recipe.measure_speed(config, train_set, len(train_set.classes) + 1, CPU, steps=2, seconds=0) > 0
+    assert recipe.measure_speed(config, train_set, len(train_set.classes) + 1, CPU, steps=2, seconds=0, warmup=0) > 0
 
 
 def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):

@@ -139,7 +139,7 @@ def test_failed_verification_writes_nothing(tmp_path, onnx_raw, model, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("fmt, args", [("onnx", ["--with-nms"]), ("torchscript", [])])
+@pytest.mark.parametrize("fmt, args", [("onnx", []), ("torchscript", [])])
 def test_export_verifies_on_every_given_image(tmp_path, weights, capsys, fmt, args):
     """`--images` puts the check on the user's images (all of them), for ONNX and TorchScript as for the static formats."""
     from deploy_helpers import write_images

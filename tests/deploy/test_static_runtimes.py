@@ -225,11 +225,12 @@ def test_tflite_int8_holds_int8_weights_and_runs(tflite_file, model, tmp_path):
     assert boxes.shape[-1] == 4 and labels.dtype == torch.int64 and int(count[0]) >= 0
 
 
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_mobilenet_v3_exports_verified(tmp_path, capsys, runtime):
-    """MobileNetV3's layers (hard-swish, squeeze-and-excitation) reach every runtime with the same detections.
-    (V3-Small has the same layers; exporting it too would add a minute to the suite.)"""
-    arch = "mobilenet_v3_large"
+def test_mobilenet_v3_exports_verified(tmp_path, capsys):
+    """MobileNetV3's layers (hard-swish, squeeze-and-excitation) go through the static export (network + NMS) with the
+    same detections. One runtime, the quickest, and one V3 only: an ExecuTorch or LiteRT export takes about a minute
+    here and the suite must stay under 15 minutes (all three runtimes with V3-Large and V3-Small passed the same
+    check: benchmarks/RESULTS.md)."""
+    arch, runtime = "mobilenet_v3_large", "openvino"
     from deploy_helpers import varied_model
 
     from ssdlite.models.io import save_safetensors

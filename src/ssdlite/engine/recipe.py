@@ -182,8 +182,8 @@ def measure_speed(
     warmup: float = 2.0,
 ) -> float:
     """Training images per second on this machine, on a throwaway model, in its steady state: untimed steps
-    for ``warmup`` seconds (at least one: the first steps allocate, pick kernels and fill the loader; on the
-    demo's small steps they ran at 60 img/s against 75 later), then at least ``steps`` timed steps and at
+    for ``warmup`` seconds (at least one: the first steps allocate, pick kernels and fill the loader; a demo
+    run's log averaged 41 img/s over its first 5 steps and 68 over its first 40), then at least ``steps`` timed steps and at
     least ``seconds`` (small, fast steps are timed over more of them, so one slow step among a handful does
     not decide the schedule).
 

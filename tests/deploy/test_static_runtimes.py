@@ -24,24 +24,34 @@ def _skip_without(runtime: str) -> None:
         pytest.skip(f"needs the '{package}' package: pip install 'ssdlite[{runtime}]'")
 
 
+@pytest.fixture(scope="session")
+def export_once(tmp_path_factory, weights):
+    """``export_once(runtime)``: the runtime's fp32 file, exported through the command line as a user would, once
+    per session (an ExecuTorch or LiteRT export takes about a minute here)."""
+    files = {}
+
+    def export(runtime: str):
+        _skip_without(runtime)
+        if runtime not in files:
+            path = tmp_path_factory.mktemp(runtime) / f"model{RUNTIMES[runtime][1]}"
+            code = main(["export", "--weights", str(weights), "--format", runtime, "--out", str(path)])
+            assert code == 0 and path.is_file()
+            files[runtime] = path
+        return files[runtime]
+
+    return export
+
+
 @pytest.fixture(scope="session", params=sorted(RUNTIMES))
-def exported(request, tmp_path_factory, weights):
-    """``(runtime, path)``: each runtime's fp32 file, exported once per session as a user would."""
-    runtime = request.param
-    _skip_without(runtime)
-    path = tmp_path_factory.mktemp(runtime) / f"model{RUNTIMES[runtime][1]}"
-    code = main(["export", "--weights", str(weights), "--format", runtime, "--out", str(path)])
-    assert code == 0 and path.is_file()
-    return runtime, path
+def exported(request, export_once):
+    """``(runtime, path)``: each runtime's fp32 file."""
+    return request.param, export_once(request.param)
 
 
 @pytest.fixture(scope="session")
-def tflite_file(tmp_path_factory, weights):
-    """The LiteRT fp32 file alone, for the tests of LiteRT's own file format."""
-    _skip_without("tflite")
-    path = tmp_path_factory.mktemp("tflite_only") / "model.tflite"
-    assert main(["export", "--weights", str(weights), "--format", "tflite", "--out", str(path)]) == 0
-    return path
+def tflite_file(export_once):
+    """The LiteRT fp32 file alone, for the tests of LiteRT's own file format (the same file as ``exported``'s)."""
+    return export_once("tflite")
 
 
 def test_export_verifies_and_predicts_like_torch(exported, weights, tmp_path):

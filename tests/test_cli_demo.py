@@ -38,6 +38,9 @@ def test_demo_fits_its_epochs_to_the_measured_speed(tmp_path, monkeypatch, capsy
     speeds.append(32.0)  # 0.12 minutes: (6.62 - 5 x 20 / 96) s x 32 img/s = 178 images, 11 epochs of 16
     fitted, reason = _fit_epochs(config, train_set, len(val_set), 0.12)
     assert MIN_EPOCHS < fitted.epochs == 11 < MAX_EPOCHS and "0.12 minutes at the measured 32.0 img/s" in reason
+    speeds.append(0.01)  # not one epoch fits: still the demo, at the floor
+    fitted, reason = _fit_epochs(config, train_set, len(val_set), 0.12)
+    assert fitted.epochs == MIN_EPOCHS and "not one epoch fits" in reason
     speeds.append(1e6)  # a fast machine: capped
     fitted, reason = _fit_epochs(config, train_set, len(val_set), TRAIN_MINUTES)
     assert fitted.epochs == MAX_EPOCHS and reason.startswith(f"at most {MAX_EPOCHS}")

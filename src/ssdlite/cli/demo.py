@@ -109,10 +109,15 @@ def _fit_epochs(config, train_set, val_images: int, minutes: float):
     (:func:`ssdlite.engine.recipe.fit_to_budget`, as ``ssdlite train --time-budget``), at most MAX_EPOCHS."""
     from ssdlite.engine.distributed import resolve_device
     from ssdlite.engine.recipe import fit_to_budget
+    from ssdlite.errors import UserError
 
     # The input size is the demo's (its images are drawn at that size): only the epochs are fitted.
-    fitted, _, choices = fit_to_budget(config, {"size"}, minutes, train_set, val_images, resolve_device(config.device),
-                                       build_train_set=None)
+    try:
+        fitted, _, choices = fit_to_budget(config, {"size"}, minutes, train_set, val_images, resolve_device(config.device),
+                                           build_train_set=None)
+    except UserError:  # not one epoch fits: a very slow machine still gets the demo, slowly
+        return config.replace(epochs=MIN_EPOCHS), (f"at least {MIN_EPOCHS} for the target accuracy; not one epoch fits "
+                                                   f"{minutes:g} minutes at the measured speed")
     if fitted.epochs >= MAX_EPOCHS:
         return config.replace(epochs=MAX_EPOCHS), f"at most {MAX_EPOCHS}; {minutes:g} minutes would fit {fitted.epochs}"
     if fitted.epochs < MIN_EPOCHS:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
-import time
 import warnings
 from collections.abc import Sequence
 
@@ -30,15 +28,11 @@ from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.static_export import (
     StaticExportReport,
-    check_images,
-    detector,
     file_bytes,
-    metadata,
-    module_input,
+    prepare_static,
     quantize_core_pt2e,
     read_metadata,
     static_calibration,
-    verify_static,
     write_verified,
 )
 from ssdlite.errors import UserError
@@ -83,12 +77,8 @@ def build_executorch(
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    start = time.perf_counter()
-    module = detector(model, candidates)
-    meta = json.dumps(metadata(model, classes, batch, int8, module.postprocess.m))
-    images = check_images(images, model)
-    example, _ = module_input(model, images, batch)
-    report = StaticExportReport(path="", format="executorch", int8=int8, batch=batch)
+    build = prepare_static(model, classes, "executorch", int8, images, batch, candidates)
+    module, example, report = build.module, build.example, build.report
     with _quiet():
         if int8:
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
@@ -98,12 +88,10 @@ def build_executorch(
             module = quantize_core_pt2e(module, example, batches, quantizer)
             report.calibration_images = batch * len(batches)
         program = torch.export.export(module, (example,), strict=False)
-        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods={METADATA_METHOD: meta})
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                              constant_methods={METADATA_METHOD: build.metadata})
         data = lowered.to_executorch().buffer
-    runner = ExecuTorchBackend(data)
-    report.detections = verify_static(model, runner.outputs, batch, images, "ExecuTorch", int8)
-    report.seconds = time.perf_counter() - start
-    return data, report
+    return data, build.finish(ExecuTorchBackend(data).outputs, "ExecuTorch")
 
 
 def export_executorch(model, path: str | os.PathLike, classes: Sequence[str] = (), **options) -> StaticExportReport:

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
-import time
 import warnings
 from collections.abc import Sequence
 
@@ -36,15 +34,11 @@ from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.static_export import (
     StaticExportReport,
-    check_images,
-    detector,
     file_bytes,
-    metadata,
-    module_input,
+    prepare_static,
     quantize_core_pt2e,
     read_metadata,
     static_calibration,
-    verify_static,
     write_verified,
 )
 from ssdlite.errors import UserError
@@ -115,12 +109,8 @@ def build_litert(
     litert_torch = require("litert_torch", "LiteRT export", EXTRA)
     require("ai_edge_litert", "LiteRT export", EXTRA)
 
-    start = time.perf_counter()
-    module = detector(model, candidates)
-    meta = json.dumps(metadata(model, classes, batch, int8, module.postprocess.m))
-    images = check_images(images, model)
-    example, _ = module_input(model, images, batch)
-    report = StaticExportReport(path="", format="tflite", int8=int8, batch=batch)
+    build = prepare_static(model, classes, "tflite", int8, images, batch, candidates)
+    module, example, report = build.module, build.example, build.report
     with _quiet():
         options = {}
         if int8:
@@ -134,11 +124,8 @@ def build_litert(
             report.calibration_images = batch * len(batches)
         with torch.no_grad():
             converted = litert_torch.convert(module, (example,), **options)
-        data = with_metadata(converted.model_content(), METADATA_NAME, meta)
-    runner = LiteRTBackend(data)
-    report.detections = verify_static(model, runner.outputs, batch, images, "LiteRT", int8)
-    report.seconds = time.perf_counter() - start
-    return data, report
+        data = with_metadata(converted.model_content(), METADATA_NAME, build.metadata)
+    return data, build.finish(LiteRTBackend(data).outputs, "LiteRT")
 
 
 def export_litert(model, path: str | os.PathLike, classes: Sequence[str] = (), **options) -> StaticExportReport:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import tempfile
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,13 +28,9 @@ from ssdlite.deploy.backends import StaticBackend
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.static_export import (
     StaticExportReport,
-    check_images,
-    detector,
-    metadata,
-    module_input,
+    prepare_static,
     read_metadata,
     static_calibration,
-    verify_static,
 )
 from ssdlite.errors import UserError
 
@@ -89,12 +83,9 @@ def build_openvino(
 
     Arguments as :func:`ssdlite.deploy.executorch_export.build_executorch`.
     """
-    start = time.perf_counter()
-    module = detector(model, candidates)
-    images = check_images(images, model)
-    example, _ = module_input(model, images, batch)
-    report = StaticExportReport(path="", format="openvino", int8=int8, batch=batch)
-    ov_model = _convert(module, example)
+    build = prepare_static(model, classes, "openvino", int8, images, batch, candidates)
+    report = build.report
+    ov_model = _convert(build.module, build.example)
     if int8:
         batches = [x.numpy() for x in static_calibration(model, calibration, batch, "OpenVINO")]
         with _no_telemetry(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -104,12 +95,10 @@ def build_openvino(
                 ov_model, nncf.Dataset(batches), subset_size=len(batches), ignored_scope=nncf.IgnoredScope(types=["MatMul"])
             )
         report.calibration_images = batch * len(batches)
-    ov_model.set_rt_info(json.dumps(metadata(model, classes, batch, int8, module.postprocess.m)), RT_INFO)
+    ov_model.set_rt_info(build.metadata, RT_INFO)
     with tempfile.TemporaryDirectory() as tmp:  # verified from the saved IR, as a user will load it
         save(ov_model, Path(tmp) / "model.xml")
-        runner = OpenVINOBackend(Path(tmp) / "model.xml")
-        report.detections = verify_static(model, runner.outputs, batch, images, "OpenVINO", int8)
-    report.seconds = time.perf_counter() - start
+        report = build.finish(OpenVINOBackend(Path(tmp) / "model.xml").outputs, "OpenVINO")
     return ov_model, report
 
 

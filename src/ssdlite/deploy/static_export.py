@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,3 +181,35 @@ def verify_static(
             comparison.merge(compare_detections(model(chunk), run(chunk)[0], **INT8_MATCH))
     comparison.problems = []  # reported, not a failure
     return comparison
+
+
+@dataclass
+class StaticBuild:
+    """What every static export starts from (:func:`prepare_static`) and ends with (:meth:`finish`)."""
+
+    model: Any
+    module: StaticDetector  # the network + static NMS to convert (a quantized copy replaces it for INT8)
+    metadata: str  # the JSON the file carries (:func:`metadata`)
+    images: list[torch.Tensor]  # the verification images
+    example: torch.Tensor  # (batch, 3, S, S): the conversion's example input
+    report: StaticExportReport
+    start: float
+
+    def finish(self, outputs: Callable[[torch.Tensor], Sequence[Any]], runtime: str) -> StaticExportReport:
+        """Verify the converted file's ``outputs`` (:func:`verify_static`) and time the whole export."""
+        self.report.detections = verify_static(self.model, outputs, self.report.batch, self.images, runtime, self.report.int8)
+        self.report.seconds = time.perf_counter() - self.start
+        return self.report
+
+
+def prepare_static(
+    model, classes: Sequence[str], fmt: str, int8: bool, images: Sequence[torch.Tensor] | None, batch: int, candidates: int | None
+) -> StaticBuild:
+    """The detector module, its metadata, the verification images and the example input of a static export."""
+    start = time.perf_counter()
+    module = detector(model, candidates)
+    images = check_images(images, model)
+    example, _ = module_input(model, images, batch)
+    meta = json.dumps(metadata(model, classes, batch, int8, module.postprocess.m))
+    report = StaticExportReport(path="", format=fmt, int8=int8, batch=batch)
+    return StaticBuild(model, module, meta, images, example, report, start)

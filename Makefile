@@ -36,8 +36,11 @@ chromium:
 		  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }; } || \
 		echo "note: chromium is not installed (Debian/Ubuntu: apt-get install chromium); the browser test of ssdlite serve will skip"
 
+# One pytest-xdist worker per core, each on one thread (tests/conftest.py), a test file per worker at a time (the
+# session-scoped exports of a file are made once): most of the suite's time is single-threaded Python (the runtimes'
+# exporters, the serve tests), so two workers take about 0.6x of one worker on two threads.
 test: $(STAMP) chromium
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q tests
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 demo: $(BASE)
 	$(BIN)/ssdlite demo --out runs/demo

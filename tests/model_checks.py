@@ -15,6 +15,12 @@ from ssdlite.models.registration import find_unregistered
 
 def training_step_gradients(model: nn.Module) -> dict[str, torch.Tensor | None]:
     model.train()
+    # BatchNorm in eval mode (a fixed affine map): in train mode a per-channel shift that reaches a normalization
+    # unchanged is removed by it, so on a 1x1 map (vgg16's last level) the shift's BatchNorm bias before the lite
+    # head's depthwise conv + BatchNorm gets an exactly zero gradient, or 1e-13 of rounding depending on the threads.
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
     images = [torch.rand(3, 120, 100), torch.rand(3, 128, 128)]
     targets = [
         {"boxes": torch.tensor([[10.0, 10.0, 60.0, 90.0], [50.0, 5.0, 95.0, 40.0]]), "labels": torch.tensor([1, 2])},

@@ -12,6 +12,7 @@ def test_demo_defaults_are_the_fpn_stride8_model():
     config = model_config_from_args(args, DEMO_MODEL)
     assert (config.neck, config.fpn_stride8, config.size, config.width_mult) == ("fpn", True, 128, 0.5)
     assert (args.epochs, args.time_budget) == (None, TRAIN_MINUTES)  # epochs fitted to the budget by default
+    assert (args.optimizer, args.lr) == (None, None)  # the recipe's from-scratch optimizer and rate unless given
     args = build_parser().parse_args(["demo", "--no-fpn-stride8", "--size", "160"])
     assert (model_config_from_args(args, DEMO_MODEL).fpn_stride8, model_config_from_args(args, DEMO_MODEL).size) == (False, 160)
 
@@ -35,9 +36,9 @@ def test_demo_fits_its_epochs_to_the_measured_speed(tmp_path, monkeypatch, capsy
 
     config = TrainConfig(model=DEMO_MODEL).replace(data=str(out / "data"), epochs=MAX_EPOCHS, workers=0).resolved()
     train_set, val_set = build_datasets(config)
-    speeds.append(32.0)  # 0.12 minutes: (6.62 - 5 x 20 / 96) s x 32 img/s = 178 images, 11 epochs of 16
+    speeds.append(25.0)  # 0.12 minutes: (6.62 - 5 x 20 / 75) s x 25 img/s = 132 images, 8 epochs of 16
     fitted, reason = _fit_epochs(config, train_set, len(val_set), 0.12)
-    assert MIN_EPOCHS < fitted.epochs == 11 < MAX_EPOCHS and "0.12 minutes at the measured 32.0 img/s" in reason
+    assert MIN_EPOCHS < fitted.epochs == 8 < MAX_EPOCHS and "0.12 minutes at the measured 25.0 img/s" in reason
     speeds.append(0.01)  # not one epoch fits: still the demo, at the floor
     fitted, reason = _fit_epochs(config, train_set, len(val_set), 0.12)
     assert fitted.epochs == MIN_EPOCHS and "not one epoch fits" in reason
@@ -55,6 +56,8 @@ def test_demo_writes_every_output(tmp_path, capsys):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["setting"]["model"]["neck"] == "fpn" and summary["setting"]["model"]["fpn_stride8"] is True
+    optim = summary["setting"]["training"]["optim"]
+    assert (optim["optimizer"], optim["lr"], optim["warmup_epochs"]) == ("adamw", 0.003, 0.3) and "adamw lr 0.003" in table
     assert 0.0 <= summary["metrics"]["voc_map50"] <= 1.0
     assert summary["passed"] == (summary["metrics"]["voc_map50"] >= summary["target_voc_map50"])
     for path in ("train/model.safetensors", "train/training_curves.png", "summary.md", *summary["drawn"]):

@@ -145,3 +145,15 @@ def test_weak_classes_names_count_size_and_coverage():
 def test_adamw_gets_its_own_learning_rate():
     config, _ = derive_recipe(TrainConfig().replace(optimizer="adamw"), {"optimizer"}, stats(160, 1, 0.5), CPU)
     assert config.optim.lr == 0.001
+
+
+def test_from_scratch_trains_with_adamw():
+    """No pretrained backbone and no detector to start from: AdamW at the demo's rate; a pretrained start keeps SGD."""
+    scratch = TrainConfig().replace(backbone_weights="none")
+    config, choices = derive_recipe(scratch, {"backbone_weights"}, stats(160, 1, 0.5), CPU)
+    assert (config.optim.optimizer, config.optim.lr) == ("adamw", 0.003)
+    assert "from scratch" in next(c for c in choices if c.name == "optimizer").reason
+    config, _ = derive_recipe(scratch.replace(init_from="run"), {"backbone_weights", "init_from"}, stats(160, 1, 0.5), CPU)
+    assert (config.optim.optimizer, config.optim.lr) == ("sgd", 0.02)
+    config, _ = derive_recipe(scratch.replace(optimizer="sgd"), {"backbone_weights", "optimizer"}, stats(160, 1, 0.5), CPU)
+    assert (config.optim.optimizer, config.optim.lr) == ("sgd", 0.02)

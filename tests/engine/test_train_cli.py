@@ -69,9 +69,10 @@ def test_train_with_only_data_and_out_starts_from_the_resolved_defaults(tmp_path
     # Resolved once, written where a rerun with --config reads it.
     assert config["model"]["size"] == 320 and config["model"]["image_mean"] == [0.5, 0.5, 0.5]
     assert config["model"]["head"] == "lite" and config["model"]["backbone_weights"] is None
-    # The recipe: 32 images -> batch 8 (a quarter), lr 0.02 per 16 -> 0.01; 4 steps an epoch, and the synthetic
+    # The recipe: 32 images -> batch 8 (a quarter), from scratch AdamW at 0.003; 4 steps an epoch, and the synthetic
     # shapes' 5 classes want 450 x 1.4 steps at batch 16 = 1260 at batch 8 -> 315 epochs, capped at 300.
-    assert config["batch_size"] == 8 and config["epochs"] == 300 and config["optim"]["lr"] == 0.01
+    assert config["batch_size"] == 8 and config["epochs"] == 300
+    assert (config["optim"]["optimizer"], config["optim"]["lr"]) == ("adamw", 0.003)  # from scratch
     text = (run / "config.yaml").read_text()
     assert "# recipe (settings not given, derived from the data):" in text and "#   epochs = 300:" in text
     assert "recipe (settings not given, derived from the data):" in printed

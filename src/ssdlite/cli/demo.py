@@ -28,9 +28,9 @@ from ssdlite.models.config import ModelConfig
 DEMO_MODEL = ModelConfig(size=128, width_mult=0.5, neck="fpn", fpn_stride8=True)
 
 #: The epochs are fitted to TRAIN_MINUTES at the measured speed, between MIN_EPOCHS and MAX_EPOCHS. With AdamW
-#: (below), 6 epochs gave VOC mAP@0.5 0.897 to 0.946 over four training seeds, 5 gave 0.862 and 4 0.830 (RESULTS.md):
-#: 7 keep a margin above the target. On a slow machine the demo takes longer rather than finish under its target;
-#: on a fast one it stops at 9 epochs.
+#: (below), 6 epochs gave VOC mAP@0.5 0.897 to 0.946 in four runs (three training seeds), 5 gave 0.862 and 4 0.830;
+#: 7 gave 0.931, 0.952 and 0.956 (RESULTS.md), a margin above the target. On a slow machine the demo takes longer
+#: rather than finish under its target; on a fast one it stops at 9 epochs.
 MIN_EPOCHS, MAX_EPOCHS = 7, 9
 TRAIN_MINUTES = 7.5
 

@@ -95,6 +95,37 @@ def test_gradient_flow_does_not_blame_levels_without_positives():
     assert 0 in check.data["idle_regression_levels"]
 
 
+def test_gradient_flow_does_not_blame_levels_that_this_batch_leaves_idle():
+    """Untrained, two images, five boxes: hard-negative mining picks no default box of the coarse levels, so their
+    classification branch and the neck layers feeding only them get an exactly zero gradient (this FAILed). They
+    are wired (a gradient when every default box counts): idle, not a fault. A branch multiplied by zero still FAILs."""
+    from model_checks import synthetic_pair
+
+    from ssdlite import create_model
+
+    model = create_model(4, arch="mobilenet_v2", neck="residual_fpn", size=300, width_mult=0.35)
+    images, targets = synthetic_pair(300)
+    check = check_gradient_flow(model, images, targets)
+    assert check.status == PASS, check.evidence
+    assert any(n.startswith("core.head.classification") for n in check.data["idle_parameters"])
+    assert "wired, idle for these images" in check.summary
+    model.core.head.classification.predictors[0] = Zeroed(model.core.head.classification.predictors[0])
+    check = check_gradient_flow(model, images, targets)
+    assert check.status == FAIL
+    assert any(e.startswith("core.head.classification.predictors.0.inner") and "exactly zero" in e for e in check.evidence)
+
+
+class Zeroed(nn.Module):
+    """A planted fault: the wrapped layer's output times zero, so its parameters never learn."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * 0.0
+
+
 @pytest.mark.parametrize("bad_label, needle", [(0, "0 is the background"), (4, "above K = 3")])
 def test_labels_fail_on_background_or_out_of_range_and_name_the_file(bad_label, needle):
     good = annotations([[[10, 10, 50, 50]], [[20, 20, 60, 60]]], labels=[[1], [2]])

@@ -40,6 +40,33 @@ def _levels_without_positives(model: nn.Module, targets: list[dict], images: lis
     return idle
 
 
+def _wired(model: nn.Module, images: list[torch.Tensor], targets: list[dict], names: set[str]) -> set[str]:
+    """Those of ``names`` that get a non-zero gradient when every default box is a positive (IoU threshold 0) and
+    BatchNorm is a fixed affine map: wired into the loss, idle only for this batch. On an untrained model and a few
+    boxes, hard-negative mining can pick no default box of the coarse levels, so their classification branch (and
+    the neck layers that feed only them) get an exactly zero gradient; a per-channel shift before a train-mode
+    BatchNorm on a 1x1 map is removed by it. Neither is a wiring fault."""
+    if not names or not hasattr(model, "iou_threshold"):
+        return set()
+    params = dict(model.named_parameters())
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    threshold = model.iou_threshold
+    model.zero_grad(set_to_none=True)
+    try:
+        model.iou_threshold = 0.0
+        for m in norms:
+            m.eval()
+        sum(model(images, targets).values()).backward()
+    finally:
+        model.iou_threshold = threshold
+        for m in norms:
+            m.train()
+    wired = {n for n in names if params[n].grad is not None and torch.isfinite(params[n].grad).all()
+             and params[n].grad.abs().sum() > 0}
+    model.zero_grad(set_to_none=True)
+    return wired
+
+
 def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) -> Check:
     """Backpropagate the training loss once and name parameters with no, zero or non-finite gradients.
 
@@ -53,7 +80,7 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
         losses = model(images, targets)
         loss = sum(losses.values())
         idle_levels = _levels_without_positives(model, targets, images)
-        evidence, frozen, idle, norms = [], [], [], defaultdict(float)
+        evidence, frozen, idle, zero, norms = [], [], [], [], defaultdict(float)
         if not torch.isfinite(loss):
             evidence.append(f"the loss itself is not finite: { {k: float(v) for k, v in losses.items()} }")
         else:
@@ -70,10 +97,15 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
             if _regression_level(name) in idle_levels:
                 idle.append(name)  # no positive default box on its level in this batch: zero is right
             else:
-                evidence.append(f"{name}: gradient exactly zero")
+                zero.append(name)
         else:
             norms[part_of(name)] += float(p.grad.float().norm() ** 2)
     model.zero_grad(set_to_none=True)
+    unused: set[str] = set()  # wired, idle for this batch
+    if zero:
+        with in_mode(model, training=True):
+            unused = _wired(model, images, targets, set(zero))
+        evidence += [f"{name}: gradient exactly zero" for name in zero if name not in unused]
     with torch.no_grad():
         for name, b in model.named_buffers():
             b.copy_(buffers[name])
@@ -82,9 +114,14 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
         "grad_norm_per_part": part_norms,
         "frozen": frozen,
         "idle_regression_levels": sorted(idle_levels),
+        "idle_parameters": sorted(unused),
         "loss": {k: float(v.detach()) for k, v in losses.items()},
     }
     norms_text = ", ".join(f"{part} {value:.3g}" for part, value in part_norms.items())
+    if unused:
+        norms_text += (f"; {len(unused)} parameters ({', '.join(sorted({part_of(n) for n in unused}))}) get no gradient from "
+                       "this batch's matched and mined default boxes but do when every default box counts: wired, idle "
+                       "for these images")
     if idle:
         norms_text += (
             f"; box regression of levels {sorted(idle_levels)} has no positive default box in this batch, so its"
@@ -110,4 +147,5 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
             "frozen on purpose (e.g. a frozen backbone) is fine; otherwise set requires_grad=True",
             data,
         )
-    return Check("gradient flow", PASS, f"every parameter gets a finite, non-zero gradient; norms: {norms_text}", data=data)
+    summary = "every parameter gets a finite, non-zero gradient" if not unused else "every parameter is wired to the loss"
+    return Check("gradient flow", PASS, f"{summary}; norms: {norms_text}", data=data)

@@ -9,34 +9,20 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
+from ssdlite.doctor.gradients import wiring_gradients
 from ssdlite.models.batchnorm import recompute_bn_stats
 from ssdlite.models.registration import find_unregistered
 
 
 def training_step_gradients(model: nn.Module) -> dict[str, torch.Tensor | None]:
-    model.train()
-    # BatchNorm in eval mode (a fixed affine map): in train mode a per-channel shift that reaches a normalization
-    # unchanged is removed by it, so on a 1x1 map (vgg16's last level) the shift's BatchNorm bias before the lite
-    # head's depthwise conv + BatchNorm gets an exactly zero gradient, or 1e-13 of rounding depending on the threads.
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
+    """A wiring check, not training: the doctor's :func:`wiring_gradients` (every default box a positive, BatchNorm
+    fixed), so no level escapes because no box of these two images matches there or a normalization cancels it."""
     images = [torch.rand(3, 120, 100), torch.rand(3, 128, 128)]
     targets = [
         {"boxes": torch.tensor([[10.0, 10.0, 60.0, 90.0], [50.0, 5.0, 95.0, 40.0]]), "labels": torch.tensor([1, 2])},
         {"boxes": torch.tensor([[0.0, 0.0, 127.0, 127.0], [30.0, 40.0, 50.0, 60.0]]), "labels": torch.tensor([3, 1])},
     ]
-    model.zero_grad(set_to_none=True)
-    # A wiring check, not training: with IoU threshold 0 every default box is a positive, so every
-    # level of both heads is in the loss. Otherwise a level can legitimately get no gradient when
-    # no box of these two images matches there and hard-negative mining picks none of its boxes.
-    threshold, model.iou_threshold = model.iou_threshold, 0.0
-    try:
-        losses = model(images, targets)
-    finally:
-        model.iou_threshold = threshold
-    sum(losses.values()).backward()
-    return {name: p.grad for name, p in model.named_parameters()}
+    return wiring_gradients(model, images, targets)
 
 
 def all_layers_learn(model: nn.Module) -> list[str]:

@@ -33,3 +33,14 @@ class Detached(nn.Module):
 
     def forward(self, x):
         return self.inner(x).detach()
+
+
+class Zeroed(nn.Module):
+    """Wraps a layer and multiplies its output by zero: the layer is in the graph but its gradient is always zero."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * 0.0

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from planted_faults import Detached, ListHeldExtras
+from planted_faults import Detached, ListHeldExtras, Zeroed
 from ssdlite.doctor import (
     FAIL,
     PASS,
@@ -113,17 +113,6 @@ def test_gradient_flow_does_not_blame_levels_that_this_batch_leaves_idle():
     check = check_gradient_flow(model, images, targets)
     assert check.status == FAIL
     assert any(e.startswith("core.head.classification.predictors.0.inner") and "exactly zero" in e for e in check.evidence)
-
-
-class Zeroed(nn.Module):
-    """A planted fault: the wrapped layer's output times zero, so its parameters never learn."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x) * 0.0
 
 
 @pytest.mark.parametrize("bad_label, needle", [(0, "0 is the background"), (4, "above K = 3")])

@@ -40,31 +40,29 @@ def _levels_without_positives(model: nn.Module, targets: list[dict], images: lis
     return idle
 
 
-def _wired(model: nn.Module, images: list[torch.Tensor], targets: list[dict], names: set[str]) -> set[str]:
-    """Those of ``names`` that get a non-zero gradient when every default box is a positive (IoU threshold 0) and
-    BatchNorm is a fixed affine map: wired into the loss, idle only for this batch. On an untrained model and a few
-    boxes, hard-negative mining can pick no default box of the coarse levels, so their classification branch (and
-    the neck layers that feed only them) get an exactly zero gradient; a per-channel shift before a train-mode
-    BatchNorm on a 1x1 map is removed by it. Neither is a wiring fault."""
-    if not names or not hasattr(model, "iou_threshold"):
-        return set()
-    params = dict(model.named_parameters())
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+def wiring_gradients(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor | None]:
+    """``{name: grad}`` of the training loss with every default box a positive (IoU threshold 0) and BatchNorm a fixed
+    affine map (eval mode): a gradient for every parameter wired into the loss, whatever this batch's boxes.
+
+    The training loss itself can leave wired parameters at exactly zero: on an untrained model and a few boxes,
+    hard-negative mining may pick no default box of the coarse levels, so their classification branch (and the neck
+    layers that feed only them) get nothing; and a per-channel shift before a train-mode BatchNorm on a 1x1 map is
+    removed by it. The model's modes and threshold are restored; the gradients are left in ``.grad``.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     threshold = model.iou_threshold
     model.zero_grad(set_to_none=True)
-    try:
+    with in_mode(model, training=True), in_mode(*norms, training=False):
         model.iou_threshold = 0.0
-        for m in norms:
-            m.eval()
-        sum(model(images, targets).values()).backward()
-    finally:
-        model.iou_threshold = threshold
-        for m in norms:
-            m.train()
-    wired = {n for n in names if params[n].grad is not None and torch.isfinite(params[n].grad).all()
-             and params[n].grad.abs().sum() > 0}
-    model.zero_grad(set_to_none=True)
-    return wired
+        try:
+            sum(model(images, targets).values()).backward()
+        finally:
+            model.iou_threshold = threshold
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def _usable(grad: torch.Tensor | None) -> bool:
+    return grad is not None and bool(torch.isfinite(grad).all()) and bool(grad.abs().sum() > 0)
 
 
 def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: list[dict]) -> Check:
@@ -102,10 +100,11 @@ def check_gradient_flow(model: nn.Module, images: list[torch.Tensor], targets: l
             norms[part_of(name)] += float(p.grad.float().norm() ** 2)
     model.zero_grad(set_to_none=True)
     unused: set[str] = set()  # wired, idle for this batch
-    if zero:
-        with in_mode(model, training=True):
-            unused = _wired(model, images, targets, set(zero))
-        evidence += [f"{name}: gradient exactly zero" for name in zero if name not in unused]
+    if zero and hasattr(model, "iou_threshold"):
+        wired = wiring_gradients(model, images, targets)
+        unused = {name for name in zero if _usable(wired[name])}
+        model.zero_grad(set_to_none=True)
+    evidence += [f"{name}: gradient exactly zero" for name in zero if name not in unused]
     with torch.no_grad():
         for name, b in model.named_buffers():
             b.copy_(buffers[name])

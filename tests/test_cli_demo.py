@@ -26,19 +26,20 @@ def test_demo_fits_its_epochs_to_the_measured_speed(tmp_path, monkeypatch, capsy
     speeds = []
     monkeypatch.setattr(recipe, "measure_speed", lambda *a, **k: speeds[-1])
     out = tmp_path / "demo"
-    # 0.2 minutes = 11 s of training after the margin, less 5 validations of (4 + 16) images at a third of the cost:
-    # at 8 img/s that is 11.04 - 4.17 = 6.9 s, 55 images, 3 epochs of 16: raised to MIN_EPOCHS.
+    # 0.2 minutes = 11 s of training after the margin, less the demo's 3 validations of (4 + 16) images at a third of
+    # the cost: at 8 img/s that is 11.04 - 2.5 = 8.5 s, 68 images, 4 epochs of 16: raised to MIN_EPOCHS.
     speeds.append(8.0)
     argv = ["demo", "--out", str(out), "--num-train", "16", "--num-val", "4", "--draw", "0", "--workers", "0", "--time-budget", "0.2"]
     assert main(argv) == 0
     assert json.loads((out / "summary.json").read_text())["setting"]["training"]["epochs"] == MIN_EPOCHS
-    assert f"{MIN_EPOCHS} epochs (at least {MIN_EPOCHS} for the target accuracy; 0.2 minutes at the measured speed would fit 3)" in capsys.readouterr().out
+    assert f"{MIN_EPOCHS} epochs (at least {MIN_EPOCHS} for the target accuracy; 0.2 minutes at the measured speed would fit 4)" in capsys.readouterr().out
 
     config = TrainConfig(model=DEMO_MODEL).replace(data=str(out / "data"), epochs=MAX_EPOCHS, workers=0).resolved()
     train_set, val_set = build_datasets(config)
-    speeds.append(25.0)  # 0.12 minutes: (6.62 - 5 x 20 / 75) s x 25 img/s = 132 images, 8 epochs of 16
+    speeds.append(23.0)  # 0.12 minutes: (6.62 - 3 x 20 / 69) s x 23 img/s = 132 images, 8 epochs of 16
     fitted, reason = _fit_epochs(config, train_set, len(val_set), 0.12)
-    assert MIN_EPOCHS < fitted.epochs == 8 < MAX_EPOCHS and "0.12 minutes at the measured 25.0 img/s" in reason
+    assert MIN_EPOCHS < fitted.epochs == 8 < MAX_EPOCHS and "0.12 minutes at the measured 23.0 img/s" in reason
+    assert "keeping time for 3 validations" in reason and fitted.val_every == 8 // 3
     speeds.append(0.01)  # not one epoch fits: still the demo, at the floor
     fitted, reason = _fit_epochs(config, train_set, len(val_set), 0.12)
     assert fitted.epochs == MIN_EPOCHS and "not one epoch fits" in reason
@@ -51,8 +52,10 @@ def test_demo_writes_every_output(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--num-train", "32", "--num-val", "8", "--epochs", "1", "--draw", "2", "--workers", "0"]
     assert main(argv) == 0
-    table = capsys.readouterr().out
+    captured = capsys.readouterr()
+    table = captured.out
     assert "VOC mAP@0.5 (all-point)" in table and "neck fpn + stride 8" in table
+    assert f"[1/4] generated 32+8 synthetic images of 128 px in {out / 'data'}" in captured.err
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["setting"]["model"]["neck"] == "fpn" and summary["setting"]["model"]["fpn_stride8"] is True
@@ -64,6 +67,12 @@ def test_demo_writes_every_output(tmp_path, capsys):
         assert (out / path).is_file(), path
     assert len(summary["drawn"]) == 2
     assert list((out / "eval").iterdir()), "no evaluation plots"
+    # A second run with the same data arguments reuses the images instead of drawing them again (and says so).
+    from ssdlite.cli.demo import _dataset
+
+    assert _dataset(out, build_parser().parse_args(argv)) == (out / "data", True)
+    argv[argv.index("--num-val") + 1] = "4"
+    assert _dataset(out, build_parser().parse_args(argv)) == (out / "data", False)
 
 
 def test_demo_without_the_neck_drops_the_stride8_level(tmp_path, capsys):

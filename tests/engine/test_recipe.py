@@ -91,6 +91,8 @@ def test_budget_epochs_leaves_time_for_validation():
     config = TrainConfig()
     # 10 minutes at 12 img/s, 160 training and 40 val images: 5 validations of (40 + 160) / 36 s each.
     assert budget_epochs(10, 12.0, config, 160, 40) == int((600 * 0.92 - 5 * 200 / 36) * 12 // 160)
+    # A run that validates less often (the demo: 3 times) keeps time for its own validations, not five.
+    assert budget_epochs(10, 12.0, config, 160, 40, validations=3) == int((600 * 0.92 - 3 * 200 / 36) * 12 // 160)
 
 
 def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, monkeypatch):

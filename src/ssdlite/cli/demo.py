@@ -33,6 +33,8 @@ DEMO_MODEL = ModelConfig(size=128, width_mult=0.5, neck="fpn", fpn_stride8=True)
 #: rather than finish under its target; on a fast one it stops at 9 epochs.
 MIN_EPOCHS, MAX_EPOCHS = 7, 9
 TRAIN_MINUTES = 7.5
+#: Validations during training (the last epoch's included); the budget keeps time for exactly these.
+VALIDATIONS = 3
 
 #: The optimizer is the one ``ssdlite train`` picks from scratch (``recipe.SCRATCH_OPTIMIZER``/``SCRATCH_LR``:
 #: AdamW at 3e-3), here with a warm-up of WARMUP_EPOCHS: it reached VOC mAP@0.5 0.946 in 6 epochs where SGD
@@ -76,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset(out: Path, args: argparse.Namespace) -> Path:
-    """Write the shapes dataset, or reuse one written earlier with the same arguments."""
+def _dataset(out: Path, args: argparse.Namespace) -> tuple[Path, bool]:
+    """``(folder, reused)``: the shapes dataset written now, or one written earlier with the same arguments."""
     from ssdlite.data import write_synthetic
 
     data_dir = out / "data"
@@ -86,8 +88,8 @@ def _dataset(out: Path, args: argparse.Namespace) -> Path:
     if marker.is_file():
         written = json.loads(marker.read_text())
         if all(written.get(k) == v for k, v in wanted.items()):
-            return data_dir
-    return write_synthetic(data_dir, args.num_train, args.num_val, args.image_size, args.seed, overwrite=True)
+            return data_dir, True
+    return write_synthetic(data_dir, args.num_train, args.num_val, args.image_size, args.seed, overwrite=True), False
 
 
 def _draw(model, dataset, classes: list[str], out_dir: Path, count: int, score_threshold: float = 0.5) -> list[str]:
@@ -124,7 +126,7 @@ def _fit_epochs(config, train_set, val_images: int, minutes: float):
     # The input size is the demo's (its images are drawn at that size): only the epochs are fitted.
     try:
         fitted, _, choices = fit_to_budget(config, {"size"}, minutes, train_set, val_images, resolve_device(config.device),
-                                           build_train_set=None)
+                                           build_train_set=None, validations=VALIDATIONS)
     except UserError:  # not one epoch fits: a very slow machine still gets the demo, slowly
         return config.replace(epochs=MIN_EPOCHS), (f"at least {MIN_EPOCHS} for the target accuracy; not one epoch fits "
                                                    f"{minutes:g} minutes at the measured speed")
@@ -157,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
         preset = preset.replace(fpn_stride8=False)  # the stride-8 level belongs to the FPN neck
     model_config = model_config_from_args(args, preset)
     start = time.perf_counter()
-    print(f"[1/4] generating {args.num_train}+{args.num_val} synthetic images of {args.image_size} px in {out / 'data'}", file=sys.stderr)
-    data_dir = _dataset(out, args)
+    data_dir, reused = _dataset(out, args)
+    print(f"[1/4] {'reusing the' if reused else 'generated'} {args.num_train}+{args.num_val} synthetic images of "
+          f"{args.image_size} px in {data_dir}", file=sys.stderr)
     t_data = time.perf_counter() - start
 
     optimizer = args.optimizer or SCRATCH_OPTIMIZER
@@ -172,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         config, epochs_reason = _fit_epochs(config, train_set, len(val_set), args.time_budget)
     else:
         epochs_reason = "given"
-    config = config.replace(val_every=max(1, config.epochs // 3))
+    config = config.replace(val_every=max(1, config.epochs // VALIDATIONS))
     m = config.model
     described = f"{m.arch} (input {m.size}, width {m.width_mult}, neck {m.neck}{' + stride 8' if m.fpn_stride8 else ''})"
     print(f"[2/4] training {described} for {config.epochs} epochs ({epochs_reason}) on {torch.get_num_threads()} threads",

@@ -232,25 +232,27 @@ def measure_speed(
     return timed / (time.perf_counter() - started)
 
 
-def budget_epochs(minutes: float, images_per_s: float, config: TrainConfig, train_images: int, val_images: int) -> int:
-    """Epochs that fit ``minutes`` at ``images_per_s``, leaving room for validation and precise BatchNorm.
+def budget_epochs(minutes: float, images_per_s: float, config: TrainConfig, train_images: int, val_images: int,
+                  validations: int = VALIDATIONS) -> int:
+    """Epochs that fit ``minutes`` at ``images_per_s``, leaving room for ``validations`` validations and precise BatchNorm.
 
     Evaluation and the BatchNorm recomputation are forward passes only, about a third of a training
     step's cost per image (forward + backward = 3 forwards).
     """
     seconds = minutes * 60 * 0.92  # start-up, checkpoints and the final plot take the rest
     per_validation = (val_images + min(config.precise_bn_images, train_images)) / (3 * images_per_s)
-    train_seconds = seconds - VALIDATIONS * per_validation
+    train_seconds = seconds - validations * per_validation
     return int(train_seconds * images_per_s // train_images)
 
 
 def fit_to_budget(
     config: TrainConfig, given: set[str], minutes: float, train_set: Dataset, val_images: int, device: torch.device,
-    build_train_set,
+    build_train_set, validations: int = VALIDATIONS,
 ) -> tuple[TrainConfig, Dataset, list[Choice]]:
     """``config`` with ``epochs`` (and, if needed, the input size) fitted to ``minutes`` from a measured speed.
 
-    ``build_train_set(config)`` rebuilds the training split for another input size.
+    ``build_train_set(config)`` rebuilds the training split for another input size; ``validations`` is how many
+    validations the run will make (time is kept for them).
     """
     if "epochs" in given:
         raise UserError("--time-budget chooses the number of epochs: leave out --epochs (or the epochs: line of --config)")
@@ -262,18 +264,18 @@ def fit_to_budget(
             config = config.replace(size=size)
             train_set = build_train_set(config)
         speed = measure_speed(config, train_set, num_classes, device)
-        epochs = budget_epochs(minutes, speed, config, len(train_set), val_images)
+        epochs = budget_epochs(minutes, speed, config, len(train_set), val_images, validations)
         if epochs >= MIN_EPOCHS or size == sizes[-1]:
             break
     if epochs < 1:
         raise UserError(f"--time-budget {minutes:g}: one epoch of {len(train_set)} images at {speed:.1f} img/s does not "
                         "fit; give more minutes or a smaller --size")
-    config = config.replace(epochs=epochs, val_every=max(1, epochs // VALIDATIONS))
+    config = config.replace(epochs=epochs, val_every=max(1, epochs // validations))
     if size != sizes[0]:
         choices.append(Choice("size", size, f"the largest input at which {MIN_EPOCHS}+ epochs fit {minutes:g} minutes"))
     choices.append(Choice("epochs", epochs, f"{minutes:g} minutes at the measured {speed:.1f} img/s, keeping time for "
-                          f"{VALIDATIONS} validations"))
-    choices.append(Choice("val_every", config.val_every, f"about {VALIDATIONS} validations in {epochs} epochs"))
+                          f"{validations} validations"))
+    choices.append(Choice("val_every", config.val_every, f"about {validations} validations in {epochs} epochs"))
     return config, train_set, choices
 
 

@@ -3,7 +3,10 @@
 # the hand-written recipes as they were before the issue (commit c3f5ff3^: its code and its configs/bccd.yaml and
 # configs/raccoon.yaml) against today's zero-config command, one job at a time, back to back, BCCD pair first.
 #
-#   benchmarks/same_machine_recipes.sh [OUT]      (from the project root; OUT defaults to runs/same)
+#   benchmarks/same_machine_recipes.sh [OUT [RUN...]]      (from the project root; OUT defaults to runs/same)
+#
+# RUN is recipe:NAME or zero:NAME (NAME bccd or raccoon); by default all four, in the order
+# recipe:bccd zero:bccd zero:raccoon recipe:raccoon.
 #
 # Start and end of each run (seconds since the epoch, ISO time, load average) go to OUT/times.log, each run's
 # output to OUT/NAME.log, its run directory to OUT/NAME. Needs ../shared (datasets and the ImageNet backbone) and
@@ -12,6 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/same}
+shift $(( $# > 0 ? 1 : 0 ))
+RUNS=("$@")
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(recipe:bccd zero:bccd zero:raccoon recipe:raccoon)
 BEFORE_REF='c3f5ff3^'
 WEIGHTS=../shared/weights/mobilenet_v2_imagenet.pth
 OLD=$(mktemp -d)
@@ -36,8 +42,11 @@ zero_config() {  # NAME: today's code, only the data, the output and (offline) t
   stamp "end ${1}_zero rc=$rc"
 }
 
-recipe bccd
-zero_config bccd
-zero_config raccoon
-recipe raccoon
+for run in "${RUNS[@]}"; do
+  case "$run" in
+    recipe:bccd|recipe:raccoon) recipe "${run#*:}" ;;
+    zero:bccd|zero:raccoon) zero_config "${run#*:}" ;;
+    *) echo "unknown run '$run': recipe:bccd, recipe:raccoon, zero:bccd or zero:raccoon" >&2; exit 2 ;;
+  esac
+done
 stamp done

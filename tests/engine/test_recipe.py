@@ -35,11 +35,11 @@ def test_every_setting_not_given_is_derived_with_a_reason():
     by_name = {c.name: c for c in choices}
     assert config.model.backbone_weights == "imagenet" and config.freeze_bn == "none"
     assert config.batch_size == 16 and config.optim.lr == pytest.approx(0.02)
-    assert config.epochs == 45 and config.val_every == 9  # 450 steps of 10
+    assert config.epochs == 68 and config.val_every == 13  # 450 steps x 1.5 for zoom-out = 675 steps of 10
     assert config.optim.warmup_epochs == 3.0  # 30 steps
     assert config.data.augment == "ssd"  # 160 px median side at 320: zoom-out is safe
     assert config.model.neck == "none" and "neck" not in by_name  # no small boxes: the plain detector
-    assert all(c.reason for c in choices) and "450 steps" in by_name["epochs"].reason
+    assert all(c.reason for c in choices) and "675 steps" in by_name["epochs"].reason and "zoom-out" in by_name["epochs"].reason
 
 
 def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out():
@@ -61,6 +61,9 @@ def test_given_settings_are_kept():
     assert (config.epochs, config.optim.lr, config.batch_size, config.data.augment) == (7, 0.5, 4, "none")
     assert config.model.backbone_weights is None  # "none" means from scratch, said explicitly
     assert not given & {c.name for c in choices}
+    # The longer schedule belongs to zoom-out, also when the user chose the augmentation: without it, 450 steps.
+    config, _ = derive_recipe(TrainConfig().replace(augment="ssdlite"), {"augment"}, stats(160, 1, 0.5), CPU)
+    assert config.epochs == 45
 
 
 def test_default_boxes_change_only_when_the_search_covers_clearly_more():

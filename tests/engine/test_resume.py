@@ -78,6 +78,9 @@ def test_resume_after_kill_gives_identical_weights(train_voc, tiny_config, tmp_p
     steps_a = [(r["step"], r["loss"]) for r in _records(straight) if r["kind"] == "step"]
     steps_b = [(r["step"], r["loss"]) for r in _records(interrupted) if r["kind"] == "step"]
     assert steps_a == steps_b
+    # Its elapsed time counts on from the killed run's last checkpoint instead of restarting at zero.
+    elapsed = [r["elapsed_s"] for r in _records(interrupted) if r["kind"] == "epoch"]
+    assert len(elapsed) == 4 and all(a < b for a, b in zip(elapsed, elapsed[1:])), elapsed
 
 
 def test_resume_refuses_a_changed_configuration(train_voc, tiny_config, tmp_path):

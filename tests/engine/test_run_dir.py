@@ -48,6 +48,9 @@ def test_run_directory_has_every_artifact(run):
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
     assert all({"loss", "bbox_regression", "classification", "lr", "images_per_s"} <= set(r) for r in steps)
     assert [r["epoch"] for r in epochs] == [1, 2]
+    # Wall time since the start, validations included: it grows, and covers at least the epochs' own seconds.
+    assert 0 < epochs[0]["elapsed_s"] < epochs[1]["elapsed_s"] <= result.seconds
+    assert epochs[1]["elapsed_s"] >= epochs[0]["seconds"] + epochs[1]["seconds"]
     assert all({"voc07_map50", "voc_map50", "coco_map"} <= set(r["val"]) for r in epochs)
     assert result.best_metric == max(r["val"]["voc07_map50"] for r in epochs)
     assert not [r for r in records if r["kind"] == "warning"], "a healthy model was reported as collapsed"
@@ -57,6 +60,8 @@ def test_checkpoints_hold_the_full_training_state(run):
     run_dir, config, result = run
     ckpt = load_checkpoint(run_dir)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 4
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in line]
+    assert ckpt["elapsed_s"] == epochs[-1]["elapsed_s"]  # a resumed run counts on from here
     assert TrainConfig.from_dict(ckpt["config"]) == config.resolved()
     assert ckpt["classes"] == ["circle", "square", "triangle", "star", "ring"]
     assert {"python", "numpy", "torch"} <= set(ckpt["rng"])

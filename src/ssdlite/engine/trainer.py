@@ -204,6 +204,7 @@ class _Trainer:
         self._bn_fresh_at = -1  # the step at which the evaluated model's BN statistics were recomputed
         self.start_epoch, self.step = 0, 0
         self.best_metric, self.best_epoch = None, None
+        self.elapsed_before = 0.0  # wall seconds of the earlier runs of a resumed run
         if resume is not None:
             self._restore(resume)
         if self.device.type == "cuda":
@@ -225,6 +226,7 @@ class _Trainer:
             self.ema.updates = int(ckpt.get("ema_updates", 0))
         self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.best_metric, self.best_epoch = ckpt.get("best_metric"), ckpt.get("best_epoch")
+        self.elapsed_before = float(ckpt.get("elapsed_s", 0.0))
         set_rng_state(ckpt["rng"])
 
     # -- one step ---------------------------------------------------------------------------------
@@ -294,6 +296,9 @@ class _Trainer:
                 last_val = self._validate()
                 if last_val is not None:
                     record["val"] = {k: last_val[k] for k in LOGGED_METRICS if k in last_val}
+            # Wall time since the run began (a resumed run adds its earlier runs'), so the log says how long a
+            # validated mAP took to reach, validations included.
+            record["elapsed_s"] = self.elapsed_before + time.perf_counter() - started
             self._end_epoch(epoch, record, last_val if "val" in record else None)
             epochs_run += 1
             if config.stop_after and epochs_run >= config.stop_after and epoch + 1 < config.epochs:
@@ -433,7 +438,7 @@ class _Trainer:
             self._bn_fresh_at = self.step
         return model
 
-    def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
+    def _checkpoint_state(self, epoch: int, elapsed: float) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "model_config": self.model.config.to_dict(),
@@ -447,6 +452,7 @@ class _Trainer:
             "step": self.step,
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
+            "elapsed_s": elapsed,
             "config": self.config.to_dict(),
             "rng": rng_state(),
         }
@@ -461,7 +467,7 @@ class _Trainer:
                     self.best_metric, self.best_epoch = score, epoch + 1
                 record["best_metric"] = self.best_metric
             self.log.write(record)
-            state = self._checkpoint_state(epoch)
+            state = self._checkpoint_state(epoch, record["elapsed_s"])
             try:
                 save_checkpoint(self.run_dir / "last.pt", state)
                 if improved:
@@ -472,7 +478,9 @@ class _Trainer:
         barrier(self.info)
 
     def _print_epoch(self, record: dict[str, Any]) -> None:
-        text = f"epoch {record['epoch']}/{self.config.epochs}: loss {record['loss']:.4f} ({record['images_per_s']:.1f} img/s)"
+        minutes, seconds = divmod(int(record["elapsed_s"]), 60)
+        text = (f"epoch {record['epoch']}/{self.config.epochs}: loss {record['loss']:.4f} ({record['images_per_s']:.1f} img/s, "
+                f"{minutes}:{seconds:02d} elapsed)")
         if "val" in record:
             text += " " + " ".join(f"{k} {v:.4f}" for k, v in record["val"].items())
         print(text, file=sys.stderr, flush=True)

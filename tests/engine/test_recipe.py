@@ -102,7 +102,7 @@ def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, mon
     config = TrainConfig().replace(**{**TINY, "size": 320, "data": str(train_voc)}).resolved()
     seen = []
 
-    def speed(cfg, train_set, num_classes, device, steps=4):  # 1 img/s at 320, faster as the input shrinks
+    def speed(cfg, train_set, device, steps=4):  # 1 img/s at 320, faster as the input shrinks
         seen.append(cfg.model.size)
         return (320 / cfg.model.size) ** 2
 
@@ -118,12 +118,25 @@ def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, mon
         fit_to_budget(config, {"size"}, 0.05, train_set, 4, CPU, rebuild)
 
 
-def test_measure_speed_runs_real_steps(train_voc):
-    from ssdlite.engine import build_datasets
+def test_measure_speed_times_the_training_loops_own_step(train_voc, tmp_path, monkeypatch):
+    """The probe runs the trainer's step (its memory format, BatchNorm mode, precision, clipping and EMA), not
+    a copy of it, on a throwaway model, and writes nothing."""
+    from ssdlite.engine import build_datasets, trainer
 
     config = TrainConfig().replace(**{**TINY, "data": str(train_voc)}).resolved()
     train_set, _ = build_datasets(config)
-    assert recipe.measure_speed(config, train_set, len(train_set.classes) + 1, CPU, steps=2, seconds=0, warmup=0) > 0
+    steps, real_step = [], trainer._Trainer._step
+
+    def step(self, images, targets):
+        steps.append(len(images))
+        return real_step(self, images, targets)
+
+    monkeypatch.setattr(trainer._Trainer, "_step", step)
+    monkeypatch.chdir(tmp_path)
+    speed = recipe.measure_speed(config, train_set, CPU, steps=2, seconds=0, warmup=0)
+    assert speed > 0
+    assert len(steps) >= 3 and set(steps) == {config.batch_size}  # one untimed step, then at least 2 timed
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):

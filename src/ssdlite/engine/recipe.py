@@ -13,7 +13,6 @@ schedule does not fit, a smaller input) from the measured speed of a few trainin
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,14 +21,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ssdlite.data.loader import build_loader
 from ssdlite.engine.config import TrainConfig
-from ssdlite.engine.ema import ModelEMA
-from ssdlite.engine.optim import build_optimizer
+from ssdlite.engine.trainer import measure_speed
 from ssdlite.errors import UserError
 from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes, sample_boxes
 from ssdlite.models.factory import build_model
-from ssdlite.models.memory_format import place_model
 
 #: SGD steps at batch 16 that the shared-backbone recipes needed for one class (raccoon: VOC07 0.913 after
 #: 300 steps, 0.916 after 600; BCCD's three classes 0.867 after 540), and the extra share per further
@@ -193,52 +189,6 @@ def _anchors(config: TrainConfig, given: set[str], stats: DataStats) -> tuple[Tr
                            f"against {before:.1%} with the default boxes")]
 
 
-def measure_speed(
-    config: TrainConfig, train_set: Dataset, num_classes: int, device: torch.device, steps: int = 4, seconds: float = 3.0,
-    warmup: float = 2.0,
-) -> float:
-    """Training images per second on this machine, on a throwaway model, in its steady state: untimed steps
-    for ``warmup`` seconds (at least one: the first steps allocate, pick kernels and fill the loader; a demo
-    run's log averaged 41 img/s over its first 5 steps and 68 over its first 40), then at least ``steps`` timed steps and at
-    least ``seconds`` (small, fast steps are timed over more of them, so one slow step among a handful does
-    not decide the schedule).
-
-    The whole step as training runs it: loading and augmentation, forward, loss, backward, gradient clipping,
-    SGD and the EMA update (a probe without the clipping and the EMA measured 70 img/s on the demo where its
-    training then ran at 45-65).
-    """
-    torch.manual_seed(config.seed)
-    model = place_model(build_model(config.model.replace(num_classes=num_classes), load_backbone=False), device, config.channels_last)
-    model.train()
-    optimizer = build_optimizer(model, config.optim)
-    ema = ModelEMA(model, config.ema_decay) if config.ema else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    loader = build_loader(train_set, config.batch_size, epoch=0, seed=config.seed, shuffle=True, drop_last=True,
-                          num_workers=config.data.workers)
-    first, started, timed, done = None, None, 0, 0  # first: the end of the first step
-    for images, targets in loader:
-        if started is None and first is not None and time.perf_counter() - first >= warmup:
-            started, done = time.perf_counter(), 0
-        images = [im.to(device) for im in images]
-        targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
-        losses = model(images, targets)
-        optimizer.zero_grad(set_to_none=True)
-        (losses["bbox_regression"] + losses["classification"]).backward()
-        torch.nn.utils.clip_grad_norm_(params, config.optim.clip_grad if config.optim.clip_grad > 0 else math.inf)
-        optimizer.step()
-        if ema is not None:
-            ema.update(model)
-        done += 1
-        first = first or time.perf_counter()
-        if started is not None:
-            timed += len(images)
-            if done >= steps and time.perf_counter() - started >= seconds:
-                break
-    if started is None or timed == 0:
-        raise UserError("--time-budget: the training split is too small to measure a training step")
-    return timed / (time.perf_counter() - started)
-
-
 def budget_epochs(minutes: float, images_per_s: float, config: TrainConfig, train_images: int, val_images: int,
                   validations: int = VALIDATIONS) -> int:
     """Epochs that fit ``minutes`` at ``images_per_s``, leaving room for ``validations`` validations and precise BatchNorm.
@@ -263,14 +213,13 @@ def fit_to_budget(
     """
     if "epochs" in given:
         raise UserError("--time-budget chooses the number of epochs: leave out --epochs (or the epochs: line of --config)")
-    num_classes = len(train_set.classes) + 1
     sizes = [config.model.resolved().size] if "size" in given else [s for s in BUDGET_SIZES if s <= config.model.resolved().size]
     choices: list[Choice] = []
     for size in sizes or [config.model.resolved().size]:
         if size != config.model.resolved().size:
             config = config.replace(size=size)
             train_set = build_train_set(config)
-        speed = measure_speed(config, train_set, num_classes, device)
+        speed = measure_speed(config, train_set, device)
         epochs = budget_epochs(minutes, speed, config, len(train_set), val_images, validations)
         if epochs >= MIN_EPOCHS or size == sizes[-1]:
             break

@@ -23,9 +23,15 @@ every backend ``--per-round`` times in turn (after two warm-up calls each), with
 backends so one runtime's spinning worker threads do not steal the next one's time. Medians, p90 and the ratio
 to onnxruntime fp32.
 
+``profile``: where an onnxruntime file spends its time, per kind of convolution (the first 3-channel one,
+depthwise, pointwise 1x1, other kxk) and everything else, from onnxruntime's own profiler; the files are
+called interleaved as in ``latency``, on the same image, and each call's node times are summed separately
+(medians per call). It answers "why is INT8 not faster": which layers gain and which do not.
+
 Run:
     .venv/bin/python benchmarks/runtimes.py parity --out /tmp/rt --int8 --model runs/raccoon=../shared/datasets/raccoon
     .venv/bin/python benchmarks/runtimes.py latency --weights runs/raccoon --files /tmp/rt/raccoon*.{onnx,pte,tflite,xml}
+    .venv/bin/python benchmarks/runtimes.py profile --weights runs/raccoon --files /tmp/rt/raccoon{,_int8}.onnx
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 SSDLITE = [sys.executable, "-m", "ssdlite"]
@@ -153,6 +161,75 @@ def latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conv_kinds(model) -> dict[str, str]:
+    """``{node name: kind}`` for the Conv/QLinearConv nodes of an (optimized) onnx model: ``first`` (3 input
+    channels), ``dw`` (grouped), ``pw`` (1x1) or ``kxk``."""
+    weights = {w.name: list(w.dims) for w in model.graph.initializer}
+    kinds = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "QLinearConv"):
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        dims = weights.get(node.input[1] if node.op_type == "Conv" else node.input[3])  # (O, I/g, kh, kw)
+        if dims and dims[1] == 3 and group == 1:
+            kinds[node.name] = "first"
+        elif group > 1:
+            kinds[node.name] = "dw"
+        else:
+            kinds[node.name] = "pw" if dims and dims[2:] == [1, 1] else "kxk"
+    return kinds
+
+
+def profile(args: argparse.Namespace) -> int:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from ssdlite.deploy.samples import sample_images
+    from ssdlite.models.io import load_model
+
+    model, _ = load_model(args.weights)
+    with torch.no_grad():
+        x = model.preprocess(sample_images(1, 480, 640))[0].numpy()  # (1, 3, S, S)
+    tmp = Path(tempfile.mkdtemp(prefix="ort_profile_"))
+    sessions = {}
+    for i, path in enumerate(args.files):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+        options.enable_profiling, options.profile_file_prefix = True, str(tmp / f"p{i}")
+        options.optimized_model_filepath = str(tmp / f"opt{i}.onnx")  # the graph that runs (fused, NHWC)
+        options.log_severity_level = 3
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x}
+        session.run(None, feed), session.run(None, feed)  # first calls allocate and pick kernels
+        sessions[path] = (session, feed, tmp / f"opt{i}.onnx")
+    for _ in range(args.rounds):
+        for session, feed, _ in sessions.values():
+            time.sleep(0.05)
+            for _ in range(args.per_round):
+                session.run(None, feed)
+    parts = ("first", "pw", "dw", "kxk", "other")
+    print(f"\nbatch 1, {args.threads} threads, {args.rounds} rounds x {args.per_round} calls, median ms per call\n")
+    print("| file | whole call | " + " | ".join(parts) + " |")
+    print("| --- | ---: |" + " ---: |" * len(parts))
+    for path, (session, _, optimized) in sessions.items():
+        kinds = _conv_kinds(onnx.load(optimized))
+        events = json.loads(Path(session.end_profiling()).read_text())
+        runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"][2:]  # after warm-up
+        per_call = [Counter() for _ in runs]
+        nodes = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")), key=lambda e: e["ts"])
+        i = 0
+        for e in nodes:  # each node event lies inside one model_run span
+            while i < len(runs) and e["ts"] > runs[i]["ts"] + runs[i]["dur"]:
+                i += 1
+            if i < len(runs) and e["ts"] >= runs[i]["ts"]:
+                per_call[i][kinds.get(e["name"].removesuffix("_kernel_time"), "other")] += e["dur"]
+        whole = statistics.median(e["dur"] for e in runs) / 1e3
+        cells = " | ".join(f"{statistics.median(c[k] for c in per_call) / 1e3:.2f}" for k in parts)
+        print(f"| {Path(path).name} | {whole:.2f} | {cells} |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(required=True)
@@ -169,6 +246,13 @@ def main() -> int:
     p.add_argument("--per-round", type=int, default=10)
     p.add_argument("--json-out")
     p.set_defaults(func=latency)
+    p = sub.add_parser("profile", help="onnxruntime files: time per kind of convolution, interleaved")
+    p.add_argument("--weights", required=True, help="the run the files were exported from (its preprocessing)")
+    p.add_argument("--files", nargs="+", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--per-round", type=int, default=10)
+    p.set_defaults(func=profile)
     args = parser.parse_args()
     return args.func(args)
 

@@ -238,21 +238,19 @@ def main() -> int:
     p.add_argument("--out", required=True, help="folder for the exported files and parity.json")
     p.add_argument("--int8", action="store_true", help="also the INT8 exports and their VOC07 mAP@0.5")
     p.set_defaults(func=parity)
-    p = sub.add_parser("latency", help="interleaved batch-1 latency of eager PyTorch and exported files")
-    p.add_argument("--weights", required=True, help="the run the files were exported from (eager reference)")
-    p.add_argument("--files", nargs="+", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--per-round", type=int, default=10)
-    p.add_argument("--json-out")
-    p.set_defaults(func=latency)
-    p = sub.add_parser("profile", help="onnxruntime files: time per kind of convolution, interleaved")
-    p.add_argument("--weights", required=True, help="the run the files were exported from (its preprocessing)")
-    p.add_argument("--files", nargs="+", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--per-round", type=int, default=10)
-    p.set_defaults(func=profile)
+    for name, func, help, rounds in (
+        ("latency", latency, "interleaved batch-1 latency of eager PyTorch and exported files", 10),
+        ("profile", profile, "onnxruntime files: time per kind of convolution, interleaved", 20),
+    ):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--weights", required=True, help="the run the files were exported from (eager reference, preprocessing)")
+        p.add_argument("--files", nargs="+", required=True)
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--rounds", type=int, default=rounds)
+        p.add_argument("--per-round", type=int, default=10)
+        p.set_defaults(func=func)
+        if name == "latency":
+            p.add_argument("--json-out")
     args = parser.parse_args()
     return args.func(args)
 

@@ -91,3 +91,20 @@ def test_resume_refuses_a_changed_configuration(train_voc, tiny_config, tmp_path
     changed = run_ssdlite("train", "--resume", str(run_dir), "--lr", "0.5")
     assert changed.returncode == 2
     assert "cannot change lr" in changed.stderr and "last.pt" in changed.stderr
+
+
+def test_resume_of_a_checkpoint_written_before_elapsed_time_was_kept(train_voc, tiny_config, tmp_path):
+    # Checkpoints of earlier versions have no "elapsed_s": their resume counts the time from zero, not a KeyError.
+    run_dir = tmp_path / "run"
+    first = run_ssdlite("train", "--data", str(train_voc), *cli_args(tiny_config.replace(epochs=2, stop_after=1)), "--out", str(run_dir))
+    assert first.returncode == 0, first.stderr
+    ckpt = torch.load(run_dir / "last.pt", weights_only=True)
+    assert ckpt.pop("elapsed_s") > 0
+    torch.save(ckpt, run_dir / "last.pt")
+
+    resumed = run_ssdlite("train", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = [r for r in _records(run_dir) if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert 0 < epochs[1]["elapsed_s"]
+    assert torch.load(run_dir / "last.pt", weights_only=True)["elapsed_s"] == epochs[1]["elapsed_s"]

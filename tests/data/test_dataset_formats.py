@@ -11,6 +11,7 @@ from fixture_writers import CLASSES, Sample, default_samples, write_coco, write_
 from torchvision import tv_tensors
 
 from ssdlite.data import build_dataset, detect_format
+from ssdlite.data.build import dataset_splits
 from ssdlite.errors import DataError
 
 
@@ -171,3 +172,48 @@ def test_changing_a_returned_target_does_not_change_the_dataset(tmp_path):
     np.testing.assert_allclose(again["boxes"].numpy(), [[4, 6, 30, 40], [20, 10, 60, 44]])
     assert again["labels"].tolist() == [1, 2]
     np.testing.assert_allclose(ds.get_annotation(0)["boxes"], [[4, 6, 30, 40], [20, 10, 60, 44]])
+
+
+def _roboflow_coco(tmp_path, categories: list[dict], extra_annotation: dict | None = None):
+    """Roboflow's COCO export: ``train/`` and ``valid/``, each with its images and ``_annotations.coco.json``."""
+    source = write_coco(tmp_path / "src", default_samples())
+    data = json.loads((source / "annotations" / "instances_train.json").read_text())
+    data["categories"] = categories
+    if extra_annotation:
+        data["annotations"].append(extra_annotation)
+    root = tmp_path / "roboflow"
+    for folder in ("train", "valid"):
+        (root / folder).mkdir(parents=True)
+        for image in (source / "images" / "train").iterdir():
+            (root / folder / image.name).write_bytes(image.read_bytes())
+        (root / folder / "_annotations.coco.json").write_text(json.dumps(data))
+    return root
+
+
+ROBOFLOW_GROUP = {"id": 0, "name": "animals", "supercategory": "none"}
+
+
+def test_roboflow_coco_export_valid_split_and_grouping_category(tmp_path):
+    members = [{"id": i + 1, "name": name, "supercategory": "animals"} for i, name in enumerate(CLASSES)]
+    root = _roboflow_coco(tmp_path, [ROBOFLOW_GROUP, *members])
+    assert detect_format(root) == "coco"
+    assert dataset_splits(root) == ["train", "val"]  # val is found as valid/
+    for split in ("train", "val"):
+        ds = build_dataset(root, split=split)
+        assert ds.classes == CLASSES and ds.category_ids == [1, 2, 3]  # category 0 only groups the others
+        assert ds.report.counts() == {"category_group": 1}
+        assert "'animals' is the supercategory of cat, dog, bird" in ds.report.problems[0].detail
+        assert len(ds) == 4
+    with pytest.raises(DataError, match=r"split 'test' .*train/_annotations.coco.json"):
+        build_dataset(root, split="test")
+
+
+def test_a_category_without_boxes_stays_a_class_unless_it_groups_the_others(tmp_path):
+    # A class nobody annotated yet is still a class; so is a group category that boxes use.
+    members = [{"id": i + 1, "name": name, "supercategory": "animals"} for i, name in enumerate([*CLASSES, "fish"])]
+    root = _roboflow_coco(tmp_path / "a", [*members])
+    assert build_dataset(root, split="val").classes == [*CLASSES, "fish"]
+    used = {"id": 999, "image_id": 100, "category_id": 0, "bbox": [1, 1, 10, 10], "area": 100, "iscrowd": 0}
+    root = _roboflow_coco(tmp_path / "b", [ROBOFLOW_GROUP, *members], extra_annotation=used)
+    ds = build_dataset(root, split="train")
+    assert ds.classes == ["animals", *CLASSES, "fish"] and "category_group" not in ds.report.counts()

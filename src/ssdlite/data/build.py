@@ -41,13 +41,19 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+# Other names exporters give a split's folder or file: Roboflow writes valid/, Hugging Face and others validation.
+SPLIT_ALIASES = {"val": ("val", "valid", "validation")}
+
+
 def coco_annotation_file(root: Path, split: str | None) -> Path:
     """The COCO JSON of ``split`` under ``root``: ``annotations/instances_<split>*.json``,
-    ``annotations/<split>.json``, ``<split>.json`` or ``<split>/_annotations.coco.json`` (Roboflow)."""
+    ``annotations/<split>.json``, ``<split>.json`` or ``<split>/_annotations.coco.json`` (Roboflow), where
+    ``val`` is also found as ``valid`` or ``validation``."""
     if root.is_file():
         return root
+    names = SPLIT_ALIASES.get(split, (split,)) if split else ()
     patterns = (
-        [f"annotations/instances_{split}*.json", f"annotations/{split}.json", f"{split}.json", f"{split}/_annotations.coco.json"]
+        [p for name in names for p in (f"annotations/instances_{name}*.json", f"annotations/{name}.json", f"{name}.json", f"{name}/_annotations.coco.json")]
         if split
         else ["annotations/*.json", "*.json"]
     )
@@ -55,7 +61,9 @@ def coco_annotation_file(root: Path, split: str | None) -> Path:
         found = sorted(root.glob(pattern))
         if found:
             return found[0]
-    present = sorted(str(p.relative_to(root)) for p in [*root.glob("annotations/*.json"), *root.glob("*.json")])
+    present = sorted(
+        str(p.relative_to(root)) for p in [*root.glob("annotations/*.json"), *root.glob("*.json"), *root.glob("*/_annotations.coco.json")]
+    )
     raise DataError(f"{root}: no COCO annotation file for split {split!r} (JSON files present: {present or 'none'})")
 
 

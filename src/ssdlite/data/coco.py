@@ -6,7 +6,8 @@ with ``iscrowd`` and ``difficult`` set: training drops them, evaluation treats t
 Each object's ``area`` is kept as the file gives it (for a segmentation, the mask's area): COCO's
 small/medium/large split reads that, not the box, exactly as pycocotools does on the file; an
 annotation without a usable ``area`` gets its (checked) box's area. Images without annotations are
-kept as background-only samples. An annotation naming no image of the file is reported and ignored.
+kept as background-only samples. A category that only groups the others (named as their ``supercategory``,
+used by no annotation, as Roboflow's exports have) is not a class. An annotation naming no image of the file is reported and ignored.
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ def _area(ann: dict) -> tuple[float, str | None]:
     return area, None
 
 
+def _group_categories(categories: list[dict], annotations) -> list[dict]:
+    """The categories that only group the others: each is named as another category's ``supercategory``
+    and no annotation uses it. Roboflow's COCO exports start with one (id 0, e.g. ``"cells"`` over
+    ``RBC``/``WBC``/``Platelets``); taken as a class it would be trained to never fire and listed among the
+    model's labels."""
+    parents = {c.get("supercategory") for c in categories if c.get("supercategory") != c.get("name")}
+    used = {a.get("category_id") for a in annotations or [] if isinstance(a, dict)}
+    return [c for c in categories if c.get("name") in parents and c.get("id") not in used and len(categories) > 1]
+
+
 def find_image_dir(annotation_file: Path, file_name: str | None, split: str | None = None) -> Path:
     """The folder ``file_name`` is found in, among the usual COCO layouts around the JSON file:
     ``images/<split>``, ``<split>2017``, ``<split>``, ``images`` beside ``annotations/``, or the JSON's folder."""
@@ -115,12 +126,22 @@ def read_coco(
     try:
         categories = sorted(data["categories"], key=lambda c: int(c["id"]))
         category_ids = [int(c["id"]) for c in categories]
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{source}: a category lacks an integer 'id' or a 'name' ({err})") from None
+    report = DataReport(source, num_samples=len(data["images"]))
+    groups = _group_categories(categories, data.get("annotations"))
+    for category in groups:
+        children = [str(c.get("name")) for c in categories if c.get("supercategory") == category.get("name") and c is not category]
+        detail = f"category {category['id']} {category.get('name')!r} is the supercategory of {', '.join(children)} and no box uses it"
+        report.add(Problem(source, "category_group", detail))
+    categories = [c for c in categories if c not in groups]
+    try:
+        category_ids = [int(c["id"]) for c in categories]
         names = [str(c["name"]) for c in categories]
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{source}: a category lacks an integer 'id' or a 'name' ({err})") from None
     if classes is not None and list(classes) != names:
         raise DataError(f"{source}: classes {list(classes)} differ from the file's categories {names}")
-    report = DataReport(source, num_samples=len(data["images"]))
     report.extend(check_class_list(names, source))
     label_of = {cid: i + 1 for i, cid in enumerate(category_ids)}
 

@@ -50,6 +50,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "area_invalid": ("warning", "box area used for COCO's small/medium/large"),
     "annotation_orphan": ("warning", "annotation ignored"),
     "classes_inferred": ("warning", "classes taken from the annotations in sorted order"),
+    "category_group": ("note", "not used as a class"),
     "annotation_missing": ("error", "sample skipped"),
     "annotation_malformed": ("error", "sample skipped"),
     "annotation_unsafe": ("error", "file refused; sample skipped"),

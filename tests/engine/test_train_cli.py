@@ -78,3 +78,24 @@ def test_train_with_only_data_and_out_starts_from_the_resolved_defaults(tmp_path
     assert "recipe (settings not given, derived from the data):" in printed
     epochs = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "epoch"]
     assert epochs and epochs[0]["loss"] > 0
+
+
+def test_a_dataset_without_val_split_validates_on_held_out_images_in_train_and_eval(train_voc, tiny_config, tmp_path):
+    """Before, a VOC folder without ImageSets (or YOLO images/train only) validated on its training images."""
+    import json
+    import shutil
+
+    from train_helpers import cli_args, run_ssdlite
+
+    flat = tmp_path / "flat"
+    shutil.copytree(train_voc, flat)
+    shutil.rmtree(flat / "ImageSets")  # 20 images, no split files
+    run = tmp_path / "run"
+    done = run_ssdlite("train", "--data", str(flat), *cli_args(tiny_config.replace(epochs=1)), "--out", str(run))
+    assert done.returncode == 0, done.stderr
+    assert "val data: no validation split: 'val' is 4 of the 20 usable images of the dataset" in done.stderr
+    data = {r["split"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "data"}
+    assert data["train"]["usable"] == 16 and data["val"]["usable"] == 4
+    evaluated = run_ssdlite("eval", "--weights", str(run), "--data", str(flat))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "4 images in" in evaluated.stdout + evaluated.stderr

@@ -67,7 +67,7 @@ def _dataset(args: argparse.Namespace, classes: list[str] | None = None):
     """The split, untransformed and with difficult/crowd boxes; what the data checks changed goes to stderr."""
     from ssdlite.data import build_dataset, data_summary
 
-    dataset = build_dataset(args.data, args.format, args.split, transforms=None, keep_difficult=True, classes=classes)
+    dataset = build_dataset(args.data, args.format, args.split, transforms=None, keep_difficult=True, classes=classes, hold_out=True)
     if any(p.severity in ("warning", "error") for p in dataset.report.problems):
         # Skipped samples and fixed boxes make the numbers differ from a tool that reads the raw files.
         print(f"warning: evaluating after these data fixes (all of them: ssdlite data check {args.data})", file=sys.stderr)

@@ -64,7 +64,7 @@ def _accuracy(fp32: str, int8: str, dataset_path: str, split: str) -> dict:
     from ssdlite.deploy.predictor import Predictor, PredictorModule
     from ssdlite.engine.evaluate import evaluate
 
-    dataset = build_dataset(dataset_path, split=split, keep_difficult=True)
+    dataset = build_dataset(dataset_path, split=split, keep_difficult=True, hold_out=True)
     scores = {}
     for name, path in (("fp32", fp32), ("int8", int8)):
         predictor = Predictor(path, backend="onnxruntime", score_threshold=0.0)

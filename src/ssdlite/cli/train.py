@@ -81,7 +81,7 @@ def apply_recipe(config, given: set[str], time_budget: float | None):
     if time_budget is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("--time-budget measures one process's speed; under torchrun give --epochs instead")
     device = resolve_device(config.device)
-    plain = build_dataset(config.data.data, config.data.format, config.data.train_split)
+    plain = build_dataset(config.data.data, config.data.format, config.data.train_split, hold_out=True)
     config, choices = derive_recipe(config, given, DataStats.of(plain), device)
     config = config.resolved()
     train_set, val_set = build_datasets(config)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ssdlite.data.catalog import Catalog
+from ssdlite.data.catalog import Catalog, split_names
 from ssdlite.data.coco import read_coco
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
+from ssdlite.data.problems import DataReport, Problem
 from ssdlite.data.voc import read_voc
-from ssdlite.data.problems import Problem
 from ssdlite.data.yolo import find_yolo_yaml, read_yolo, read_yolo_yaml
 from ssdlite.errors import DataError
 
@@ -37,12 +38,8 @@ def detect_format(path: str | Path) -> str:
         return "coco"
     raise DataError(
         f"{path}: cannot tell the dataset format (expected Annotations/ for VOC, annotations/*.json for COCO, "
-        "or data.yaml / images/ + labels/ for YOLO); pass format="
+        "or data.yaml / images/ + labels/ for YOLO); to read it as one of them, pass --format voc|coco|yolo (format= in Python)"
     )
-
-
-# Other names exporters give a split's folder or file: Roboflow writes valid/, Hugging Face and others validation.
-SPLIT_ALIASES = {"val": ("val", "valid", "validation")}
 
 
 def coco_annotation_file(root: Path, split: str | None) -> Path:
@@ -51,7 +48,7 @@ def coco_annotation_file(root: Path, split: str | None) -> Path:
     ``val`` is also found as ``valid`` or ``validation``."""
     if root.is_file():
         return root
-    names = SPLIT_ALIASES.get(split, (split,)) if split else ()
+    names = split_names(split) if split else ()
     patterns = (
         [p for name in names for p in (f"annotations/instances_{name}*.json", f"annotations/{name}.json", f"{name}.json", f"{name}/_annotations.coco.json")]
         if split
@@ -67,23 +64,92 @@ def coco_annotation_file(root: Path, split: str | None) -> Path:
     raise DataError(f"{root}: no COCO annotation file for split {split!r} (JSON files present: {present or 'none'})")
 
 
+# The share of the training images held out for validation when a dataset has no validation split.
+HOLD_OUT = 0.2
+
+
+def has_split(path: Path, format: str, split: str) -> bool:
+    """Whether the dataset at ``path`` defines ``split`` (``val`` also as ``valid`` or ``validation``)."""
+    names = split_names(split)
+    if format == "voc":
+        return any((path / "ImageSets" / "Main" / f"{name}.txt").is_file() for name in names)
+    if format == "yolo":
+        data_file = find_yolo_yaml(path)
+        if data_file is not None:
+            return bool(read_yolo_yaml(data_file).get(split))
+        return any((path / "images" / name).is_dir() or (path / name / "images").is_dir() for name in names)
+    try:
+        coco_annotation_file(path, split)
+    except DataError:
+        return False
+    return True
+
+
+def read_split(path: Path, format: str, split: str | None, classes: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> Catalog:
+    """One split as the dataset defines it (None: every sample), without :func:`held_out_split`: what ``ssdlite data
+    check`` reads, so that it checks every file once."""
+    if format == "voc":
+        voc_split = next((n for n in split_names(split) if (path / "ImageSets" / "Main" / f"{n}.txt").is_file()), split) if split else None
+        return read_voc(path, voc_split, classes, max_pixels)
+    if format == "coco":
+        return read_coco(coco_annotation_file(path, split), None, classes, max_pixels, split=split)
+    if format == "yolo":
+        return read_yolo(path, split, classes)
+    raise DataError(f"unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}")
+
+
+def held_out_split(catalog: Catalog, split: str, of: str) -> Catalog:
+    """``split`` (``train`` or ``val``) of a dataset without a validation split: ``val`` is
+    :data:`HOLD_OUT` of ``catalog``'s samples (at least one), ``train`` the others.
+
+    The held-out samples are those whose image file names come first in SHA-1 order: no state and no seed,
+    so training, ``eval``, ``quantize`` and the exports' ``--val`` all see the same split of the same files,
+    and adding images moves few of the old ones across.
+    """
+    records = catalog.records
+    if len(records) < 2:
+        raise DataError(
+            f"{catalog.source}: {len(records)} usable sample(s) and no validation split: nothing to hold out for "
+            "validation; add images, or train without validation (--val-split '')"
+        )
+    count = max(1, round(HOLD_OUT * len(records)))
+    ranked = sorted(range(len(records)), key=lambda i: hashlib.sha1(records[i].image_path.name.encode()).hexdigest())
+    held = set(ranked[:count])
+    part = [r for i, r in enumerate(records) if (i in held) == (split == "val")]
+    old = catalog.report
+    report = DataReport(f"{old.source}, {split} part", problems=old.problems)  # the whole's problems: the files are shared
+    report.num_samples = len(part) + len(report.unusable_files())
+    detail = (
+        f"no validation split: 'val' is {count} of the {len(records)} usable images of {of} ({HOLD_OUT:.0%}, the first "
+        f"file names in SHA-1 order), 'train' the other {len(records) - count}"
+    )
+    report.add(Problem(old.source, "split_held_out", detail))
+    return Catalog(catalog.source, part, catalog.classes, catalog.category_ids, report)
+
+
 def read_catalog(
     path: str | Path,
     format: str | None = None,
     split: str | None = "train",
     classes: list[str] | None = None,
     max_pixels: int = MAX_PIXELS,
+    hold_out: bool = False,
 ) -> Catalog:
-    """Read and check the annotations of one split (no image decoded); see :func:`build_dataset`."""
+    """Read and check the annotations of one split (no image decoded); see :func:`build_dataset`.
+
+    With ``hold_out`` (what the command line does), a dataset folder without a validation split (no
+    ``ImageSets/Main/val.txt``, no YOLO ``val`` entry or folder, no COCO ``val`` file) gives ``train`` and
+    ``val`` by :func:`held_out_split` from its ``train`` split, or from every sample when it has no splits at
+    all, so that training never validates on the images it trains on. A COCO JSON file given as ``path`` is
+    read whole for any split.
+    """
     path = Path(path)
     format = format or detect_format(path)
-    if format == "voc":
-        return read_voc(path, split, classes, max_pixels)
-    if format == "coco":
-        return read_coco(coco_annotation_file(path, split), None, classes, max_pixels, split=split)
-    if format == "yolo":
-        return read_yolo(path, split, classes)
-    raise DataError(f"unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}")
+    if hold_out and split in ("train", "val") and path.is_dir() and not has_split(path, format, "val"):
+        source = "train" if has_split(path, format, "train") else None
+        whole = read_split(path, format, source, classes, max_pixels)
+        return held_out_split(whole, split, f"the '{source}' split" if source else "the dataset")
+    return read_split(path, format, split, classes, max_pixels)
 
 
 def raise_if_unusable(catalog: Catalog, strict: bool = False) -> None:
@@ -109,6 +175,7 @@ def build_dataset(
     classes: list[str] | None = None,
     strict: bool = False,
     max_pixels: int = MAX_PIXELS,
+    hold_out: bool = False,
 ) -> DetectionDataset:
     """Read, check and wrap one split of a VOC, COCO or YOLO dataset.
 
@@ -123,6 +190,8 @@ def build_dataset(
             names; COCO: checked against the categories).
         strict: refuse the dataset for any warning or unusable sample, not only for fatal problems.
         max_pixels: per-image decompression-bomb limit.
+        hold_out: where the dataset has no validation split, ``train`` and ``val`` are the two parts of
+            :func:`held_out_split` (every ``ssdlite`` command reads the user's data this way).
 
     Returns:
         a :class:`~ssdlite.data.dataset.DetectionDataset`; its ``report`` lists the problems found, each
@@ -132,7 +201,7 @@ def build_dataset(
         DataError: unknown class names (listed), a class list with background or duplicates, no usable
             sample, a layout that is not the format, or with ``strict`` any problem above a note.
     """
-    catalog = read_catalog(path, format, split, classes, max_pixels)
+    catalog = read_catalog(path, format, split, classes, max_pixels, hold_out)
     raise_if_unusable(catalog, strict)
     return DetectionDataset(catalog, transforms=transforms, keep_difficult=keep_difficult, max_pixels=max_pixels)
 

@@ -15,6 +15,14 @@ import numpy as np
 
 from ssdlite.data.problems import DataReport
 
+# Other names exporters give a split's folder or file: Roboflow writes valid/, Hugging Face and others validation.
+SPLIT_ALIASES = {"val": ("val", "valid", "validation")}
+
+
+def split_names(split: str) -> tuple[str, ...]:
+    """The names ``split`` may have on disk, the usual one first (``val``: also ``valid``, ``validation``)."""
+    return SPLIT_ALIASES.get(split, (split,))
+
 
 @dataclass
 class Record:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ssdlite.data.build import dataset_splits, read_catalog
+from ssdlite.data.build import dataset_splits, detect_format, read_catalog, read_split
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport
@@ -29,10 +29,14 @@ def check_dataset(
     A report's ``ok(strict)`` is False when a sample (or the dataset) would be unusable; with ``strict``
     also when anything was fixed. Layout errors (not a dataset at all) raise ``DataError``.
     """
-    splits = [split] if split is not None else dataset_splits(path, format)
     reports = []
-    for name in splits:
-        catalog = read_catalog(path, format, name, classes, max_pixels)
+    for name in [split] if split is not None else dataset_splits(path, format):
+        # A named split is read as training reads it (held out where the dataset has no val split); the
+        # whole check reads each of the dataset's own splits, so every file is checked once.
+        if split is not None:
+            catalog = read_catalog(path, format, name, classes, max_pixels, hold_out=True)
+        else:
+            catalog = read_split(Path(path), format or detect_format(path), name, classes, max_pixels)
         dataset = DetectionDataset(catalog, keep_difficult=True, max_pixels=max_pixels)
         tick = progress(f"decoding {catalog.report.source}", len(dataset)) if progress is not None else None
         dataset.check_images(tick)

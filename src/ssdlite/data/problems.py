@@ -51,6 +51,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "annotation_orphan": ("warning", "annotation ignored"),
     "classes_inferred": ("warning", "classes taken from the annotations in sorted order"),
     "category_group": ("note", "not used as a class"),
+    "split_held_out": ("note", "those images are kept for validation, not trained on"),
     "annotation_missing": ("error", "sample skipped"),
     "annotation_malformed": ("error", "sample skipped"),
     "annotation_unsafe": ("error", "file refused; sample skipped"),

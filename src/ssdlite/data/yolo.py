@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from ssdlite.data.box_checks import check_boxes
-from ssdlite.data.catalog import Catalog, Record, empty_annotation
+from ssdlite.data.catalog import Catalog, Record, empty_annotation, split_names
 from ssdlite.data.classes import UnknownClasses, check_class_list, read_class_file
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.data.voc import IMAGE_SUFFIXES
@@ -98,10 +98,14 @@ def yolo_layout(root: str | Path, split: str | None, names: list[str] | None) ->
                 raise DataError(f"{data_file}: no 'names' (the class names)")
             names = _names(data["names"], data_file)
         return images, list(names), str(data_file)
-    candidates = [root / "images" / split, root / split / "images"] if split else []
+    names_of_split = split_names(split) if split else ()
+    candidates = [c for name in names_of_split for c in (root / "images" / name, root / name / "images")]
     folder = next((c for c in candidates if c.is_dir()), root / "images")
     if not folder.is_dir():
         raise DataError(f"{root}: not a YOLO dataset (no data.yaml and no images/ folder)")
+    if split and folder == root / "images":
+        present = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        raise DataError(f"{root}: no {split!r} split (no images/{split}/ or {split}/images/; folders in images/: {', '.join(present) or 'none'})")
     if names is None:
         class_file = root / "classes.txt"
         if not class_file.is_file():

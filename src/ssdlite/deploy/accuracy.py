@@ -11,6 +11,6 @@ def voc07_map50(weights: str | os.PathLike, backend: str, dataset_path: str, spl
     from ssdlite.deploy.predictor import Predictor, PredictorModule
     from ssdlite.engine.evaluate import evaluate
 
-    dataset = build_dataset(dataset_path, split=split, keep_difficult=True)
+    dataset = build_dataset(dataset_path, split=split, keep_difficult=True, hold_out=True)
     predictor = Predictor(weights, backend=backend, score_threshold=0.0)
     return evaluate(PredictorModule(predictor), dataset, progress=False)["voc07_map50"]

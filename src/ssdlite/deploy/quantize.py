@@ -42,7 +42,7 @@ def calibration_images(sources: Sequence[str], split: str = "train", limit: int 
         except DataError:
             fmt = None
         if fmt is not None:
-            dataset = build_dataset(sources[0], fmt, split=split)
+            dataset = build_dataset(sources[0], fmt, split=split, hold_out=True)
             for index in range(min(limit, len(dataset))):
                 yield dataset[index][0].as_subclass(torch.Tensor)
             return

@@ -18,8 +18,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     model = config.resolved().model
     d = config.data
     transforms = train_transforms(d.augment, model.size, mean_fill=model.image_mean)
-    train_set = build_dataset(d.data, d.format, d.train_split, transforms=transforms)
+    train_set = build_dataset(d.data, d.format, d.train_split, transforms=transforms, hold_out=True)
     val_set = None
     if d.val_split:
-        val_set = build_dataset(d.data, d.format, d.val_split, transforms=None, keep_difficult=True, classes=train_set.classes)
+        val_set = build_dataset(d.data, d.format, d.val_split, transforms=None, keep_difficult=True, classes=train_set.classes, hold_out=True)
     return train_set, val_set

@@ -362,6 +362,9 @@ class _Trainer:
                 print(f"{split} data: {counts['samples']} samples, all usable, nothing dropped"
                       + (f" (notes: {notes})" if notes else ""), file=sys.stderr, flush=True)
             self.log.write({"kind": "data", "split": split, "step": self.step, **counts})
+            held = [p for p in getattr(getattr(dataset, "report", None), "problems", ()) if p.kind == "split_held_out"]
+            if split == "val" and held:  # the one note a user must read: which images the numbers are on
+                print(f"val data: {held[0].detail}", file=sys.stderr, flush=True)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config, info = self.config, self.info

@@ -72,3 +72,25 @@ def test_data_check_reads_every_file_once_and_a_named_split_as_training_does(tmp
     assert whole.num_samples == 10 and "split_held_out" not in whole.counts()
     (val,) = check_dataset(root, split="val")
     assert val.num_samples == 2 and val.counts()["split_held_out"] == 1
+
+
+def test_a_flat_yolo_folder_is_every_split_for_the_library_and_held_out_for_the_commands(tmp_path):
+    root = write_yolo(tmp_path / "yolo", _samples(5), yaml_names="none")
+    for kind in ("images", "labels"):  # images/*.jpg and labels/*.txt, no split folders
+        for f in (root / kind / "train").iterdir():
+            f.rename(root / kind / f.name)
+        (root / kind / "train").rmdir()
+    (root / "classes.txt").write_text("cat\ndog\nbird\n")
+    assert len(build_dataset(root, split="train")) == 5 and len(build_dataset(root, split="val")) == 5
+    assert len(build_dataset(root, split="train", hold_out=True)) == 4 and len(build_dataset(root, split="val", hold_out=True)) == 1
+
+
+def test_data_check_finds_a_yolo_valid_folder(tmp_path):
+    root = write_yolo(tmp_path / "yolo", _samples(3), yaml_names="none")
+    (root / "classes.txt").write_text("cat\ndog\nbird\n")
+    for kind in ("images", "labels"):
+        (root / kind / "train").rename(root / kind / "valid")
+    write_yolo(tmp_path / "yolo", _samples(4)[3:], yaml_names="none")  # images/train: one more image
+    reports = check_dataset(root)
+    assert [r.num_samples for r in reports] == [1, 3]  # train, then val found as valid/
+    assert len(build_dataset(root, split="val")) == 3

@@ -218,7 +218,7 @@ def dataset_splits(path: str | Path, format: str | None = None) -> list[str | No
         if data_file is not None:
             data = read_yolo_yaml(data_file)
             return [s for s in ("train", "val", "test") if data.get(s)] or ["train"]
-        return [s for s in ("train", "val", "test") if (path / "images" / s).is_dir()] or [None]
+        return [s for s in ("train", "val", "test") if has_split(path, "yolo", s)] or [None]
     splits = []
     for split in ("train", "val", "test"):
         try:

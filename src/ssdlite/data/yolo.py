@@ -103,9 +103,9 @@ def yolo_layout(root: str | Path, split: str | None, names: list[str] | None) ->
     folder = next((c for c in candidates if c.is_dir()), root / "images")
     if not folder.is_dir():
         raise DataError(f"{root}: not a YOLO dataset (no data.yaml and no images/ folder)")
-    if split and folder == root / "images":
-        present = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        raise DataError(f"{root}: no {split!r} split (no images/{split}/ or {split}/images/; folders in images/: {', '.join(present) or 'none'})")
+    present = sorted(p.name for p in folder.iterdir() if p.is_dir()) if split and folder == root / "images" else []
+    if present:  # split folders, but not this one (a flat images/ is every split)
+        raise DataError(f"{root}: no {split!r} split (no images/{split}/ or {split}/images/; folders in images/: {', '.join(present)})")
     if names is None:
         class_file = root / "classes.txt"
         if not class_file.is_file():

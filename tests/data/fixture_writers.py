@@ -92,6 +92,21 @@ def write_voc(
     return root
 
 
+def write_voc_beside_images(root: Path, samples: list[Sample], folders: dict[str, list[str]] | None = None) -> Path:
+    """labelImg's default (each ``<stem>.xml`` beside its ``.png`` image in ``root``, no ``labels.txt``) or,
+    with ``folders``, Roboflow's VOC export (``root/<folder>/`` per split, XML beside the images). The XML
+    is labelImg's: ``<folder>``, ``<path>`` on the annotator's machine, ``<source>``, ``<segmented>``."""
+    folder_of = {stem: name for name, stems in (folders or {}).items() for stem in stems}
+    for i, sample in enumerate(samples):
+        folder = root / folder_of[sample.stem] if folders else root
+        write_image(folder / f"{sample.stem}.png", sample.size, seed=i)
+        objects = "".join(voc_object_xml(*obj) for obj in sample.objects)
+        extra = f"<folder>{folder.name}</folder><path>C:\\Users\\me\\{sample.stem}.png</path><source><database>Unknown</database></source>"
+        xml = voc_xml(f"{sample.stem}.png", sample.size, objects).replace("<annotation>", f"<annotation>{extra}")
+        (folder / f"{sample.stem}.xml").write_text(xml.replace("</annotation>", "<segmented>0</segmented></annotation>"))
+    return root
+
+
 def write_coco(root: Path, samples: list[Sample], classes: list[str] = CLASSES, category_ids: list[int] | None = None) -> Path:
     """``annotations/instances_train.json`` + ``images/train/``; ``difficult`` objects become ``iscrowd``."""
     category_ids = category_ids or [1 + i for i in range(len(classes))]

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from fixture_writers import CLASSES, Sample, default_samples, write_coco, write_voc, write_yolo
+from fixture_writers import CLASSES, Sample, default_samples, write_coco, write_voc, write_voc_beside_images, write_yolo
 from torchvision import tv_tensors
 
 from ssdlite.data import build_dataset, detect_format
-from ssdlite.data.build import dataset_splits
+from ssdlite.data.build import dataset_splits, has_split
 from ssdlite.errors import DataError
 
 
@@ -217,3 +217,70 @@ def test_a_category_without_boxes_stays_a_class_unless_it_groups_the_others(tmp_
     root = _roboflow_coco(tmp_path / "b", [ROBOFLOW_GROUP, *members], extra_annotation=used)
     ds = build_dataset(root, split="train")
     assert ds.classes == ["animals", *CLASSES, "fish"] and "category_group" not in ds.report.counts()
+
+
+def _assert_same_targets(ds, samples: list[Sample]) -> None:
+    assert [r.image_path.stem for r in ds.records] == [s.stem for s in samples]
+    for index, sample in enumerate(samples):
+        _, target = ds[index]
+        boxes, labels, _ = _expected(sample, keep_difficult=False)
+        np.testing.assert_allclose(target["boxes"].numpy(), boxes)
+        assert target["labels"].tolist() == labels.tolist()
+
+
+def test_labelimg_folder_with_the_xml_beside_the_images(tmp_path):
+    samples = default_samples()
+    root = write_voc_beside_images(tmp_path / "labelimg", samples)
+    assert detect_format(root) == "voc" and not has_split(root, "voc", "val")
+    ds = build_dataset(root, split=None)
+    # No labels.txt: the classes are the names of every annotation, sorted, and the report says so.
+    assert ds.classes == sorted(CLASSES) and "classes_inferred" in ds.report.counts()
+    _assert_same_targets(build_dataset(root, split=None, classes=CLASSES), samples)
+    # The commands hold out a validation part, disjoint from training.
+    train, val = (build_dataset(root, split=s, classes=CLASSES, hold_out=True) for s in ("train", "val"))
+    assert len(train) == 3 and len(val) == 1
+    assert not {r.image_path for r in train.records} & {r.image_path for r in val.records}
+    # A missing image is named with the folder it was looked for in; an image without XML (not labelled yet) is
+    # a note, not a sample.
+    (root / "b.png").unlink()
+    (root / "c.xml").unlink()
+    report = build_dataset(root, split=None, classes=CLASSES).report
+    assert [p.detail for p in report.problems if p.kind == "image_missing"] == [f"no image b.png in {root}/"]
+    assert [p.detail for p in report.problems if p.kind == "image_unannotated"] == ["1 image(s) without an annotation (c.png)"]
+    assert report.record()["usable"] == 2
+
+
+def test_roboflow_voc_export_with_one_folder_per_split(tmp_path):
+    samples = default_samples()
+    root = write_voc_beside_images(tmp_path / "rf", samples, folders={"train": ["a", "b", "c"], "valid": ["d"]})
+    (root / "README.roboflow.txt").write_text("exported\n")
+    assert detect_format(root) == "voc" and has_split(root, "voc", "val") and not has_split(root, "voc", "test")
+    train, val = build_dataset(root, split="train", classes=CLASSES), build_dataset(root, split="val", classes=CLASSES)
+    _assert_same_targets(train, samples[:3])
+    _assert_same_targets(val, samples[3:])
+    # The classes come from every split's annotations, so both splits agree even when one lacks a class.
+    (root / "valid" / "e.xml").write_text((root / "valid" / "d.xml").read_text().replace("bird", "fish"))
+    (root / "valid" / "e.png").write_bytes((root / "valid" / "d.png").read_bytes())
+    assert build_dataset(root, split="train").classes == build_dataset(root, split="val").classes == ["bird", "cat", "dog", "fish"]
+    assert len(build_dataset(root, split=None)) == 5 and dataset_splits(root) == [None]
+    with pytest.raises(DataError, match=r"test: no such split folder \(folders with annotations: train/, valid/\)"):
+        build_dataset(root, split="test")
+    # Folders named otherwise (a labelImg user's batches) are one dataset without splits: every command reads them all
+    # (the commands then hold out a validation part).
+    for old, new in (("train", "batch1"), ("valid", "batch2")):
+        (root / old).rename(root / new)
+    assert not has_split(root, "voc", "train") and len(build_dataset(root, split="train")) == 5
+    train, val = (build_dataset(root, split=s, hold_out=True) for s in ("train", "val"))
+    assert (len(train), len(val)) == (4, 1)
+
+
+def test_annotations_and_images_folders_in_lower_case_are_voc_unless_they_hold_coco_json(tmp_path):
+    samples = default_samples()
+    root = write_voc(tmp_path / "voc", samples, classes=None)
+    (root / "Annotations").rename(root / "annotations")
+    (root / "JPEGImages").rename(root / "images")
+    assert detect_format(root) == "voc"
+    _assert_same_targets(build_dataset(root, split=None, classes=CLASSES), samples)
+    coco = write_coco(tmp_path / "coco", samples)
+    (coco / "annotations" / "stray.xml").write_text("<annotation/>")
+    assert detect_format(coco) == "coco"

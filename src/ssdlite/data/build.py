@@ -12,7 +12,7 @@ from ssdlite.data.coco import read_coco
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport, Problem
-from ssdlite.data.voc import read_voc
+from ssdlite.data.voc import read_voc, voc_has_split, voc_layout
 from ssdlite.data.yolo import find_yolo_yaml, read_yolo, read_yolo_yaml
 from ssdlite.errors import DataError
 
@@ -36,9 +36,12 @@ def detect_format(path: str | Path) -> str:
         return "yolo"
     if list(path.glob("annotations/*.json")) or list(path.glob("*.json")) or list(path.glob("*/_annotations.coco.json")):
         return "coco"
+    if voc_layout(path) is not None:  # labelImg's XML beside the images, Roboflow's VOC split folders
+        return "voc"
     raise DataError(
-        f"{path}: cannot tell the dataset format (expected Annotations/ for VOC, annotations/*.json for COCO, "
-        "or data.yaml / images/ + labels/ for YOLO); to read it as one of them, pass --format voc|coco|yolo (format= in Python)"
+        f"{path}: cannot tell the dataset format (expected Annotations/ or .xml files beside the images for VOC, "
+        "annotations/*.json for COCO, or data.yaml / images/ + labels/ for YOLO); to read it as one of them, pass "
+        "--format voc|coco|yolo (format= in Python)"
     )
 
 
@@ -72,7 +75,7 @@ def has_split(path: Path, format: str, split: str) -> bool:
     """Whether the dataset at ``path`` defines ``split`` (``val`` also as ``valid`` or ``validation``)."""
     names = split_names(split)
     if format == "voc":
-        return any((path / "ImageSets" / "Main" / f"{name}.txt").is_file() for name in names)
+        return voc_has_split(path, split)
     if format == "yolo":
         data_file = find_yolo_yaml(path)
         if data_file is not None:
@@ -89,8 +92,7 @@ def read_split(path: Path, format: str, split: str | None, classes: list[str] | 
     """One split as the dataset defines it (None: every sample), without :func:`held_out_split`: what ``ssdlite data
     check`` reads, so that it checks every file once."""
     if format == "voc":
-        voc_split = next((n for n in split_names(split) if (path / "ImageSets" / "Main" / f"{n}.txt").is_file()), split) if split else None
-        return read_voc(path, voc_split, classes, max_pixels)
+        return read_voc(path, split, classes, max_pixels)
     if format == "coco":
         return read_coco(coco_annotation_file(path, split), None, classes, max_pixels, split=split)
     if format == "yolo":
@@ -138,7 +140,7 @@ def read_catalog(
     """Read and check the annotations of one split (no image decoded); see :func:`build_dataset`.
 
     With ``hold_out`` (what the command line does), a dataset folder without a validation split (no
-    ``ImageSets/Main/val.txt``, no YOLO ``val`` entry or folder, no COCO ``val`` file) gives ``train`` and
+    ``ImageSets/Main/val.txt`` or ``val/`` folder, no YOLO ``val`` entry or folder, no COCO ``val`` file) gives ``train`` and
     ``val`` by :func:`held_out_split` from its ``train`` split, or from every sample when it has no splits at
     all, so that training never validates on the images it trains on. A COCO JSON file given as ``path`` is
     read whole for any split.

@@ -52,6 +52,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "classes_inferred": ("warning", "classes taken from the annotations in sorted order"),
     "category_group": ("note", "not used as a class"),
     "split_held_out": ("note", "those images are kept for validation, not trained on"),
+    "image_unannotated": ("note", "not used: an image is trained on only with its annotation file (one with no objects makes it background)"),
     "annotation_missing": ("error", "sample skipped"),
     "annotation_malformed": ("error", "sample skipped"),
     "annotation_unsafe": ("error", "file refused; sample skipped"),

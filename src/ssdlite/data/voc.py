@@ -1,4 +1,9 @@
-"""Pascal VOC: ``Annotations/<id>.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``, ``labels.txt``.
+"""Pascal VOC XML, in the layouts annotation tools and exporters write.
+
+- Pascal VOC itself: ``Annotations/<id>.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``, ``labels.txt``
+  (also ``annotations/`` with ``images/``, as many published datasets name them);
+- labelImg's default: each ``<name>.xml`` beside its image in one folder;
+- Roboflow's "Pascal VOC" export: one folder per split (``train/``, ``valid/``, ``test/``), XML beside the images.
 
 XML is parsed with defusedxml: entity declarations (billion laughs) and external references (XXE) are
 refused as ``annotation_unsafe``. VOC pixel indices are 1-based and inclusive (a box covering a whole
@@ -9,6 +14,7 @@ refused as ``annotation_unsafe``. VOC pixel indices are 1-based and inclusive (a
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
@@ -16,19 +22,82 @@ import numpy as np
 from defusedxml import DefusedXmlException, EntitiesForbidden
 
 from ssdlite.data.box_checks import check_boxes
-from ssdlite.data.catalog import Catalog, Record, empty_annotation
+from ssdlite.data.catalog import Catalog, Record, empty_annotation, split_names
 from ssdlite.data.classes import UnknownClasses, check_class_list, read_class_file
 from ssdlite.data.decode import MAX_PIXELS, ImageError, image_size
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Folder names that make folders of XML a dataset's splits (``val`` also as ``valid``, ``validation``).
+KNOWN_SPLITS = ("train", "val", "test")
 
 
-def _split_files(root: Path) -> list[Path]:
-    """``ImageSets/Main/<split>.txt`` files; per-class lists (``cat_train.txt``) are not splits."""
-    split_dir = root / "ImageSets" / "Main"
-    return sorted(p for p in split_dir.glob("*.txt") if "_" not in p.stem) if split_dir.is_dir() else []
+@dataclass(frozen=True)
+class VocLayout:
+    """Where a VOC dataset keeps its files.
+
+    A sample id is its XML's path under ``annotations`` without ``.xml``: ``000005`` in Pascal VOC and
+    labelImg folders, ``train/000005`` with ``split_folders``. ``images`` is the image folder, None when
+    each image lies beside its XML. ``split_folders`` maps a folder name to the folder (Roboflow's
+    ``train/``, ``valid/``), empty when the splits are ``ImageSets/Main/<split>.txt`` files or absent.
+    Folders of XML none of which is named as a split (``batch1/``, ``batch2/``) are one dataset without splits.
+    """
+
+    root: Path
+    annotations: Path
+    images: Path | None
+    split_folders: dict[str, Path] = field(default_factory=dict)
+
+    def annotation_files(self) -> list[Path]:
+        """Every XML of the dataset, whatever its split."""
+        folders = list(self.split_folders.values()) or [self.annotations]
+        return sorted(p for folder in folders for p in folder.glob("*.xml"))
+
+    def split_files(self) -> list[Path]:
+        """``ImageSets/Main/<split>.txt`` files; per-class lists (``cat_train.txt``) are not splits."""
+        split_dir = self.root / "ImageSets" / "Main"
+        return sorted(p for p in split_dir.glob("*.txt") if "_" not in p.stem) if split_dir.is_dir() else []
+
+    def named_splits(self) -> bool:
+        """Whether the folders of XML are splits: one at least is named ``train``, ``val``, ``valid``, ... ."""
+        return any(name in self.split_folders for split in KNOWN_SPLITS for name in split_names(split))
+
+    def split(self, split: str) -> Path | None:
+        """The split folder or ``ImageSets/Main`` file of ``split`` (``val`` also as ``valid``, ``validation``)."""
+        for name in split_names(split):
+            if self.named_splits():
+                if name in self.split_folders:
+                    return self.split_folders[name]
+            elif (self.root / "ImageSets" / "Main" / f"{name}.txt").is_file():
+                return self.root / "ImageSets" / "Main" / f"{name}.txt"
+        return None
+
+
+def voc_layout(root: str | Path) -> VocLayout | None:
+    """The layout of the VOC dataset at ``root``, None when ``root`` holds no VOC annotations."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for name, image_names in (("Annotations", ("JPEGImages", "images")), ("annotations", ("images", "JPEGImages"))):
+        folder = root / name
+        # Lower-case annotations/ is VOC only when it holds XML (COCO keeps its JSON there).
+        if folder.is_dir() and (name == "Annotations" or any(folder.glob("*.xml"))):
+            images = next((root / n for n in image_names if (root / n).is_dir()), root / image_names[0])
+            return VocLayout(root, folder, images)
+    if any(root.glob("*.xml")):
+        return VocLayout(root, root, None)
+    folders = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and any(d.glob("*.xml"))}
+    return VocLayout(root, root, None, folders) if folders else None
+
+
+def _layout_or_error(root: Path) -> VocLayout:
+    layout = voc_layout(root)
+    if layout is None:
+        raise DataError(
+            f"{root}: not a Pascal VOC dataset (no Annotations/ folder, no .xml files in it or in its split folders)"
+        )
+    return layout
 
 
 def _split_entries(split_files: list[Path]) -> tuple[list[str], dict[str, list[str]]]:
@@ -47,27 +116,41 @@ def _split_entries(split_files: list[Path]) -> tuple[list[str], dict[str, list[s
     return ids, where
 
 
-def voc_split_listing(root: Path, split: str | None) -> tuple[list[str], dict[str, list[str]]]:
+def voc_split_listing(layout: VocLayout, split: str | None) -> tuple[list[str], dict[str, list[str]]]:
     """``(sample ids, where each id is listed)`` of one split.
 
-    ``split`` reads ``ImageSets/Main/<split>.txt``. Without split files, or with ``split`` None, the ids
-    are every annotation; with ``split`` None they also include every id a split file lists, so a listed
-    sample whose annotation is missing is reported when the whole dataset is checked. ``where`` maps an
-    id to its listings (``<split file> line <n>``), for the problems.
+    ``split`` reads its split folder or ``ImageSets/Main/<split>.txt``. Without splits, or with ``split``
+    None, the ids are every annotation; with ``split`` None they also include every id a split file lists,
+    so a listed sample whose annotation is missing is reported when the whole dataset is checked. ``where``
+    maps an id to its listings (``<split file> line <n>``), for the problems.
     """
-    annotations = root / "Annotations"
-    if not annotations.is_dir():
-        raise DataError(f"{root}: not a Pascal VOC dataset (no Annotations/ folder)")
-    split_files = _split_files(root)
+    root = layout.root
+    if layout.split_folders:
+        folders = list(layout.split_folders.values())
+        if split is not None and layout.named_splits():
+            folder = layout.split(split)
+            if folder is None:
+                present = ", ".join(f"{name}/" for name in layout.split_folders)
+                raise DataError(f"{root / split}: no such split folder (folders with annotations: {present})")
+            folders = [folder]
+        return sorted(f"{folder.name}/{p.stem}" for folder in folders for p in folder.glob("*.xml")), {}
+    split_files = layout.split_files()
     if split is not None:
-        split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-        if split_file.is_file():
+        split_file = layout.split(split)
+        if split_file is not None:
             return _split_entries([split_file])
         if split_files:
             present = ", ".join(p.stem for p in split_files)
-            raise DataError(f"{split_file}: no such split file (splits present: {present})")
+            missing = root / "ImageSets" / "Main" / f"{split}.txt"
+            raise DataError(f"{missing}: no such split file (splits present: {present})")
     listed, where = _split_entries(split_files if split is None else [])
-    return sorted({p.stem for p in annotations.glob("*.xml")} | set(listed)), where
+    return sorted({p.stem for p in layout.annotations.glob("*.xml")} | set(listed)), where
+
+
+def voc_has_split(root: str | Path, split: str) -> bool:
+    """Whether the VOC dataset at ``root`` defines ``split`` (a split folder or file)."""
+    layout = voc_layout(root)
+    return layout is not None and layout.split(split) is not None
 
 
 def _text(node: ET.Element | None, tag: str) -> str | None:
@@ -99,14 +182,14 @@ def _parse_xml(path: Path) -> ET.Element:
         raise _Refused("annotation_malformed", f"cannot read annotation ({err})") from None
 
 
-def _find_image(root: Path, sample_id: str, filename: str | None) -> Path | None:
-    images = root / "JPEGImages"
+def _find_image(images: Path, stem: str, filename: str | None) -> Path | None:
+    """The image in ``images`` named by the XML's ``<filename>``, else ``<stem>.<any image suffix>``."""
     if filename:
-        candidate = images / Path(filename).name
+        candidate = images / Path(filename.replace("\\", "/")).name
         if candidate.is_file():
             return candidate
     for suffix in IMAGE_SUFFIXES:
-        candidate = images / f"{sample_id}{suffix}"
+        candidate = images / f"{stem}{suffix}"
         if candidate.is_file():
             return candidate
     return None
@@ -169,14 +252,16 @@ def read_voc(
     """Read and check one split of a Pascal VOC dataset (no image is decoded).
 
     Args:
-        root: folder with ``Annotations/``, ``JPEGImages/`` and optionally ``ImageSets/Main/`` and ``labels.txt``.
-        split: ``ImageSets/Main/<split>.txt``; None, or a dataset without split files, reads every annotation.
-        classes: foreground class names; default ``labels.txt``, else the sorted names found in all
-            annotations (a ``classes_inferred`` warning: the order then depends on the data).
+        root: the dataset folder, in one of the layouts of :func:`voc_layout`, with optionally ``labels.txt``.
+        split: its split folder or ``ImageSets/Main/<split>.txt`` (``val`` also as ``valid``, ``validation``);
+            None, or a dataset without splits, reads every annotation.
+        classes: foreground class names; default ``labels.txt``, else the sorted names found in all the
+            dataset's annotations (a ``classes_inferred`` warning: the order then depends on the data).
         max_pixels: decompression-bomb limit, used when an annotation lacks its size and the image header is read.
     """
     root = Path(root)
-    ids, listed = voc_split_listing(root, split)
+    layout = _layout_or_error(root)
+    ids, listed = voc_split_listing(layout, split)
     report = DataReport(str(root) + (f" [{split}]" if split else ""), num_samples=len(ids))
     class_source = f"{root} (classes given)"
     if classes is None and (root / "labels.txt").is_file():
@@ -184,7 +269,7 @@ def read_voc(
         classes = read_class_file(root / "labels.txt")
     parsed: list[tuple[str, Path, ET.Element]] = []
     for sample_id in ids:
-        xml_path = root / "Annotations" / f"{sample_id}.xml"
+        xml_path = layout.annotations / f"{sample_id}.xml"
         if not xml_path.is_file():
             # An error: without its annotation a listed sample could only be read as background-only,
             # which would teach its objects as background.
@@ -197,20 +282,24 @@ def read_voc(
         except _Refused as refused:
             report.add(Problem(str(xml_path), refused.kind, refused.detail))
     if classes is None:
-        class_source = str(root / "Annotations")
-        everything = [_parse_or_none(p) for p in sorted((root / "Annotations").glob("*.xml"))]
+        class_source = str(layout.annotations)
+        everything = [_parse_or_none(p) for p in layout.annotation_files()]
         classes = sorted({_text(o, "name") or "" for x in everything if x is not None for o in x.findall("object")})
         report.add(Problem(class_source, "classes_inferred", f"no labels.txt; classes {classes}"))
     report.extend(check_class_list(classes, class_source))
     label_of = {name: i + 1 for i, name in enumerate(classes)}
     unknown = UnknownClasses()
     records: list[Record] = []
+    found: set[Path] = set()
     for sample_id, xml_path, xml in parsed:
         source = str(xml_path)
-        image_path = _find_image(root, sample_id, _text(xml, "filename"))
+        images = layout.images or xml_path.parent
+        image_path = _find_image(images, xml_path.stem, _text(xml, "filename"))
         if image_path is None:
-            report.add(Problem(source, "image_missing", f"no image {_text(xml, 'filename') or sample_id + '.*'} in JPEGImages/"))
+            name = _text(xml, "filename") or xml_path.stem + ".*"
+            report.add(Problem(source, "image_missing", f"no image {name} in {images}/"))
             continue
+        found.add(image_path)
         size = _recorded_size(xml)
         if size is None:
             try:
@@ -241,8 +330,22 @@ def read_voc(
         # image_id is the index among the usable samples, so dataset[i] has image_id i.
         records.append(Record(image_path=image_path, image_id=len(records), source=source, size=size, **arrays))
     report.extend(unknown.problems(class_source, classes))
+    if layout.images is None:
+        report.extend(_unannotated(sorted({(layout.annotations / f"{i}.xml").parent for i in ids}), found))
     category_ids = list(range(1, len(classes) + 1))
     return Catalog(source=str(root), records=records, classes=list(classes), category_ids=category_ids, report=report)
+
+
+def _unannotated(folders: list[Path], found: set[Path]) -> list[Problem]:
+    """A note per folder of images beside XML that no annotation names: with labelImg these are the
+    images not labelled yet, and a user counting images should see why they are not samples."""
+    problems = []
+    for folder in folders:
+        loose = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p not in found)
+        if loose:
+            shown = ", ".join(loose[:3]) + (", ..." if len(loose) > 3 else "")
+            problems.append(Problem(str(folder), "image_unannotated", f"{len(loose)} image(s) without an annotation ({shown})"))
+    return problems
 
 
 def _parse_or_none(path: Path) -> ET.Element | None:

@@ -35,19 +35,30 @@ from ssdlite.deploy.samples import sample_batch, sample_images
 from ssdlite.models.summary import count_madds
 
 
-def interleaved(fns: dict, rounds: int, per_round: int) -> dict[str, float]:
-    """Median milliseconds per call of each function, measured alternately ``rounds`` times."""
+WARM_UP_CALLS = 2  # first calls allocate and pick kernels; not timed
+
+
+def interleaved_times(fns: dict, rounds: int, per_round: int, pause: float = 0.0) -> dict[str, list[float]]:
+    """Milliseconds of every timed call of each function: after :data:`WARM_UP_CALLS` calls of each,
+    ``rounds`` rounds, each calling every function ``per_round`` times in turn (after ``pause`` seconds, so
+    one function's tail does not run into the next's), so a slow moment of a shared machine hits all alike."""
     times = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up: first calls allocate and pick kernels
-        fn()
-        fn()
+    for fn in fns.values():
+        for _ in range(WARM_UP_CALLS):
+            fn()
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(pause)
             for _ in range(per_round):
                 start = time.perf_counter()
                 fn()
                 times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def interleaved(fns: dict, rounds: int, per_round: int) -> dict[str, float]:
+    """Median milliseconds per call of each function, measured alternately ``rounds`` times."""
+    return {name: statistics.median(t) for name, t in interleaved_times(fns, rounds, per_round).items()}
 
 
 MM_SIZE = 1024  # fp32 (1024 x 1024) @ (1024 x 1024): 2.1 GFLOP, large enough for the matmul peak

@@ -37,6 +37,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import statistics
@@ -118,6 +119,8 @@ def parity(args: argparse.Namespace) -> int:
 def latency(args: argparse.Namespace) -> int:
     import torch
 
+    from inference import interleaved_times  # benchmarks/inference.py: the one interleaved timing loop
+
     from ssdlite.deploy.backends import backend_for_file, open_backend
     from ssdlite.deploy.samples import sample_images
     from ssdlite.models.io import load_model
@@ -136,16 +139,8 @@ def latency(args: argparse.Namespace) -> int:
         def call(backend=backend):
             with torch.inference_mode():
                 return backend.run(x, sizes)
-        call(), call()  # first calls allocate and pick kernels
         calls[label] = call
-    times = {label: [] for label in calls}
-    for _ in range(args.rounds):
-        for label, call in calls.items():
-            time.sleep(0.05)
-            for _ in range(args.per_round):
-                start = time.perf_counter()
-                call()
-                times[label].append((time.perf_counter() - start) * 1e3)
+    times = interleaved_times(calls, args.rounds, args.per_round, pause=0.05)
     reference = next((label for label in times if label.startswith("onnxruntime") and "int8" not in label), None)
     base = statistics.median(times[reference]) if reference else float("nan")
     print(f"\nbatch 1, {args.threads} threads, {args.rounds} rounds x {args.per_round} calls, ratio to {reference}\n")
@@ -184,6 +179,7 @@ def profile(args: argparse.Namespace) -> int:
     import onnx
     import onnxruntime as ort
     import torch
+    from inference import WARM_UP_CALLS, interleaved_times
 
     from ssdlite.deploy.samples import sample_images
     from ssdlite.models.io import load_model
@@ -200,14 +196,9 @@ def profile(args: argparse.Namespace) -> int:
         options.optimized_model_filepath = str(tmp / f"opt{i}.onnx")  # the graph that runs (fused, NHWC)
         options.log_severity_level = 3
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: x}
-        session.run(None, feed), session.run(None, feed)  # first calls allocate and pick kernels
-        sessions[path] = (session, feed, tmp / f"opt{i}.onnx")
-    for _ in range(args.rounds):
-        for session, feed, _ in sessions.values():
-            time.sleep(0.05)
-            for _ in range(args.per_round):
-                session.run(None, feed)
+        sessions[path] = (session, {session.get_inputs()[0].name: x}, tmp / f"opt{i}.onnx")
+    calls = {path: functools.partial(session.run, None, feed) for path, (session, feed, _) in sessions.items()}
+    interleaved_times(calls, args.rounds, args.per_round, pause=0.05)  # the profiler times the calls
     parts = ("first", "pw", "dw", "kxk", "other")
     print(f"\nbatch 1, {args.threads} threads, {args.rounds} rounds x {args.per_round} calls, median ms per call\n")
     print("| file | whole call | " + " | ".join(parts) + " |")
@@ -215,7 +206,7 @@ def profile(args: argparse.Namespace) -> int:
     for path, (session, _, optimized) in sessions.items():
         kinds = _conv_kinds(onnx.load(optimized))
         events = json.loads(Path(session.end_profiling()).read_text())
-        runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"][2:]  # after warm-up
+        runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"][WARM_UP_CALLS:]
         per_call = [Counter() for _ in runs]
         nodes = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")), key=lambda e: e["ts"])
         i = 0

@@ -150,6 +150,12 @@ def test_format_is_detected_from_the_layout(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="cannot tell the dataset format"):
         detect_format(tmp_path / "empty")
+    # A folder of images alone (not labelled yet, or the images/ folder instead of the dataset) says so.
+    (tmp_path / "photos").mkdir()
+    for name in ("x.jpg", "y.PNG", "notes.txt"):
+        (tmp_path / "photos" / name).write_bytes(b"")
+    with pytest.raises(DataError, match="photos: 2 images and no annotations: .* label the images first"):
+        detect_format(tmp_path / "photos")
     with pytest.raises(DataError, match="no such file"):
         build_dataset(tmp_path / "missing")
 

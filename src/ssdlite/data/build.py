@@ -12,7 +12,7 @@ from ssdlite.data.coco import read_coco
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport, Problem
-from ssdlite.data.voc import read_voc, voc_has_split, voc_layout
+from ssdlite.data.voc import IMAGE_SUFFIXES, read_voc, voc_has_split, voc_layout
 from ssdlite.data.yolo import find_yolo_yaml, read_yolo, read_yolo_yaml
 from ssdlite.errors import DataError
 
@@ -38,6 +38,13 @@ def detect_format(path: str | Path) -> str:
         return "coco"
     if voc_layout(path) is not None:  # labelImg's XML beside the images, Roboflow's VOC split folders
         return "voc"
+    images = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    if images:
+        raise DataError(
+            f"{path}: {len(images)} images and no annotations: a detector trains on boxes, so label the images first "
+            "(labelImg saves VOC XML beside them; CVAT and Roboflow export VOC, COCO or YOLO), or, if this is a "
+            "dataset's image folder, give the dataset's folder instead"
+        )
     raise DataError(
         f"{path}: cannot tell the dataset format (expected Annotations/ or .xml files beside the images for VOC, "
         "annotations/*.json for COCO, or data.yaml / images/ + labels/ for YOLO); to read it as one of them, pass "

@@ -290,3 +290,22 @@ def test_annotations_and_images_folders_in_lower_case_are_voc_unless_they_hold_c
     coco = write_coco(tmp_path / "coco", samples)
     (coco / "annotations" / "stray.xml").write_text("<annotation/>")
     assert detect_format(coco) == "coco"
+
+
+def test_labelimg_yolo_folder_with_the_labels_beside_the_images(tmp_path):
+    samples = default_samples()
+    for sample in samples:  # YOLO cannot say "difficult"
+        sample.objects = [(*o[:5], False) for o in sample.objects]
+    yolo = write_yolo(tmp_path / "yolo", samples, yaml_names="none")
+    root = tmp_path / "labelimg_yolo"
+    root.mkdir()
+    for sample in samples:  # labelImg's YOLO mode: a.jpg, a.txt and classes.txt in one folder
+        (root / f"{sample.stem}.jpg").write_bytes((yolo / "images" / "train" / f"{sample.stem}.jpg").read_bytes())
+        (root / f"{sample.stem}.txt").write_text((yolo / "labels" / "train" / f"{sample.stem}.txt").read_text())
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    assert detect_format(root) == "yolo" and not has_split(root, "yolo", "val")
+    ds = build_dataset(root, split=None)
+    assert ds.classes == CLASSES
+    _assert_same_items({"voc": build_dataset(write_voc(tmp_path / "voc", samples), split=None), "yolo": ds}, samples, False)
+    train, val = (build_dataset(root, split=s, hold_out=True) for s in ("train", "val"))
+    assert (len(train), len(val)) == (3, 1)

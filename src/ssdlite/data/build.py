@@ -13,7 +13,7 @@ from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.data.voc import IMAGE_SUFFIXES, read_voc, voc_has_split, voc_layout
-from ssdlite.data.yolo import find_yolo_yaml, read_yolo, read_yolo_yaml
+from ssdlite.data.yolo import find_yolo_yaml, is_flat_yolo, read_yolo, read_yolo_yaml
 from ssdlite.errors import DataError
 
 FORMATS = ("voc", "coco", "yolo")
@@ -32,7 +32,7 @@ def detect_format(path: str | Path) -> str:
         raise DataError(f"{path}: expected a dataset folder, a COCO .json or a YOLO .yaml file")
     if (path / "Annotations").is_dir():
         return "voc"
-    if find_yolo_yaml(path) is not None or ((path / "images").is_dir() and (path / "labels").is_dir()):
+    if find_yolo_yaml(path) is not None or ((path / "images").is_dir() and (path / "labels").is_dir()) or is_flat_yolo(path):
         return "yolo"
     if list(path.glob("annotations/*.json")) or list(path.glob("*.json")) or list(path.glob("*/_annotations.coco.json")):
         return "coco"
@@ -47,7 +47,7 @@ def detect_format(path: str | Path) -> str:
         )
     raise DataError(
         f"{path}: cannot tell the dataset format (expected Annotations/ or .xml files beside the images for VOC, "
-        "annotations/*.json for COCO, or data.yaml / images/ + labels/ for YOLO); to read it as one of them, pass "
+        "annotations/*.json for COCO, or data.yaml / images/ + labels/ / classes.txt beside the images for YOLO); to read it as one of them, pass "
         "--format voc|coco|yolo (format= in Python)"
     )
 

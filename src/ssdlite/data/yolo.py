@@ -1,4 +1,5 @@
-"""YOLO (Ultralytics) layout: ``images/<split>/*.jpg`` with ``labels/<split>/*.txt`` beside them.
+"""YOLO (Ultralytics) layout: ``images/<split>/*.jpg`` with ``labels/<split>/*.txt`` beside them; also
+labelImg's YOLO mode: each ``<name>.txt`` beside its image in one folder, with ``classes.txt``.
 
 Each label line is ``class cx cy w h`` normalized to ``[0, 1]`` (or ``class x1 y1 x2 y2 ...``, a
 segmentation polygon, whose bounding box is used). Class ids are 0-based and become labels
@@ -101,6 +102,11 @@ def yolo_layout(root: str | Path, split: str | None, names: list[str] | None) ->
     names_of_split = split_names(split) if split else ()
     candidates = [c for name in names_of_split for c in (root / "images" / name, root / name / "images")]
     folder = next((c for c in candidates if c.is_dir()), root / "images")
+    if not folder.is_dir() and is_flat_yolo(root):  # labelImg: every split is the one folder
+        images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if names is None:
+            return images, read_class_file(root / "classes.txt"), str(root / "classes.txt")
+        return images, list(names), str(root)
     if not folder.is_dir():
         raise DataError(f"{root}: not a YOLO dataset (no data.yaml and no images/ folder)")
     present = sorted(p.name for p in folder.iterdir() if p.is_dir()) if split and folder == root / "images" else []
@@ -114,8 +120,20 @@ def yolo_layout(root: str | Path, split: str | None, names: list[str] | None) ->
     return _images_in(folder, root), list(names), str(root)
 
 
+def is_flat_yolo(root: Path) -> bool:
+    """labelImg's YOLO folder: ``classes.txt`` and other ``.txt`` label files beside images, no ``images/``."""
+    if not (root / "classes.txt").is_file() or (root / "images").is_dir():
+        return False
+    files = [p for p in root.iterdir() if p.is_file()]
+    return any(p.suffix == ".txt" and p.name != "classes.txt" for p in files) and any(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
+
+
 def label_path(image_path: Path) -> Path:
-    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, the suffix ``.txt``."""
+    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, the suffix ``.txt``; an
+    image whose label file lies beside it (labelImg) keeps that one."""
+    beside = image_path.with_suffix(".txt")
+    if beside.is_file() and (image_path.parent / "classes.txt").is_file():
+        return beside
     text = str(image_path)
     marker = "/images/"
     if marker in text:

@@ -47,8 +47,8 @@ def detect_format(path: str | Path) -> str:
         )
     raise DataError(
         f"{path}: cannot tell the dataset format (expected Annotations/ or .xml files beside the images for VOC, "
-        "annotations/*.json for COCO, or data.yaml / images/ + labels/ / classes.txt beside the images for YOLO); to read it as one of them, pass "
-        "--format voc|coco|yolo (format= in Python)"
+        "annotations/*.json for COCO, or data.yaml, images/ + labels/, or .txt files and classes.txt beside the "
+        "images for YOLO); to read it as one of them, pass --format voc|coco|yolo (format= in Python)"
     )
 
 

@@ -309,3 +309,14 @@ def test_labelimg_yolo_folder_with_the_labels_beside_the_images(tmp_path):
     _assert_same_items({"voc": build_dataset(write_voc(tmp_path / "voc", samples), split=None), "yolo": ds}, samples, False)
     train, val = (build_dataset(root, split=s, hold_out=True) for s in ("train", "val"))
     assert (len(train), len(val)) == (3, 1)
+
+
+def test_cvat_voc_export_labelmap_gives_the_classes_in_its_order(tmp_path):
+    samples = default_samples()
+    root = write_voc(tmp_path / "cvat", samples, classes=None, splits={"default": [s.stem for s in samples]})
+    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ndog:61,245,61::\ncat:250,50,83::\nbird:0,0,255::\n")
+    ds = build_dataset(root, split=None)
+    assert ds.classes == ["dog", "cat", "bird"] and "classes_inferred" not in ds.report.counts()
+    # CVAT names its one split "default": the commands hold out a validation part of every annotation.
+    train, val = (build_dataset(root, split=s, hold_out=True) for s in ("train", "val"))
+    assert (len(train), len(val)) == (3, 1) and train.classes == val.classes == ["dog", "cat", "bird"]

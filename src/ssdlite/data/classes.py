@@ -28,6 +28,13 @@ def read_class_file(path: str | Path) -> list[str]:
     return [name for name in names if name]
 
 
+def read_labelmap(path: str | Path) -> list[str]:
+    """The foreground classes of CVAT's and Datumaro's VOC ``labelmap.txt`` (``name:color:parts:actions``
+    lines after a ``#`` header; its ``background`` line, the segmentation masks' label 0, is not a class)."""
+    names = [line.split(":", 1)[0].strip() for line in read_class_file(path)]
+    return [name for name in names if name and name.lower() not in _BACKGROUND_NAMES]
+
+
 def check_class_list(classes: Sequence[str], source: str) -> list[Problem]:
     """``class_list`` problems (fatal): empty list, duplicate names, a background entry."""
     problems = []

@@ -23,7 +23,7 @@ from defusedxml import DefusedXmlException, EntitiesForbidden
 
 from ssdlite.data.box_checks import check_boxes
 from ssdlite.data.catalog import Catalog, Record, empty_annotation, split_names
-from ssdlite.data.classes import UnknownClasses, check_class_list, read_class_file
+from ssdlite.data.classes import UnknownClasses, check_class_list, read_class_file, read_labelmap
 from ssdlite.data.decode import MAX_PIXELS, ImageError, image_size
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.errors import DataError
@@ -252,10 +252,11 @@ def read_voc(
     """Read and check one split of a Pascal VOC dataset (no image is decoded).
 
     Args:
-        root: the dataset folder, in one of the layouts of :func:`voc_layout`, with optionally ``labels.txt``.
+        root: the dataset folder, in one of the layouts of :func:`voc_layout`, with optionally ``labels.txt``
+            (or CVAT's ``labelmap.txt``).
         split: its split folder or ``ImageSets/Main/<split>.txt`` (``val`` also as ``valid``, ``validation``);
             None, or a dataset without splits, reads every annotation.
-        classes: foreground class names; default ``labels.txt``, else the sorted names found in all the
+        classes: foreground class names; default ``labels.txt`` or ``labelmap.txt``, else the sorted names found in all the
             dataset's annotations (a ``classes_inferred`` warning: the order then depends on the data).
         max_pixels: decompression-bomb limit, used when an annotation lacks its size and the image header is read.
     """
@@ -264,9 +265,10 @@ def read_voc(
     ids, listed = voc_split_listing(layout, split)
     report = DataReport(str(root) + (f" [{split}]" if split else ""), num_samples=len(ids))
     class_source = f"{root} (classes given)"
-    if classes is None and (root / "labels.txt").is_file():
-        class_source = str(root / "labels.txt")
-        classes = read_class_file(root / "labels.txt")
+    for name, read in (("labels.txt", read_class_file), ("labelmap.txt", read_labelmap)):  # labelmap.txt: CVAT's
+        if classes is None and (root / name).is_file():
+            class_source = str(root / name)
+            classes = read(root / name)
     parsed: list[tuple[str, Path, ET.Element]] = []
     for sample_id in ids:
         xml_path = layout.annotations / f"{sample_id}.xml"

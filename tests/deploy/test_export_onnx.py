@@ -154,3 +154,29 @@ def test_export_verifies_on_every_given_image(tmp_path, weights, capsys, fmt, ar
     empty.mkdir()
     assert main(["export", "--weights", str(weights), "--format", fmt, *args, "--images", str(empty), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_export_of_a_run_verifies_on_the_run_s_validation_images(tmp_path, weights, capsys, monkeypatch):
+    """Without --images, a run directory's export is checked on the data it trained on (config.yaml's dataset,
+    its validation split), not on synthetic shapes; --int8 calibrates on its training split the same way."""
+    import shutil
+
+    from ssdlite.cli import main
+
+    monkeypatch.chdir(tmp_path)  # config.yaml's relative dataset path is relative to where training ran
+    assert main(["data", "synth", "shapes", "--num-train", "4", "--num-val", "3", "--size", "96"]) == 0
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(weights, run / "model.safetensors")
+    (run / "config.yaml").write_text("data:\n  data: shapes\n  val_split: val\n")
+    capsys.readouterr()
+    assert main(["export", "--weights", str(run), "--out", "a.onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "verifying on 3 images of shapes (val split)" in out and "detections matched on 3 images" in out
+    # A dataset no longer found from here: the export's own default (synthetic shapes) without a word of the run's data.
+    (tmp_path / "shapes").rename(tmp_path / "moved")
+    assert main(["export", "--weights", str(run), "--out", "b.onnx"]) == 0
+    assert "verifying on" not in capsys.readouterr().out and (tmp_path / "b.onnx").is_file()
+    # --int8 needs calibration images: without --calib and without the run's data it says where they would come from.
+    assert main(["export", "--weights", str(run), "--format", "openvino", "--int8", "--out", "c.xml"]) == 2
+    assert "config.yaml names a dataset found from here" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import argparse
 
 STATIC_FORMATS = ("executorch", "tflite", "openvino")
 MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
+RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). "
         "ExecuTorch (.pte), LiteRT (.tflite) and OpenVINO (.xml + .bin) files always hold the postprocess, with static shapes "
         "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
-        "Every export runs the exported file and PyTorch on real images (--images, else the first --calib images, "
-        "else synthetic shapes) and fails, writing nothing, when a detection does not match one to one (same "
+        "Every export runs the exported file and PyTorch on real images (--images, else the first 100 validation "
+        "images of the dataset the run trained on, else the first --calib images, else synthetic shapes) and fails, writing nothing, when a detection does not match one to one (same "
         "label, IoU >= 0.99, score within 1e-3) or a network output differs by more than 1e-4 + 1e-3 x its "
         "largest magnitude. See docs/deploy.md.",
     )
@@ -29,11 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (else fixed at 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
     p.add_argument("--int8", action="store_true", help="executorch/tflite/openvino: post-training INT8, calibrated on --calib")
-    p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs")
+    p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs "
+                   "(default with --int8: the training images of the dataset the run trained on)")
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
     p.add_argument("--calib-images", type=int, default=100, help="at most this many calibration images (default 100)")
-    p.add_argument("--images", nargs="+", metavar="DATA", help="verification images, all of them (a dataset folder: its --val-split); default: the first 8 --calib images, "
-                   "else synthetic shapes; every format")
+    p.add_argument("--images", nargs="+", metavar="DATA", help="verification images, all of them (a dataset folder: its --val-split); default: "
+                   "the first 100 validation images of the dataset the run trained on, else the first 8 --calib images, else synthetic shapes; every format")
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
     p.add_argument("--batch", type=int, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
@@ -49,12 +51,20 @@ def run(args: argparse.Namespace) -> int:
     if not static and (args.int8 or args.calib or args.val or args.candidates or args.batch != 1):
         raise UserError("--int8, --calib, --val, --batch and --candidates apply to --format executorch/tflite/openvino "
                         "(ONNX INT8: ssdlite quantize)")
-    if args.int8 and not args.calib:
-        raise UserError("--int8 needs --calib DATA (calibration images)")
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
     model, info = load_model(args.weights)
+    trained_on = _trained_on(info["path"])
+    if args.int8 and not args.calib:
+        if trained_on is None:
+            raise UserError("--int8 needs --calib DATA (calibration images); the weights are not in a run directory whose "
+                            "config.yaml names a dataset found from here")
+        args.calib, args.calib_split = [trained_on[0]], trained_on[1]
+        print(f"calibrating on {trained_on[0]} ({trained_on[1]} split), the data the run trained on")
     images = _check_images(args)
+    if images is None and trained_on is not None and trained_on[2]:
+        images = _check_images(argparse.Namespace(images=[trained_on[0]], val_split=trained_on[2]), RUN_CHECK_IMAGES)
+        print(f"verifying on {len(images)} images of {trained_on[0]} ({trained_on[2]} split), the run's validation data")
     if static:
         return _run_static(args, model, info, images)
     if args.format == "torchscript":
@@ -79,15 +89,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_images(args: argparse.Namespace):
-    """The --images to verify on (every one, up to MAX_CHECK_IMAGES), or None (the export's default)."""
+def _trained_on(weights_file: str) -> tuple[str, str, str] | None:
+    """``(dataset, train split, validation split)`` of the run whose directory holds ``weights_file``, read from its
+    ``config.yaml``, when that names a dataset folder found from here (a relative path is relative to where
+    training ran); else None."""
+    from pathlib import Path
+
+    from ssdlite.engine.config import load_yaml
+    from ssdlite.errors import UserError
+
+    config_file = Path(weights_file).parent / "config.yaml"
+    if not config_file.is_file():
+        return None
+    try:
+        data = load_yaml(config_file).data
+    except UserError:
+        return None
+    if not data.data or not Path(data.data).is_dir():
+        return None
+    return data.data, data.train_split, data.val_split
+
+
+def _check_images(args: argparse.Namespace, limit: int = MAX_CHECK_IMAGES):
+    """The --images to verify on (every one, up to ``limit``), or None (the export's default)."""
     from ssdlite.deploy.quantize import calibration_images
     from ssdlite.errors import UserError
 
     if not args.images:
         return None
     try:
-        images = list(calibration_images(args.images, args.val_split, MAX_CHECK_IMAGES))
+        images = list(calibration_images(args.images, args.val_split, limit))
     except ValueError as err:
         raise UserError(str(err)) from err
     if not images:

@@ -99,3 +99,10 @@ def test_a_dataset_without_val_split_validates_on_held_out_images_in_train_and_e
     evaluated = run_ssdlite("eval", "--weights", str(run), "--data", str(flat))
     assert evaluated.returncode == 0, evaluated.stderr
     assert "4 images in" in evaluated.stdout + evaluated.stderr
+    # Without --data, eval reads the dataset the run trained on (its config.yaml), with the same held-out part.
+    default = run_ssdlite("eval", "--weights", str(run))
+    assert default.returncode == 0, default.stderr
+    assert f"data: {flat}, the dataset the run trained on" in default.stderr and "4 images in" in default.stdout + default.stderr
+    shutil.copy(run / "model.safetensors", tmp_path / "copied.safetensors")  # a model file outside its run directory
+    nowhere = run_ssdlite("eval", "--weights", str(tmp_path / "copied.safetensors"))
+    assert nowhere.returncode == 2 and "--data is required" in nowhere.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ssdlite.cli.options import add_data_arguments, add_model_arguments, model_from_args
+from ssdlite.cli.options import add_data_arguments, add_model_arguments, data_from_run, model_from_args
 from ssdlite.models import options
 from ssdlite.models.config import ModelConfig
 
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "one-batch overfit on the training split; prints a report, writes it with plots to --out, and exits 1 "
         "when any check fails.",
     )
-    add_data_arguments(p)
+    add_data_arguments(p, from_run=True)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--config", help="a training configuration YAML: check the model and optimizer it builds")
     source.add_argument("--weights", help="check a trained model (run directory, checkpoint or .safetensors)")
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.doctor import format_report, run_checks, write_report
 
     start = time.perf_counter()
+    data_from_run(args)
     catalog_classes = build_dataset(args.data, args.format, split=args.split).classes
     model, optimizer, backbone_weights = build_subject(args, list(catalog_classes))
     dataset = build_dataset(args.data, args.format, split=args.split, transforms=eval_transforms(model.size))

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from ssdlite.cli.options import add_data_arguments
+from ssdlite.cli.options import add_data_arguments, data_from_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="detections in COCO results format (from --save-predictions or any detector); integer image_id "
         "= the dataset's image id, string image_id = an image file name or stem",
     )
-    add_data_arguments(p, split="val")
+    add_data_arguments(p, split="val", from_run=True)
     p.add_argument("--json", metavar="OUT", help="write every metric as one JSON object to OUT ('-': stdout)")
     p.add_argument("--plots", metavar="DIR", help="write precision-recall curves and the confusion matrix (PNG) to DIR")
     p.add_argument("--save-predictions", metavar="FILE", help="with --weights: write the detections in COCO results format")
@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.errors import UserError
 
     _check_args(args)
+    data_from_run(args)
     try:
         return _run(args)
     except OSError as err:  # an output that cannot be written (a folder where a file should go, no space, ...)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ssdlite.cli.options import run_dataset
+
 STATIC_FORMATS = ("executorch", "tflite", "openvino")
 MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
 RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
     model, info = load_model(args.weights)
-    trained_on = _trained_on(info["path"])
+    trained_on = run_dataset(info["path"])
     if args.int8 and not args.calib:
         if trained_on is None:
             raise UserError("--int8 needs --calib DATA (calibration images); the weights are not in a run directory whose "
@@ -87,27 +89,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {info['path']} -> {args.out} ({kind}, {report.seconds:.1f} s)")
     print(report.summary())
     return 0
-
-
-def _trained_on(weights_file: str) -> tuple[str, str, str] | None:
-    """``(dataset, train split, validation split)`` of the run whose directory holds ``weights_file``, read from its
-    ``config.yaml``, when that names a dataset folder found from here (a relative path is relative to where
-    training ran); else None."""
-    from pathlib import Path
-
-    from ssdlite.engine.config import load_yaml
-    from ssdlite.errors import UserError
-
-    config_file = Path(weights_file).parent / "config.yaml"
-    if not config_file.is_file():
-        return None
-    try:
-        data = load_yaml(config_file).data
-    except UserError:
-        return None
-    if not data.data or not Path(data.data).is_dir():
-        return None
-    return data.data, data.train_split, data.val_split
 
 
 def _check_images(args: argparse.Namespace, limit: int = MAX_CHECK_IMAGES):

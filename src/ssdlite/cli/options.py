@@ -10,6 +10,7 @@ model, a ``--config`` file) and the flags override it.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ssdlite.errors import UserError
 from ssdlite.models import options
@@ -19,13 +20,49 @@ from ssdlite.models.config import ModelConfig
 COCO_NUM_CLASSES = 91
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, split: str = "train") -> None:
-    """``--data`` (required), ``--format`` and ``--split``: the dataset a command reads."""
+def add_data_arguments(parser: argparse.ArgumentParser, split: str = "train", from_run: bool = False) -> None:
+    """``--data``, ``--format`` and ``--split``: the dataset a command reads. ``--data`` is required unless
+    ``from_run``: then :func:`data_from_run` takes the dataset a ``--weights`` run trained on."""
     from ssdlite.data import FORMATS
 
-    parser.add_argument("--data", required=True, help="dataset root (VOC folder, COCO JSON, YOLO data.yaml)")
+    default = "; default: the dataset the --weights run directory trained on (its config.yaml)" if from_run else ""
+    parser.add_argument("--data", required=not from_run, help=f"dataset root (VOC folder, COCO JSON, YOLO data.yaml){default}")
     parser.add_argument("--format", choices=FORMATS, help="dataset format (default: detected from the files)")
     parser.add_argument("--split", default=split, help=f"split to read (default: {split})")
+
+
+def run_dataset(weights: str) -> tuple[str, str, str] | None:
+    """``(dataset, train split, validation split)`` of the run whose directory is, or holds, ``weights``, read from
+    its ``config.yaml``, when that names a dataset folder found from here (a relative path is relative to where
+    training ran); else None."""
+    from pathlib import Path
+
+    from ssdlite.engine.config import load_yaml
+
+    path = Path(weights)
+    config_file = (path if path.is_dir() else path.parent) / "config.yaml"
+    if not config_file.is_file():
+        return None
+    try:
+        data = load_yaml(config_file).data
+    except UserError:
+        return None
+    if not data.data or not Path(data.data).is_dir():
+        return None
+    return data.data, data.train_split, data.val_split
+
+
+def data_from_run(args: argparse.Namespace) -> None:
+    """Without ``--data``, set ``args.data`` to the dataset of the ``--weights`` run (:func:`run_dataset`), saying
+    so; ``UserError`` when there is none."""
+    if args.data:
+        return
+    found = run_dataset(args.weights) if getattr(args, "weights", None) else None
+    if found is None:
+        raise UserError("--data is required: give the dataset (the --weights are not a run directory whose config.yaml "
+                        "names a dataset folder found from here)")
+    args.data = found[0]
+    print(f"data: {args.data}, the dataset the run trained on", file=sys.stderr)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

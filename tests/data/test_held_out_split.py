@@ -94,3 +94,15 @@ def test_data_check_finds_a_yolo_valid_folder(tmp_path):
     reports = check_dataset(root)
     assert [r.num_samples for r in reports] == [1, 3]  # train, then val found as valid/
     assert len(build_dataset(root, split="val")) == 3
+
+
+def test_each_part_reports_its_own_samples_problems(tmp_path):
+    samples = _samples(10)
+    for sample in samples:  # every image has one box past its right edge: one box_clipped warning each
+        sample.objects.append(("dog", 30, 3, 45, 20, False))
+    root = write_voc(tmp_path / "voc", samples)
+    train, val = (build_dataset(root, split=s, hold_out=True) for s in ("train", "val"))
+    clipped = {s: {p.file for p in ds.report.problems if p.kind == "box_clipped"} for s, ds in (("train", train), ("val", val))}
+    assert clipped["train"] == {r.source for r in train.records} and clipped["val"] == {r.source for r in val.records}
+    assert len(clipped["train"]) == 8 and len(clipped["val"]) == 2
+    assert "split_held_out" in train.report.counts() and "split_held_out" in val.report.counts()

@@ -125,8 +125,10 @@ def held_out_split(catalog: Catalog, split: str, of: str) -> Catalog:
     ranked = sorted(range(len(records)), key=lambda i: hashlib.sha1(records[i].image_path.name.encode()).hexdigest())
     held = set(ranked[:count])
     part = [r for i, r in enumerate(records) if (i in held) == (split == "val")]
+    other = {r.source for i, r in enumerate(records) if (i in held) != (split == "val")}
     old = catalog.report
-    report = DataReport(f"{old.source}, {split} part", problems=old.problems)  # the whole's problems: the files are shared
+    # A usable sample's problems go with its part; the rest (the class list, unusable samples) with both.
+    report = DataReport(f"{old.source}, {split} part", problems=[p for p in old.problems if p.file not in other])
     report.num_samples = len(part) + len(report.unusable_files())
     detail = (
         f"no validation split: 'val' is {count} of the {len(records)} usable images of {of} ({HOLD_OUT:.0%}, the first "

@@ -51,6 +51,16 @@ def test_box_partly_outside_is_clipped(tmp_path):
     assert_good_samples_loaded(ds)
 
 
+def test_an_overshoot_within_the_file_s_rounding_is_clipped_without_a_warning():
+    from ssdlite.data.box_checks import check_boxes
+
+    # A YOLO line written to 6 decimals (cx 0.5, w 1.000001) and one past the edge by a visible 0.1%.
+    boxes = np.array([[-5e-7, 0.1, 1.0000005, 0.5], [0.2, 0.2, 1.001, 0.6]])
+    checked, keep, problems = check_boxes(boxes, (1.0, 1.0), "a.txt", ["line 1", "line 2"])
+    assert keep.tolist() == [0, 1] and checked.min() >= 0 and checked.max() <= 1
+    assert [(p.kind, p.detail.split()[:2]) for p in problems] == [("box_clipped", ["line", "2"])]
+
+
 @pytest.mark.parametrize(
     "kind, fields",
     [

@@ -320,3 +320,30 @@ def test_cvat_voc_export_labelmap_gives_the_classes_in_its_order(tmp_path):
     # CVAT names its one split "default": the commands hold out a validation part of every annotation.
     train, val = (build_dataset(root, split=s, hold_out=True) for s in ("train", "val"))
     assert (len(train), len(val)) == (3, 1) and train.classes == val.classes == ["dog", "cat", "bird"]
+
+
+def test_cvat_yolo_export_darknet_layout(tmp_path):
+    """CVAT's "YOLO 1.1": obj.data names obj.names and the image lists; labels lie beside the images."""
+    samples = default_samples()
+    for sample in samples:  # YOLO cannot say "difficult"
+        sample.objects = [(*o[:5], False) for o in sample.objects]
+    yolo = write_yolo(tmp_path / "yolo", samples, yaml_names="none")
+    root = tmp_path / "cvat"
+    subsets = {"train": samples[:3], "valid": samples[3:]}
+    for subset, members in subsets.items():
+        folder = root / f"obj_{subset}_data"
+        folder.mkdir(parents=True)
+        for sample in members:
+            (folder / f"{sample.stem}.jpg").write_bytes((yolo / "images" / "train" / f"{sample.stem}.jpg").read_bytes())
+            (folder / f"{sample.stem}.txt").write_text((yolo / "labels" / "train" / f"{sample.stem}.txt").read_text())
+    # Older CVAT versions write the lists' paths under Darknet's data/ folder, newer ones relative to the export.
+    (root / "train.txt").write_text("".join(f"data/obj_train_data/{s.stem}.jpg\n" for s in subsets["train"]))
+    (root / "valid.txt").write_text("".join(f"obj_valid_data/{s.stem}.jpg\n" for s in subsets["valid"]))
+    (root / "obj.names").write_text("\n".join(CLASSES) + "\n")
+    (root / "obj.data").write_text("classes = 3\nnames = data/obj.names\ntrain = data/train.txt\nvalid = data/valid.txt\nbackup = backup/\n")
+    assert detect_format(root) == "yolo" and has_split(root, "yolo", "val") and dataset_splits(root) == ["train", "val"]
+    voc = write_voc(tmp_path / "voc", samples, splits={"train": ["a", "b", "c"], "val": ["d"]})
+    for split in ("train", "val"):
+        _assert_same_items({"voc": build_dataset(voc, split=split), "yolo": build_dataset(root, split=split)}, subsets["train" if split == "train" else "valid"], False)
+    with pytest.raises(DataError, match=r"no 'test' image list \(lists present: train, valid\)"):
+        build_dataset(root, split="test")

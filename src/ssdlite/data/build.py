@@ -13,7 +13,7 @@ from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.data.voc import IMAGE_SUFFIXES, read_voc, voc_has_split, voc_layout
-from ssdlite.data.yolo import find_yolo_yaml, is_flat_yolo, read_yolo, read_yolo_yaml
+from ssdlite.data.yolo import darknet_split, find_yolo_yaml, is_flat_yolo, read_darknet_data, read_yolo, read_yolo_yaml
 from ssdlite.errors import DataError
 
 FORMATS = ("voc", "coco", "yolo")
@@ -32,7 +32,9 @@ def detect_format(path: str | Path) -> str:
         raise DataError(f"{path}: expected a dataset folder, a COCO .json or a YOLO .yaml file")
     if (path / "Annotations").is_dir():
         return "voc"
-    if find_yolo_yaml(path) is not None or ((path / "images").is_dir() and (path / "labels").is_dir()) or is_flat_yolo(path):
+    if find_yolo_yaml(path) is not None or (path / "obj.data").is_file() or is_flat_yolo(path):
+        return "yolo"
+    if (path / "images").is_dir() and (path / "labels").is_dir():
         return "yolo"
     if list(path.glob("annotations/*.json")) or list(path.glob("*.json")) or list(path.glob("*/_annotations.coco.json")):
         return "coco"
@@ -47,8 +49,8 @@ def detect_format(path: str | Path) -> str:
         )
     raise DataError(
         f"{path}: cannot tell the dataset format (expected Annotations/ or .xml files beside the images for VOC, "
-        "annotations/*.json for COCO, or data.yaml, images/ + labels/, or .txt files and classes.txt beside the "
-        "images for YOLO); to read it as one of them, pass --format voc|coco|yolo (format= in Python)"
+        "annotations/*.json for COCO, or data.yaml, obj.data, images/ + labels/, or .txt files and classes.txt "
+        "beside the images for YOLO); to read it as one of them, pass --format voc|coco|yolo (format= in Python)"
     )
 
 
@@ -87,6 +89,8 @@ def has_split(path: Path, format: str, split: str) -> bool:
         data_file = find_yolo_yaml(path)
         if data_file is not None:
             return bool(read_yolo_yaml(data_file).get(split))
+        if (path / "obj.data").is_file():
+            return darknet_split(read_darknet_data(path / "obj.data"), split) is not None
         return any((path / "images" / name).is_dir() or (path / name / "images").is_dir() for name in names)
     try:
         coco_annotation_file(path, split)

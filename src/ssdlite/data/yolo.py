@@ -1,5 +1,7 @@
 """YOLO (Ultralytics) layout: ``images/<split>/*.jpg`` with ``labels/<split>/*.txt`` beside them; also
-labelImg's YOLO mode: each ``<name>.txt`` beside its image in one folder, with ``classes.txt``.
+labelImg's YOLO mode (each ``<name>.txt`` beside its image in one folder, with ``classes.txt``) and Darknet's
+(CVAT's "YOLO 1.1" export: ``obj.data`` naming ``obj.names`` and the ``train.txt``/``valid.txt`` image lists,
+each label beside its image in ``obj_<subset>_data/``).
 
 Each label line is ``class cx cy w h`` normalized to ``[0, 1]`` (or ``class x1 y1 x2 y2 ...``, a
 segmentation polygon, whose bounding box is used). Class ids are 0-based and become labels
@@ -43,6 +45,49 @@ def read_yolo_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise DataError(f"{path}: not a YOLO data file (expected a mapping with 'names' and split keys)")
     return data
+
+
+def read_darknet_data(path: Path) -> dict[str, str]:
+    """The ``key = value`` lines of a Darknet ``obj.data`` (``names``, ``train``, ``valid``, ...)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the Darknet data file ({err})") from None
+    pairs = [line.split("#", 1)[0].split("=", 1) for line in lines]
+    return {pair[0].strip(): pair[1].strip() for pair in pairs if len(pair) == 2 and pair[1].strip()}
+
+
+def _darknet_path(root: Path, entry: str) -> Path:
+    """A path of ``obj.data`` or of an image list: relative to the export's folder, which Darknet (and CVAT's
+    older exports) call ``data/``."""
+    path = Path(entry) if Path(entry).is_absolute() else root / entry
+    if not path.exists() and entry.startswith("data/"):
+        path = root / entry[len("data/"):]
+    return path
+
+
+def darknet_split(data: dict[str, str], split: str) -> str | None:
+    """The ``obj.data`` key of ``split`` (``val`` is Darknet's ``valid``)."""
+    return next((name for name in split_names(split) if data.get(name)), None)
+
+
+def _darknet_layout(data_file: Path, split: str | None, names: list[str] | None) -> tuple[list[Path], list[str], str]:
+    root, data = data_file.parent, read_darknet_data(data_file)
+    key = darknet_split(data, split or "train")
+    if key is None:
+        present = [k for k in ("train", "valid", "test") if data.get(k)]
+        raise DataError(f"{data_file}: no {split!r} image list (lists present: {', '.join(present) or 'none'})")
+    listing = _darknet_path(root, data[key])
+    if not listing.is_file():
+        raise DataError(f"{data_file}: its {key} list {listing} does not exist")
+    entries = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    images = [_darknet_path(root, entry) for entry in entries]
+    if names is not None:
+        return images, list(names), str(data_file)
+    names_file = _darknet_path(root, data.get("names", "obj.names"))
+    if not names_file.is_file():
+        raise DataError(f"{data_file}: its class names file {names_file} does not exist")
+    return images, read_class_file(names_file), str(names_file)
 
 
 def _names(value, source: Path) -> list[str]:
@@ -99,6 +144,8 @@ def yolo_layout(root: str | Path, split: str | None, names: list[str] | None) ->
                 raise DataError(f"{data_file}: no 'names' (the class names)")
             names = _names(data["names"], data_file)
         return images, list(names), str(data_file)
+    if (root / "obj.data").is_file():
+        return _darknet_layout(root / "obj.data", split, names)
     names_of_split = split_names(split) if split else ()
     candidates = [c for name in names_of_split for c in (root / "images" / name, root / name / "images")]
     folder = next((c for c in candidates if c.is_dir()), root / "images")
@@ -129,17 +176,15 @@ def is_flat_yolo(root: Path) -> bool:
 
 
 def label_path(image_path: Path) -> Path:
-    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, the suffix ``.txt``; an
-    image whose label file lies beside it (labelImg) keeps that one."""
-    beside = image_path.with_suffix(".txt")
-    if beside.is_file() and (image_path.parent / "classes.txt").is_file():
-        return beside
+    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, the suffix ``.txt``; when
+    there is no such file but one beside the image (labelImg, Darknet), that one."""
     text = str(image_path)
     marker = "/images/"
     if marker in text:
         head, tail = text.rsplit(marker, 1)
         text = head + "/labels/" + tail
-    return Path(text).with_suffix(".txt")
+    mapped, beside = Path(text).with_suffix(".txt"), image_path.with_suffix(".txt")
+    return beside if not mapped.is_file() and beside.is_file() else mapped
 
 
 def _parse_line(fields: list[str]) -> tuple[int, list[float]] | str:

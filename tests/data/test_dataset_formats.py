@@ -292,16 +292,25 @@ def test_annotations_and_images_folders_in_lower_case_are_voc_unless_they_hold_c
     assert detect_format(coco) == "coco"
 
 
-def test_labelimg_yolo_folder_with_the_labels_beside_the_images(tmp_path):
-    samples = default_samples()
-    for sample in samples:  # YOLO cannot say "difficult"
+def _yolo_beside_images(tmp_path, folders: dict[str, list[Sample]]):
+    """``tmp_path/beside/<folder>/`` with each sample's image and YOLO label file side by side (no difficult
+    objects: YOLO cannot say "difficult"); returns the root."""
+    samples = [sample for members in folders.values() for sample in members]
+    for sample in samples:
         sample.objects = [(*o[:5], False) for o in sample.objects]
     yolo = write_yolo(tmp_path / "yolo", samples, yaml_names="none")
-    root = tmp_path / "labelimg_yolo"
-    root.mkdir()
-    for sample in samples:  # labelImg's YOLO mode: a.jpg, a.txt and classes.txt in one folder
-        (root / f"{sample.stem}.jpg").write_bytes((yolo / "images" / "train" / f"{sample.stem}.jpg").read_bytes())
-        (root / f"{sample.stem}.txt").write_text((yolo / "labels" / "train" / f"{sample.stem}.txt").read_text())
+    root = tmp_path / "beside"
+    for name, members in folders.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for sample in members:
+            for kind, suffix in (("images", ".jpg"), ("labels", ".txt")):
+                (root / name / f"{sample.stem}{suffix}").write_bytes((yolo / kind / "train" / f"{sample.stem}{suffix}").read_bytes())
+    return root
+
+
+def test_labelimg_yolo_folder_with_the_labels_beside_the_images(tmp_path):
+    samples = default_samples()
+    root = _yolo_beside_images(tmp_path, {"": samples})  # labelImg's YOLO mode: a.jpg, a.txt and classes.txt in one folder
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     assert detect_format(root) == "yolo" and not has_split(root, "yolo", "val")
     ds = build_dataset(root, split=None)
@@ -325,17 +334,8 @@ def test_cvat_voc_export_labelmap_gives_the_classes_in_its_order(tmp_path):
 def test_cvat_yolo_export_darknet_layout(tmp_path):
     """CVAT's "YOLO 1.1": obj.data names obj.names and the image lists; labels lie beside the images."""
     samples = default_samples()
-    for sample in samples:  # YOLO cannot say "difficult"
-        sample.objects = [(*o[:5], False) for o in sample.objects]
-    yolo = write_yolo(tmp_path / "yolo", samples, yaml_names="none")
-    root = tmp_path / "cvat"
     subsets = {"train": samples[:3], "valid": samples[3:]}
-    for subset, members in subsets.items():
-        folder = root / f"obj_{subset}_data"
-        folder.mkdir(parents=True)
-        for sample in members:
-            (folder / f"{sample.stem}.jpg").write_bytes((yolo / "images" / "train" / f"{sample.stem}.jpg").read_bytes())
-            (folder / f"{sample.stem}.txt").write_text((yolo / "labels" / "train" / f"{sample.stem}.txt").read_text())
+    root = _yolo_beside_images(tmp_path, {f"obj_{subset}_data": members for subset, members in subsets.items()})
     # Older CVAT versions write the lists' paths under Darknet's data/ folder, newer ones relative to the export.
     (root / "train.txt").write_text("".join(f"data/obj_train_data/{s.stem}.jpg\n" for s in subsets["train"]))
     (root / "valid.txt").write_text("".join(f"obj_valid_data/{s.stem}.jpg\n" for s in subsets["valid"]))
@@ -343,7 +343,8 @@ def test_cvat_yolo_export_darknet_layout(tmp_path):
     (root / "obj.data").write_text("classes = 3\nnames = data/obj.names\ntrain = data/train.txt\nvalid = data/valid.txt\nbackup = backup/\n")
     assert detect_format(root) == "yolo" and has_split(root, "yolo", "val") and dataset_splits(root) == ["train", "val"]
     voc = write_voc(tmp_path / "voc", samples, splits={"train": ["a", "b", "c"], "val": ["d"]})
-    for split in ("train", "val"):
-        _assert_same_items({"voc": build_dataset(voc, split=split), "yolo": build_dataset(root, split=split)}, subsets["train" if split == "train" else "valid"], False)
+    for split, subset in (("train", "train"), ("val", "valid")):
+        datasets = {"voc": build_dataset(voc, split=split), "yolo": build_dataset(root, split=split)}
+        _assert_same_items(datasets, subsets[subset], False)
     with pytest.raises(DataError, match=r"no 'test' image list \(lists present: train, valid\)"):
         build_dataset(root, split="test")

@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ExecuTorch (.pte), LiteRT (.tflite) and OpenVINO (.xml + .bin) files always hold the postprocess, with static shapes "
         "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
         "Every export runs the exported file and PyTorch on real images (--images, else the first 100 validation "
-        "images of the dataset the run trained on, else the first --calib images, else synthetic shapes) and fails, writing nothing, when a detection does not match one to one (same "
-        "label, IoU >= 0.99, score within 1e-3) or a network output differs by more than 1e-4 + 1e-3 x its "
+        "images of the dataset the run trained on, else the first --calib images, else synthetic shapes) and fails, "
+        "writing nothing, when a detection does not match one to one (same label, IoU >= 0.99, score within 1e-3) or a network output differs by more than 1e-4 + 1e-3 x its "
         "largest magnitude. See docs/deploy.md.",
     )
     p.add_argument("--weights", required=True, help="run directory, checkpoint .pt or .safetensors")

@@ -73,14 +73,17 @@ def darknet_split(data: dict[str, str], split: str) -> str | None:
 
 def _darknet_layout(data_file: Path, split: str | None, names: list[str] | None) -> tuple[list[Path], list[str], str]:
     root, data = data_file.parent, read_darknet_data(data_file)
-    key = darknet_split(data, split or "train")
+    split = split or "train"
+    key = darknet_split(data, split)
     if key is None:
         present = [k for k in ("train", "valid", "test") if data.get(k)]
         raise DataError(f"{data_file}: no {split!r} image list (lists present: {', '.join(present) or 'none'})")
     listing = _darknet_path(root, data[key])
-    if not listing.is_file():
-        raise DataError(f"{data_file}: its {key} list {listing} does not exist")
-    entries = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{data_file}: cannot read its {key} list {listing} ({err})") from None
+    entries = [line.strip() for line in lines if line.strip()]
     images = [_darknet_path(root, entry) for entry in entries]
     if names is not None:
         return images, list(names), str(data_file)
@@ -172,7 +175,8 @@ def is_flat_yolo(root: Path) -> bool:
     if not (root / "classes.txt").is_file() or (root / "images").is_dir():
         return False
     files = [p for p in root.iterdir() if p.is_file()]
-    return any(p.suffix == ".txt" and p.name != "classes.txt" for p in files) and any(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
+    labels = any(p.suffix == ".txt" and p.name != "classes.txt" for p in files)
+    return labels and any(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
 
 
 def label_path(image_path: Path) -> Path:

@@ -83,11 +83,10 @@ def test_a_different_model_fails_the_check(exported, model):
         verify_static(perturbed, runner.outputs, 1, images, runtime, int8=False)
 
 
-def test_openvino_file_with_a_perturbed_weight_fails(tmp_path, model, exported):
-    """A planted difference in the exported program itself: the IR's weights (.bin) changed after export."""
-    runtime, path = exported
-    if runtime != "openvino":
-        pytest.skip("the .bin of an OpenVINO IR is raw weights; a .pte's are packed inside the XNNPACK delegate")
+def test_openvino_file_with_a_perturbed_weight_fails(tmp_path, model, export_once):
+    """A planted difference in the exported program itself: the IR's weights (.bin) changed after export (an
+    OpenVINO IR's .bin is raw weights; a .pte's are packed inside the XNNPACK delegate)."""
+    path = export_once("openvino")
     from ssdlite.deploy.openvino_export import OpenVINOBackend
     from ssdlite.deploy.samples import shapes_images
     from ssdlite.deploy.static_export import verify_static
@@ -147,15 +146,13 @@ def test_eval_reads_an_exported_file_with_the_same_code(exported, weights):
     assert got["per_class"]["square"]["num_detections"] == want["per_class"]["square"]["num_detections"]
 
 
-def test_openvino_through_the_program_as_users_run_it(exported, tmp_path):
+def test_openvino_through_the_program_as_users_run_it(export_once, tmp_path):
     """``ssdlite predict`` as a program: the command must not be re-executed under tcmalloc (OpenVINO's CPU
     plugin aborted there with "double free or corruption") and must not crash in telemetry."""
     import subprocess
     import sys
 
-    runtime, path = exported
-    if runtime != "openvino":
-        pytest.skip("the allocator conflict is OpenVINO's")
+    path = export_once("openvino")
     images = write_images(tmp_path / "images", 1, seed=2)
     done = subprocess.run(
         [sys.executable, "-m", "ssdlite.cli", "predict", "--weights", str(path), str(images[0]), "--out", str(tmp_path / "out"), "--no-draw"],
@@ -165,12 +162,10 @@ def test_openvino_through_the_program_as_users_run_it(exported, tmp_path):
     assert (tmp_path / "out" / "predictions.jsonl").is_file()
 
 
-def test_executorch_int8_holds_int8_weights(exported, model):
+def test_executorch_int8_holds_int8_weights(export_once, model):
     """The PT2E INT8 file is about a third of the fp32 one (per-channel int8 convolution weights in the XNNPACK
     delegate); a quantizer that left the weights in float32 gave a file of the fp32 size."""
-    runtime, path = exported
-    if runtime != "executorch":
-        pytest.skip("ExecuTorch's PT2E flow")
+    path = export_once("executorch")
     from ssdlite.deploy.executorch_export import build_executorch
     from ssdlite.deploy.samples import shapes_images
 

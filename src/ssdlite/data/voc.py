@@ -256,8 +256,8 @@ def read_voc(
             (or CVAT's ``labelmap.txt``).
         split: its split folder or ``ImageSets/Main/<split>.txt`` (``val`` also as ``valid``, ``validation``);
             None, or a dataset without splits, reads every annotation.
-        classes: foreground class names; default ``labels.txt`` or ``labelmap.txt``, else the sorted names found in all the
-            dataset's annotations (a ``classes_inferred`` warning: the order then depends on the data).
+        classes: foreground class names; default ``labels.txt`` or ``labelmap.txt``, else the sorted names found
+            in all the dataset's annotations (a ``classes_inferred`` warning: the order then depends on the data).
         max_pixels: decompression-bomb limit, used when an annotation lacks its size and the image header is read.
     """
     root = Path(root)
@@ -326,8 +326,8 @@ def read_voc(
                 "iscrowd": np.zeros(len(keep), dtype=bool),
             }
         else:
-            listed = len(xml.findall("object"))
-            detail = f"all {listed} of its objects were dropped" if listed else "the annotation lists no objects"
+            count = len(xml.findall("object"))
+            detail = f"all {count} of its objects were dropped" if count else "the annotation lists no objects"
             report.add(Problem(source, "no_objects", detail))
         # image_id is the index among the usable samples, so dataset[i] has image_id i.
         records.append(Record(image_path=image_path, image_id=len(records), source=source, size=size, **arrays))

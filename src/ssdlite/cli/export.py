@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
                             "config.yaml names a dataset found from here")
         args.calib, args.calib_split = [trained_on[0]], trained_on[1]
         print(f"calibrating on {trained_on[0]} ({trained_on[1]} split), the data the run trained on")
-    images = _check_images(args)
+    images = _check_images(args.images, args.val_split)
     if images is None and trained_on is not None and trained_on[2]:
-        images = _check_images(argparse.Namespace(images=[trained_on[0]], val_split=trained_on[2]), RUN_CHECK_IMAGES)
+        images = _check_images([trained_on[0]], trained_on[2], RUN_CHECK_IMAGES)
         print(f"verifying on {len(images)} images of {trained_on[0]} ({trained_on[2]} split), the run's validation data")
     if static:
         return _run_static(args, model, info, images)
@@ -91,19 +91,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_images(args: argparse.Namespace, limit: int = MAX_CHECK_IMAGES):
-    """The --images to verify on (every one, up to ``limit``), or None (the export's default)."""
+def _check_images(sources: list[str] | None, split: str, limit: int = MAX_CHECK_IMAGES):
+    """The images to verify on (a dataset folder: its ``split``; up to ``limit``), or None without ``sources``
+    (the export's default)."""
     from ssdlite.deploy.quantize import calibration_images
     from ssdlite.errors import UserError
 
-    if not args.images:
+    if not sources:
         return None
     try:
-        images = list(calibration_images(args.images, args.val_split, limit))
+        images = list(calibration_images(sources, split, limit))
     except ValueError as err:
         raise UserError(str(err)) from err
     if not images:
-        raise UserError(f"{' '.join(args.images)}: no readable image")
+        raise UserError(f"{' '.join(sources)}: no readable image")
     return images
 
 

@@ -54,10 +54,14 @@ class VocLayout:
         folders = list(self.split_folders.values()) or [self.annotations]
         return sorted(p for folder in folders for p in folder.glob("*.xml"))
 
+    @property
+    def split_dir(self) -> Path:
+        """Pascal VOC's folder of split files, ``ImageSets/Main``."""
+        return self.root / "ImageSets" / "Main"
+
     def split_files(self) -> list[Path]:
         """``ImageSets/Main/<split>.txt`` files; per-class lists (``cat_train.txt``) are not splits."""
-        split_dir = self.root / "ImageSets" / "Main"
-        return sorted(p for p in split_dir.glob("*.txt") if "_" not in p.stem) if split_dir.is_dir() else []
+        return sorted(p for p in self.split_dir.glob("*.txt") if "_" not in p.stem) if self.split_dir.is_dir() else []
 
     def named_splits(self) -> bool:
         """Whether the folders of XML are splits: one at least is named ``train``, ``val``, ``valid``, ... ."""
@@ -65,13 +69,9 @@ class VocLayout:
 
     def split(self, split: str) -> Path | None:
         """The split folder or ``ImageSets/Main`` file of ``split`` (``val`` also as ``valid``, ``validation``)."""
-        for name in split_names(split):
-            if self.named_splits():
-                if name in self.split_folders:
-                    return self.split_folders[name]
-            elif (self.root / "ImageSets" / "Main" / f"{name}.txt").is_file():
-                return self.root / "ImageSets" / "Main" / f"{name}.txt"
-        return None
+        if self.named_splits():
+            return next((self.split_folders[n] for n in split_names(split) if n in self.split_folders), None)
+        return next((self.split_dir / f"{n}.txt" for n in split_names(split) if (self.split_dir / f"{n}.txt").is_file()), None)
 
 
 def voc_layout(root: str | Path) -> VocLayout | None:
@@ -141,8 +141,7 @@ def voc_split_listing(layout: VocLayout, split: str | None) -> tuple[list[str], 
             return _split_entries([split_file])
         if split_files:
             present = ", ".join(p.stem for p in split_files)
-            missing = root / "ImageSets" / "Main" / f"{split}.txt"
-            raise DataError(f"{missing}: no such split file (splits present: {present})")
+            raise DataError(f"{layout.split_dir / f'{split}.txt'}: no such split file (splits present: {present})")
     listed, where = _split_entries(split_files if split is None else [])
     return sorted({p.stem for p in layout.annotations.glob("*.xml")} | set(listed)), where
 

@@ -23,15 +23,20 @@ every backend ``--per-round`` times in turn (after two warm-up calls each), with
 backends so one runtime's spinning worker threads do not steal the next one's time. Medians, p90 and the ratio
 to onnxruntime fp32.
 
-``profile``: where an onnxruntime file spends its time, per kind of convolution (the first 3-channel one,
-depthwise, pointwise 1x1, other kxk) and everything else, from onnxruntime's own profiler; the files are
-called interleaved as in ``latency``, on the same image, and each call's node times are summed separately
-(medians per call). It answers "why is INT8 not faster": which layers gain and which do not.
+``profile``: where an onnxruntime or OpenVINO file spends its time, per kind of convolution (the first 3-channel
+one, depthwise, pointwise 1x1, other kxk) and everything else, from onnxruntime's own profiler or OpenVINO's
+performance counters; the files are called interleaved as in ``latency``, on the same image, and each call's
+node times are summed separately (medians per call). It answers "why is INT8 not faster": which layers gain and
+which do not.
+
+``ceiling``: onnxruntime's INT8 against fp32 on stacks of 1x1 convolutions alone (the paper model's pointwise
+shapes and a large one), quantized as ``ssdlite quantize`` does: the most 8-bit arithmetic gives on this CPU.
 
 Run:
     .venv/bin/python benchmarks/runtimes.py parity --out /tmp/rt --int8 --model runs/raccoon=../shared/datasets/raccoon
     .venv/bin/python benchmarks/runtimes.py latency --weights runs/raccoon --files /tmp/rt/raccoon*.{onnx,pte,tflite,xml}
-    .venv/bin/python benchmarks/runtimes.py profile --weights runs/raccoon --files /tmp/rt/raccoon{,_int8}.onnx
+    .venv/bin/python benchmarks/runtimes.py profile --weights runs/raccoon --files /tmp/rt/raccoon{,_int8}.{onnx,xml}
+    .venv/bin/python benchmarks/runtimes.py ceiling
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import re
 import statistics
 import subprocess
@@ -175,11 +181,72 @@ def _conv_kinds(model) -> dict[str, str]:
     return kinds
 
 
-def profile(args: argparse.Namespace) -> int:
+def _onnxruntime_profiled(path: str, threads: int, x, tmp: Path, i: int):
+    """``(call, results)``: ``results()`` gives ``[(whole ms, Counter of ms per kind)]`` per call from onnxruntime's
+    profiler, after the calls."""
     import onnx
     import onnxruntime as ort
+    from inference import WARM_UP_CALLS
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling, options.profile_file_prefix = True, str(tmp / f"p{i}")
+    options.optimized_model_filepath = str(tmp / f"opt{i}.onnx")  # the graph that runs (fused, NHWC)
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x}
+
+    def results():
+        kinds = _conv_kinds(onnx.load(tmp / f"opt{i}.onnx"))
+        events = json.loads(Path(session.end_profiling()).read_text())
+        runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"][WARM_UP_CALLS:]
+        per_call = [Counter() for _ in runs]
+        nodes = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")), key=lambda e: e["ts"])
+        j = 0
+        for e in nodes:  # each node event lies inside one model_run span
+            while j < len(runs) and e["ts"] > runs[j]["ts"] + runs[j]["dur"]:
+                j += 1
+            if j < len(runs) and e["ts"] >= runs[j]["ts"]:
+                per_call[j][kinds.get(e["name"].removesuffix("_kernel_time"), "other")] += e["dur"] / 1e3
+        return [(run["dur"] / 1e3, kinds) for run, kinds in zip(runs, per_call)]
+
+    return functools.partial(session.run, None, feed), results
+
+
+def _openvino_profiled(path: str, threads: int, x):
+    """As :func:`_onnxruntime_profiled` from OpenVINO's performance counters. Its node names do not give kernel
+    shapes: a ``GroupConvolution`` is depthwise, a ``Convolution`` whose kernel is a 1x1 one (``1x1`` in its
+    exec type) pointwise, the first other ``Convolution`` executed the first layer."""
+    import openvino as ov
+    from inference import WARM_UP_CALLS
+
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "PERF_COUNT": True}
+    request = ov.Core().compile_model(path, "CPU", config).create_infer_request()
+    calls = []
+
+    def call():
+        start = time.perf_counter()
+        request.infer({0: x})
+        whole, kinds, first = (time.perf_counter() - start) * 1e3, Counter(), True
+        for node in request.get_profiling_info():
+            if node.status != node.Status.EXECUTED:
+                continue
+            if node.node_type == "GroupConvolution":
+                kind = "dw"
+            elif node.node_type == "Convolution":
+                kind = "pw" if "1x1" in node.exec_type else ("first" if first else "kxk")
+                first = False
+            else:
+                kind = "other"
+            kinds[kind] += node.real_time.total_seconds() * 1e3
+        calls.append((whole, kinds))
+
+    return call, lambda: calls[WARM_UP_CALLS:]
+
+
+def profile(args: argparse.Namespace) -> int:
     import torch
-    from inference import WARM_UP_CALLS, interleaved_times
+    from inference import interleaved_times
 
     from ssdlite.deploy.samples import sample_images
     from ssdlite.models.io import load_model
@@ -187,37 +254,83 @@ def profile(args: argparse.Namespace) -> int:
     model, _ = load_model(args.weights)
     with torch.no_grad():
         x = model.preprocess(sample_images(1, 480, 640))[0].numpy()  # (1, 3, S, S)
-    tmp = Path(tempfile.mkdtemp(prefix="ort_profile_"))
-    sessions = {}
-    for i, path in enumerate(args.files):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-        options.enable_profiling, options.profile_file_prefix = True, str(tmp / f"p{i}")
-        options.optimized_model_filepath = str(tmp / f"opt{i}.onnx")  # the graph that runs (fused, NHWC)
-        options.log_severity_level = 3
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        sessions[path] = (session, {session.get_inputs()[0].name: x}, tmp / f"opt{i}.onnx")
-    calls = {path: functools.partial(session.run, None, feed) for path, (session, feed, _) in sessions.items()}
-    interleaved_times(calls, args.rounds, args.per_round, pause=0.05)  # the profiler times the calls
+    tmp = Path(tempfile.mkdtemp(prefix="profile_"))
+    profiled = {
+        path: _openvino_profiled(path, args.threads, x) if path.endswith(".xml") else _onnxruntime_profiled(path, args.threads, x, tmp, i)
+        for i, path in enumerate(args.files)
+    }
+    interleaved_times({path: call for path, (call, _) in profiled.items()}, args.rounds, args.per_round, pause=0.05)
     parts = ("first", "pw", "dw", "kxk", "other")
     print(f"\nbatch 1, {args.threads} threads, {args.rounds} rounds x {args.per_round} calls, median ms per call\n")
     print("| file | whole call | " + " | ".join(parts) + " |")
     print("| --- | ---: |" + " ---: |" * len(parts))
-    for path, (session, _, optimized) in sessions.items():
-        kinds = _conv_kinds(onnx.load(optimized))
-        events = json.loads(Path(session.end_profiling()).read_text())
-        runs = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"][WARM_UP_CALLS:]
-        per_call = [Counter() for _ in runs]
-        nodes = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")), key=lambda e: e["ts"])
-        i = 0
-        for e in nodes:  # each node event lies inside one model_run span
-            while i < len(runs) and e["ts"] > runs[i]["ts"] + runs[i]["dur"]:
-                i += 1
-            if i < len(runs) and e["ts"] >= runs[i]["ts"]:
-                per_call[i][kinds.get(e["name"].removesuffix("_kernel_time"), "other")] += e["dur"]
-        whole = statistics.median(e["dur"] for e in runs) / 1e3
-        cells = " | ".join(f"{statistics.median(c[k] for c in per_call) / 1e3:.2f}" for k in parts)
-        print(f"| {Path(path).name} | {whole:.2f} | {cells} |")
+    for path, (_, results) in profiled.items():
+        calls = results()
+        cells = " | ".join(f"{statistics.median(kinds[k] for _, kinds in calls):.2f}" for k in parts)
+        print(f"| {Path(path).name} | {statistics.median(whole for whole, _ in calls):.2f} | {cells} |")
+    return 0
+
+
+# (input channels, output channels, feature map side): pointwise convolutions of the paper model at 320 (an
+# expansion at stride 8, 16, 32 and the first extra layer's) and one large enough for the GEMM peak.
+CEILING_SHAPES = ((32, 192, 40), (96, 576, 20), (160, 960, 10), (320, 1280, 10), (256, 1024, 40))
+
+
+def _conv_stack(path: Path, c_in: int, c_out: int, side: int, layers: int = 4):
+    """An onnx file of ``layers`` 1x1 convolutions + ReLU, ``c_in -> c_out -> c_in ...``; returns an input for it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, weights, x, channels = [], [], "x", (c_in, c_out)
+    for i in range(layers):
+        cin, cout = channels[i % 2], channels[(i + 1) % 2]
+        w = (rng.standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype(np.float32)  # (O, I, 1, 1)
+        weights += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"]), helper.make_node("Relu", [f"c{i}"], [f"y{i}"])]
+        x = f"y{i}"
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, side, side])]
+    outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, channels[layers % 2], side, side])]
+    graph = helper.make_graph(nodes, "pointwise", inputs, outputs, weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return np.abs(rng.standard_normal((1, c_in, side, side))).astype(np.float32)  # (1, C, S, S), after a ReLU
+
+
+def ceiling(args: argparse.Namespace) -> int:
+    """INT8 against fp32 for onnxruntime's 1x1 convolutions alone: what 8-bit arithmetic gives on this CPU at best."""
+    import onnxruntime as ort
+    from inference import interleaved_times
+    from onnxruntime import quantization as q
+
+    class OneInput(q.CalibrationDataReader):
+        def __init__(self, feed: dict) -> None:
+            self.feeds = iter([feed])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process, once per file
+    tmp = Path(tempfile.mkdtemp(prefix="int8_ceiling_"))
+    print(f"\nonnxruntime {ort.__version__}, batch 1, {args.threads} threads, 4 convolutions + ReLU per file, median ms per call\n")
+    print("| 1x1 convolution | fp32 ms | fp32 GMAC/s | INT8 ms | INT8 GMAC/s | INT8 / fp32 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for c_in, c_out, side in CEILING_SHAPES:
+        x = _conv_stack(tmp / "fp32.onnx", c_in, c_out, side)
+        q.quantize_static(  # as `ssdlite quantize`: QDQ, per-channel int8 weights, uint8 activations
+            str(tmp / "fp32.onnx"), str(tmp / "int8.onnx"), OneInput({"x": x}), quant_format=q.QuantFormat.QDQ, per_channel=True,
+            activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+        )
+        calls = {}
+        for name in ("fp32", "int8"):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = args.threads, 1, 3
+            session = ort.InferenceSession(str(tmp / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+            calls[name] = functools.partial(session.run, None, {"x": x})
+        ms = {name: statistics.median(t) for name, t in interleaved_times(calls, args.rounds, args.per_round, pause=0.05).items()}
+        macs = 4 * c_in * c_out * side * side / 1e6  # per call, millions
+        print(f"| {c_in} -> {c_out} -> {c_in} ..., {side}x{side} | {ms['fp32']:.3f} | {macs / ms['fp32']:.1f} | "
+              f"{ms['int8']:.3f} | {macs / ms['int8']:.1f} | {ms['int8'] / ms['fp32']:.2f} |")
     return 0
 
 
@@ -231,7 +344,7 @@ def main() -> int:
     p.set_defaults(func=parity)
     for name, func, help, rounds in (
         ("latency", latency, "interleaved batch-1 latency of eager PyTorch and exported files", 10),
-        ("profile", profile, "onnxruntime files: time per kind of convolution, interleaved", 20),
+        ("profile", profile, "onnxruntime and OpenVINO files: time per kind of convolution, interleaved", 20),
     ):
         p = sub.add_parser(name, help=help)
         p.add_argument("--weights", required=True, help="the run the files were exported from (eager reference, preprocessing)")
@@ -242,6 +355,11 @@ def main() -> int:
         p.set_defaults(func=func)
         if name == "latency":
             p.add_argument("--json-out")
+    p = sub.add_parser("ceiling", help="onnxruntime's INT8 against fp32 on 1x1 convolutions alone (this CPU's best case)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--per-round", type=int, default=10)
+    p.set_defaults(func=ceiling)
     args = parser.parse_args()
     return args.func(args)
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 from deploy_helpers import reference_postprocess, varied_model
+from torchvision.ops import batched_nms
 
 import ssdlite
 from ssdlite.deploy.compare import compare_detections
 from ssdlite.deploy.onnx_postprocess import detections_from_outputs
 from ssdlite.deploy.samples import shapes_images
-from ssdlite.deploy.static_postprocess import StaticDetector, StaticPostProcess
+from ssdlite.deploy.static_export import fit_nms
+from ssdlite.deploy.static_postprocess import NMS_STEPS, StaticDetector, StaticPostProcess
+from ssdlite.errors import UserError
 
 EXACT = {"min_iou": 0.9999, "score_tol": 1e-6}
 
@@ -92,3 +95,55 @@ def test_nms_steps_odd_iterates_keep_no_suppressed_box_and_converge():
     assert post.keep(scores, suppresses, 3).tolist() == [[1.0, 0.0, 1.0]] == post.keep(scores, suppresses, 4).tolist()
     with pytest.raises(ValueError, match="odd"):
         StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, 3, 3, num_classes=2, nms_steps=2)
+
+
+def _chain(n: int, detections: int):
+    """``n`` boxes of one class in a row, each shifted by a quarter of its width: neighbours overlap (IoU 0.6),
+    boxes two apart do not (IoU 1/3), scores fall along the row. Greedy NMS keeps every other box, and whether box
+    ``i`` survives depends on the whole row before it: a suppression chain of length ``n - 1``."""
+    default_boxes = torch.tensor([[0.1 + 0.025 * i, 0.5, 0.1, 0.1] for i in range(n)])  # (n, 4) cx, cy, w, h
+    post = StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, n, detections, num_classes=2, candidates=n)
+    cls_logits = torch.zeros(1, n, 2)
+    cls_logits[0, :, 1] = 10.0 - 0.1 * torch.arange(n)  # (1, n, 2): descending scores along the row
+    return post, cls_logits, torch.zeros(1, n, 4)
+
+
+def test_steps_needed_covers_a_chain_longer_than_the_default():
+    """A chain longer than the default steps: ``steps_needed`` says how many reach greedy NMS's result (batched_nms),
+    those steps give it, and two fewer give a subset of it (boxes it keeps, none it suppresses)."""
+    n = 25
+    post, cls_logits, bbox_deltas = _chain(n, detections=n)
+    needed = int(post.steps_needed(cls_logits, bbox_deltas)[0])
+    assert needed % 2 == 1 and needed > NMS_STEPS
+    scores, boxes, _, _ = post.candidates(cls_logits, bbox_deltas)
+    greedy = set(batched_nms(boxes[0], scores[0], torch.zeros(n, dtype=torch.int64), 0.45).tolist())
+    assert greedy == set(range(0, n, 2))
+    suppresses = post.suppression(boxes, torch.ones(1, n, dtype=torch.int64))
+    assert set(post.keep(scores, suppresses, needed)[0].nonzero().flatten().tolist()) == greedy
+    fewer = set(post.keep(scores, suppresses, needed - 2)[0].nonzero().flatten().tolist())
+    assert fewer < greedy
+
+
+def test_candidates_needed_is_the_position_of_the_last_detection_kept():
+    """Greedy NMS keeps boxes 0, 2, 4, ... of the chain: the 5 best detections need its 9 best candidates; with
+    room for 20 detections (only 13 survive) every candidate above the threshold is needed."""
+    post, cls_logits, bbox_deltas = _chain(25, detections=5)
+    assert post.candidates_needed(cls_logits, bbox_deltas).tolist() == [9]
+    post, cls_logits, bbox_deltas = _chain(25, detections=20)
+    assert post.candidates_needed(cls_logits, bbox_deltas).tolist() == [25]
+
+
+def test_export_sizes_the_nms_for_its_images_and_refuses_too_few_candidates():
+    model = varied_model()
+    images = shapes_images(2, model.config.size)
+    m, steps, said = fit_nms(model, images, None)
+    assert steps >= NMS_STEPS and f"{m} best candidates in {steps} matrix steps" in said
+    with torch.no_grad():
+        x, _ = model.preprocess(images)
+        raw = model.core(x)
+    post = StaticPostProcess.from_model(model, m, steps)
+    boxes, scores, labels, count = post(*raw)
+    assert post.exact(*raw, count).all()
+    needed = int(StaticPostProcess.from_model(model).candidates_needed(*raw).max())
+    with pytest.raises(UserError, match=f"need --candidates {needed}"):
+        fit_nms(model, images, needed - 1)

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
     p.add_argument("--batch", type=int, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
-    p.add_argument("--candidates", type=int, default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections)")
+    p.add_argument("--candidates", type=int, default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections, "
+                   "raised to what the verification images need, up to 1000)")
     p.set_defaults(func=run)
 
 

@@ -23,13 +23,14 @@ import torch
 
 from ssdlite.deploy.compare import Comparison, compare_detections
 from ssdlite.deploy.samples import shapes_images
-from ssdlite.deploy.static_postprocess import StaticDetector
+from ssdlite.deploy.static_postprocess import NMS_STEPS, StaticDetector, StaticPostProcess
 from ssdlite.deploy.verify import verify_detections
 from ssdlite.errors import UserError
 from ssdlite.models.config import ModelConfig
 
 CHECK_IMAGES = 8  # verification images when the user gives none
 INT8_MATCH = {"min_iou": 0.5, "score_tol": 1.0}  # INT8 against fp32: the same objects, whatever the score
+MAX_AUTO_CANDIDATES = 1000  # NMS candidates per image an export picks without --candidates: (M, M) = 4 MB float32
 
 
 @dataclass
@@ -75,7 +76,7 @@ def write_verified(build: Callable[..., tuple[bytes, StaticExportReport]], model
     return report
 
 
-def metadata(model, classes: Sequence[str], batch: int, int8: bool, candidates: int) -> dict[str, Any]:
+def metadata(model, classes: Sequence[str], batch: int, int8: bool, candidates: int, nms_steps: int) -> dict[str, Any]:
     """What an app (and :mod:`ssdlite.deploy.backends`) needs to feed and read the file."""
     config = model.config.to_dict()
     return {
@@ -92,6 +93,7 @@ def metadata(model, classes: Sequence[str], batch: int, int8: bool, candidates: 
         "output_names": ["boxes", "scores", "labels", "count"],
         "detections_per_image": model.postprocess_detections.detections_per_image,
         "candidates": candidates,
+        "nms_steps": nms_steps,
     }
 
 
@@ -104,9 +106,43 @@ def read_metadata(text: str, path) -> tuple[ModelConfig, list[str], int]:
         raise UserError(f"{path}: no readable ssdlite metadata ({err}); export it with 'ssdlite export'") from err
 
 
-def detector(model, candidates: int | None = None) -> StaticDetector:
+def detector(model, candidates: int | None = None, nms_steps: int = NMS_STEPS) -> StaticDetector:
     """A CPU, eval-mode :class:`StaticDetector` on a copy of ``model``."""
-    return StaticDetector(copy.deepcopy(model).cpu().eval(), candidates).eval()
+    return StaticDetector(copy.deepcopy(model).cpu().eval(), candidates, nms_steps).eval()
+
+
+def fit_nms(model, images: Sequence[torch.Tensor], candidates: int | None) -> tuple[int, int, str]:
+    """``(M, nms_steps, what was fitted)``: the file's NMS sized so that it is exact on ``images``.
+
+    ``M`` (the candidates that go through the fixed-size NMS) is the user's ``candidates``, or the default
+    ``2 * D`` raised to what the images need, up to :data:`MAX_AUTO_CANDIDATES` (the file holds ``(M, M)``
+    matrices); the steps are :data:`NMS_STEPS` raised to what the images need with that ``M``. A ``candidates``
+    too small for the images is refused here, before the conversion, with the value that would do.
+    """
+    post = StaticPostProcess.from_model(model).cpu()
+    raws = []
+    with torch.no_grad():
+        for start in range(0, len(images), 8):
+            x, _ = model.preprocess(list(images[start : start + 8]))
+            raws.append(tuple(t.cpu() for t in model.core(x)))
+    need_m = max(int(post.candidates_needed(*raw).max()) for raw in raws)
+    if candidates is not None and candidates < need_m:
+        raise UserError(
+            f"--candidates {candidates}: NMS over that many candidates per image leaves out detections that NMS over every "
+            f"candidate keeps on the verification images; they need --candidates {need_m} (or leave it out)"
+        )
+    if candidates is None and need_m > MAX_AUTO_CANDIDATES:
+        raise UserError(
+            f"the verification images need NMS over {need_m} candidates per image to give every detection, more than the "
+            f"{MAX_AUTO_CANDIDATES} chosen without asking (the file holds ({need_m}, {need_m}) matrices): export with "
+            f"--candidates {need_m}, or raise the model's score threshold"
+        )
+    m = candidates if candidates is not None else max(post.m, need_m)
+    post = StaticPostProcess.from_model(model, m).cpu()
+    need_steps = max(int(post.steps_needed(*raw).max()) for raw in raws)
+    steps = max(NMS_STEPS, need_steps)
+    return post.m, steps, (f"NMS over the {post.m} best candidates in {steps} matrix steps (the {len(images)} verification images need at most "
+                          f"{need_m} and {need_steps})")
 
 
 def module_input(model, images: Sequence[torch.Tensor], batch: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
@@ -207,9 +243,10 @@ def prepare_static(
 ) -> StaticBuild:
     """The detector module, its metadata, the verification images and the example input of a static export."""
     start = time.perf_counter()
-    module = detector(model, candidates)
     images = check_images(images, model)
+    candidates, steps, fitted = fit_nms(model, images, candidates)
+    module = detector(model, candidates, steps)
     example, _ = module_input(model, images, batch)
-    meta = json.dumps(metadata(model, classes, batch, int8, module.postprocess.m))
-    report = StaticExportReport(path="", format=fmt, int8=int8, batch=batch)
+    meta = json.dumps(metadata(model, classes, batch, int8, candidates, steps))
+    report = StaticExportReport(path="", format=fmt, int8=int8, batch=batch, notes=[fitted])
     return StaticBuild(model, module, meta, images, example, report, start)

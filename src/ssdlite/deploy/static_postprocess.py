@@ -15,16 +15,19 @@ fixed number of everything:
    The iteration ``keep_{t+1} = valid & not (S^T keep_t)`` from ``keep_0 = valid`` makes the first
    ``t`` candidates final after ``t`` steps, and its odd iterates only grow towards the solution (an
    antitone map: odd iterates are subsets of the solution, even ones supersets). ``nms_steps`` (odd)
-   steps are run; NMS in a detector has short suppression chains, so a few steps reach the solution,
-   and if not, the output is an odd iterate: boxes that greedy NMS keeps, none that it suppresses;
+   steps are run. The longest suppression chain decides how many are needed: up to 10 measured on
+   trained raccoon models (1% of images past 9), so the default is 15, and an export raises it to what
+   its verification images need (:meth:`StaticPostProcess.steps_needed`). If an image needs more, the
+   output is an odd iterate: boxes that greedy NMS keeps, none that it suppresses;
 5. the ``D = detections_per_image`` best survivors, padded.
 
 Exactness: a candidate's survival depends only on higher-scored candidates of its class, so the
 survivors among the ``M`` best are exactly the full NMS's survivors among them (the argument of
 :mod:`ssdlite.models.postprocess`). The capped result equals NMS over every candidate when step 4
 converged and at least ``D`` of the ``M`` survive or the image has at most ``M`` candidates above
-the threshold; :meth:`StaticPostProcess.exact` says, per image, whether that holds, and every export
-is verified on real images. ``tests/deploy`` proves the equality against ``torchvision.ops.batched_nms``
+the threshold; :meth:`StaticPostProcess.exact` says, per image, whether that holds. An export raises
+``M`` to what its verification images need (:meth:`StaticPostProcess.candidates_needed`), and verifies
+the file on them. ``tests/deploy`` proves the equality against ``torchvision.ops.batched_nms``
 and ``model.postprocess``.
 
 Outputs, for ``N`` images: ``boxes (N, D, 4)`` float32 xyxy **normalized to [0, 1]**, ``scores (N, D)``
@@ -40,7 +43,7 @@ from torch import nn
 from ssdlite.models.box_coder import BoxCoder
 
 OUTPUTS = ("boxes", "scores", "labels", "count")
-NMS_STEPS = 9
+NMS_STEPS = 15  # the default matrix steps of step 4 (module doc); an export fits them to its images
 
 
 class StaticPostProcess(nn.Module):
@@ -121,14 +124,55 @@ class StaticPostProcess(nn.Module):
         earlier = torch.ones(self.m, self.m, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
         return (overlap & same & earlier).float()  # [n, j, i]
 
+    @staticmethod
+    def _step(valid: torch.Tensor, keep: torch.Tensor, suppresses: torch.Tensor) -> torch.Tensor:
+        """One matrix step of step 4: ``(N, M)`` -> ``(N, M)``."""
+        hits = torch.bmm(keep.unsqueeze(1), suppresses).squeeze(1)  # (N, M): kept earlier suppressors of each i
+        return valid * (hits < 0.5).float()
+
     def keep(self, scores: torch.Tensor, suppresses: torch.Tensor, steps: int) -> torch.Tensor:
         """``(N, M)`` float 0/1 after ``steps`` steps of step 4 (module doc)."""
         valid = (scores > 0).float()  # (N, M); 0 for the -1 placeholders
         keep = valid
         for _ in range(steps):
-            hits = torch.bmm(keep.unsqueeze(1), suppresses).squeeze(1)  # (N, M): kept earlier suppressors of each i
-            keep = valid * (hits < 0.5).float()
+            keep = self._step(valid, keep, suppresses)
         return keep
+
+    def steps_needed(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` int64: per image, the fewest (odd) ``nms_steps`` with which step 4 reaches greedy NMS's
+        solution over these ``M`` candidates. The first ``t`` candidates are final after ``t`` steps, so it
+        converges within ``M`` steps; the longest suppression chain decides (about 10 on trained models)."""
+        scores, boxes, labels, _ = self.candidates(cls_logits, bbox_deltas)
+        suppresses = self.suppression(boxes, labels)
+        valid = (scores > 0).float()  # (N, M)
+        needed = torch.full((scores.shape[0],), -1, dtype=torch.int64)
+        keep = valid
+        for t in range(self.m + 1):
+            after = self._step(valid, keep, suppresses)
+            needed = torch.where((needed < 0) & (after == keep).all(dim=1).cpu(), t, needed)  # keep_t is the fixed point
+            if bool((needed >= 0).all()):
+                break
+            keep = after
+        return needed.clamp(min=1) | 1
+
+    def candidates_needed(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` int64: per image, the fewest candidates ``M`` (at least ``D``) whose survivors are those of NMS
+        over every candidate: up to the ``D``-th survivor, or every candidate above the threshold if fewer survive."""
+        from ssdlite.models.postprocess import _nms_per_group
+
+        n, _, num_classes = cls_logits.shape
+        total = (num_classes - 1) * self.k
+        every = StaticPostProcess(
+            self.default_boxes, self.box_coder.variances, self.score_threshold, self.nms_threshold, self.k, self.d,
+            num_classes, candidates=total,
+        )
+        scores, boxes, labels, above = every.candidates(cls_logits, bbox_deltas)  # (N, C*k) by descending score
+        needed = []
+        for i in range(n):
+            valid = scores[i] > 0
+            kept = _nms_per_group(boxes[i][valid], scores[i][valid], labels[i][valid], self.nms_threshold).sort().values
+            needed.append(int(kept[self.d - 1]) + 1 if len(kept) >= self.d else int(above[i]))
+        return torch.tensor(needed, dtype=torch.int64).clamp(min=self.d)
 
     def forward(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scores, boxes, labels, _ = self.candidates(cls_logits, bbox_deltas)

@@ -15,6 +15,7 @@ from ssdlite.deploy.samples import shapes_images
 from ssdlite.deploy.static_export import fit_nms
 from ssdlite.deploy.static_postprocess import NMS_STEPS, StaticDetector, StaticPostProcess
 from ssdlite.errors import UserError
+from ssdlite.models.postprocess import PostProcess
 
 EXACT = {"min_iou": 0.9999, "score_tol": 1e-6}
 
@@ -126,11 +127,21 @@ def test_steps_needed_covers_a_chain_longer_than_the_default():
 
 def test_candidates_needed_is_the_position_of_the_last_detection_kept():
     """Greedy NMS keeps boxes 0, 2, 4, ... of the chain: the 5 best detections need its 9 best candidates; with
-    room for 20 detections (only 13 survive) every candidate above the threshold is needed."""
+    room for 20 detections (13 survive) the last survivor, candidate 24, is needed. A 26th candidate that the
+    first one suppresses changes nothing: the static result without it is already NMS's."""
     post, cls_logits, bbox_deltas = _chain(25, detections=5)
     assert post.candidates_needed(cls_logits, bbox_deltas).tolist() == [9]
     post, cls_logits, bbox_deltas = _chain(25, detections=20)
     assert post.candidates_needed(cls_logits, bbox_deltas).tolist() == [25]
+    default_boxes = torch.cat([post.default_boxes, post.default_boxes[:1]])  # (26, 4): a copy of box 0, scored last
+    post = StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, 26, 20, num_classes=2, candidates=25, nms_steps=25)
+    cls_logits = torch.cat([cls_logits, torch.tensor([[[0.0, 5.0]]])], dim=1)  # (1, 26, 2)
+    bbox_deltas = torch.zeros(1, 26, 4)
+    assert post.candidates_needed(cls_logits, bbox_deltas).tolist() == [25]
+    boxes, scores, labels, count = post(cls_logits, bbox_deltas)
+    got = detections_from_outputs(count, boxes, scores, labels, [(1, 1)])
+    reference = reference_postprocess(PostProcess(post.box_coder, 0.01, 0.45, 26, 20), cls_logits, bbox_deltas, default_boxes)
+    assert compare_detections(reference, got, **EXACT).ok and int(count[0]) == 13
 
 
 def test_export_sizes_the_nms_for_its_images_and_refuses_too_few_candidates():

@@ -157,7 +157,8 @@ class StaticPostProcess(nn.Module):
 
     def candidates_needed(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> torch.Tensor:
         """``(N,)`` int64: per image, the fewest candidates ``M`` (at least ``D``) whose survivors are those of NMS
-        over every candidate: up to the ``D``-th survivor, or every candidate above the threshold if fewer survive."""
+        over every candidate: the ``M`` best reach the ``D``-th survivor, or the last one if fewer survive (a
+        candidate past it is suppressed whether or not it is looked at)."""
         from ssdlite.models.postprocess import _nms_per_group
 
         n, _, num_classes = cls_logits.shape
@@ -166,12 +167,12 @@ class StaticPostProcess(nn.Module):
             self.default_boxes, self.box_coder.variances, self.score_threshold, self.nms_threshold, self.k, self.d,
             num_classes, candidates=total,
         )
-        scores, boxes, labels, above = every.candidates(cls_logits, bbox_deltas)  # (N, C*k) by descending score
+        scores, boxes, labels, _ = every.candidates(cls_logits, bbox_deltas)  # (N, C*k) by descending score
         needed = []
         for i in range(n):
             valid = scores[i] > 0
             kept = _nms_per_group(boxes[i][valid], scores[i][valid], labels[i][valid], self.nms_threshold).sort().values
-            needed.append(int(kept[self.d - 1]) + 1 if len(kept) >= self.d else int(above[i]))
+            needed.append(int(kept[min(self.d, len(kept)) - 1]) + 1 if len(kept) else 0)
         return torch.tensor(needed, dtype=torch.int64).clamp(min=self.d)
 
     def forward(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> tuple[torch.Tensor, ...]:

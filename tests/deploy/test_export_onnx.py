@@ -152,8 +152,19 @@ def test_export_verifies_on_every_given_image(tmp_path, weights, capsys, fmt, ar
     assert "detections matched on 5 images" in capsys.readouterr().out and out.is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["export", "--weights", str(weights), "--format", fmt, *args, "--images", str(empty), "--out", str(tmp_path / "x")]) == 2
-    assert not (tmp_path / "x").exists()
+    assert main(["export", "--weights", str(weights), "--format", fmt, *args, "--images", str(empty), "--out", str(tmp_path / f"x.{fmt}")]) == 2
+    assert "empty: folder has no image" in capsys.readouterr().err and not (tmp_path / f"x.{fmt}").exists()
+
+
+@pytest.mark.parametrize("fmt, out", [("executorch", "m.executorch"), ("onnx", "m.tflite"), ("tflite", "m")])
+def test_export_refuses_a_file_name_its_format_is_not_read_by(tmp_path, weights, capsys, fmt, out):
+    """An ExecuTorch program named .executorch, or ONNX named .tflite, would be written and then read by nothing
+    (`predict` and the runtimes' tools go by the suffix): refused before anything is done, naming the suffix."""
+    from ssdlite.cli import main
+
+    assert main(["export", "--weights", str(weights), "--format", fmt, "--out", str(tmp_path / out)]) == 2
+    assert f"is written as .{'pte' if fmt == 'executorch' else fmt}" in capsys.readouterr().err
+    assert not (tmp_path / out).exists()
 
 
 def test_export_of_a_run_verifies_on_the_run_s_validation_images(tmp_path, weights, capsys, monkeypatch):

@@ -50,6 +50,7 @@ def test_weights_of_another_architecture_give_a_clear_error(tmp_path):
     "name, content, message",
     [
         ("x.pt", b"not a pickle", r"checkpoint .*x\.pt: cannot be read"),
+        ("x.executorch", b"<\x00\x00\x00ET12", r"x\.executorch: cannot be read: not a file saved by torch\.save .*\.pte"),
         ("x.safetensors", b"\x00" * 20, "not a readable safetensors"),
     ],
 )
@@ -64,3 +65,11 @@ def test_missing_paths(tmp_path):
         load_model(tmp_path / "nothing.pt")
     with pytest.raises(UserError, match="run directory needs one of"):
         load_model(tmp_path)
+
+
+def test_a_torchscript_program_is_named_as_such(tmp_path):
+    """A TorchScript export handed to a command that reads weights: said what it is, not torch.load's advice to
+    turn off weights_only."""
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "ts.pt")
+    with pytest.raises(UserError, match=r"ts\.pt: cannot be read: a TorchScript program .*torch\.jit\.load"):
+        load_model(tmp_path / "ts.pt")

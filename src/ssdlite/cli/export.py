@@ -4,10 +4,13 @@ verified against PyTorch before it is written."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ssdlite.cli.options import run_dataset
 
 STATIC_FORMATS = ("executorch", "tflite", "openvino")
+# The suffix each format is written with: the one `predict`, `eval`, `benchmark` and the runtimes' tools know it by.
+SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript"), "executorch": (".pte",), "tflite": (".tflite",), "openvino": (".xml",)}
 MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
 RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
 
@@ -56,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
                         "(ONNX INT8: ssdlite quantize)")
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
+    if Path(args.out).suffix.lower() not in SUFFIXES[args.format]:
+        raise UserError(f"--out {args.out}: a {args.format} file is written as {' or '.join(SUFFIXES[args.format])}, the suffix "
+                        f"by which ssdlite's commands and the runtime's tools recognise it")
     model, info = load_model(args.weights)
     trained_on = run_dataset(info["path"])
     if args.int8 and not args.calib:

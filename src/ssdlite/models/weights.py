@@ -9,6 +9,7 @@ every failure into a :class:`~ssdlite.errors.UserError` that names the file and 
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,31 @@ def read_torch_file(path: str | os.PathLike, what: str, missing_hint: str = "") 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} {path}: no such file{missing_hint}")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive, or (before 1.6) a pickle
+        raise UserError(
+            f"{what} {path}: cannot be read: not a file saved by torch.save (ssdlite reads run directories, .pt/.safetensors "
+            f"weights, and exported models by their suffix: .onnx, .pte, .tflite, .xml)"
+        )
+    if head == b"PK" and _is_torchscript(path):
+        raise UserError(
+            f"{what} {path}: cannot be read: a TorchScript program (ssdlite export --format torchscript), which apps load "
+            f"with torch.jit.load; give ssdlite the run directory or checkpoint it was exported from"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors have many types (a corrupt file, a pickle of arbitrary objects)
         raise UserError(f"{what} {path}: cannot be read ({err})") from err
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether a zip archive is a TorchScript program (it holds the program's ``code/``), not tensors."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:

@@ -135,7 +135,7 @@ def fit_nms(model, images: Sequence[torch.Tensor], candidates: int | None) -> tu
         raise UserError(
             f"the verification images need NMS over {need_m} candidates per image to give every detection, more than the "
             f"{MAX_AUTO_CANDIDATES} chosen without asking (the file holds ({need_m}, {need_m}) matrices): export with "
-            f"--candidates {need_m}, or raise the model's score threshold"
+            f"--candidates {need_m} to accept them"
         )
     m = candidates if candidates is not None else max(post.m, need_m)
     post = StaticPostProcess.from_model(model, m).cpu()

@@ -23,8 +23,11 @@ def read_torch_file(path: str | os.PathLike, what: str, missing_hint: str = "") 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} {path}: no such file{missing_hint}")
-    with open(path, "rb") as f:
-        head = f.read(2)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot be read ({err.strerror})") from err
     if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive, or (before 1.6) a pickle
         raise UserError(
             f"{what} {path}: cannot be read: not a file saved by torch.save (ssdlite reads run directories, .pt/.safetensors "

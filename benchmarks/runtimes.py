@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import logging
 import re
 import statistics
 import subprocess
@@ -283,14 +282,14 @@ def _conv_stack(path: Path, c_in: int, c_out: int, side: int, layers: int = 4):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    nodes, weights, x, channels = [], [], "x", (c_in, c_out)
+    nodes, weights, x, channels = [], [], "images", (c_in, c_out)
     for i in range(layers):
         cin, cout = channels[i % 2], channels[(i + 1) % 2]
         w = (rng.standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype(np.float32)  # (O, I, 1, 1)
         weights += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")]
         nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"]), helper.make_node("Relu", [f"c{i}"], [f"y{i}"])]
         x = f"y{i}"
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, side, side])]
+    inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, c_in, side, side])]
     outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, channels[layers % 2], side, side])]
     graph = helper.make_graph(nodes, "pointwise", inputs, outputs, weights)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
@@ -299,34 +298,27 @@ def _conv_stack(path: Path, c_in: int, c_out: int, side: int, layers: int = 4):
 
 def ceiling(args: argparse.Namespace) -> int:
     """INT8 against fp32 for onnxruntime's 1x1 convolutions alone: what 8-bit arithmetic gives on this CPU at best."""
+    import onnx
     import onnxruntime as ort
+    import torch
     from inference import interleaved_times
-    from onnxruntime import quantization as q
 
-    class OneInput(q.CalibrationDataReader):
-        def __init__(self, feed: dict) -> None:
-            self.feeds = iter([feed])
+    from ssdlite.deploy.quantize import quantize_model
 
-        def get_next(self):
-            return next(self.feeds, None)
-
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process, once per file
     tmp = Path(tempfile.mkdtemp(prefix="int8_ceiling_"))
     print(f"\nonnxruntime {ort.__version__}, batch 1, {args.threads} threads, 4 convolutions + ReLU per file, median ms per call\n")
     print("| 1x1 convolution | fp32 ms | fp32 GMAC/s | INT8 ms | INT8 GMAC/s | INT8 / fp32 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for c_in, c_out, side in CEILING_SHAPES:
         x = _conv_stack(tmp / "fp32.onnx", c_in, c_out, side)
-        q.quantize_static(  # as `ssdlite quantize`: QDQ, per-channel int8 weights, uint8 activations
-            str(tmp / "fp32.onnx"), str(tmp / "int8.onnx"), OneInput({"x": x}), quant_format=q.QuantFormat.QDQ, per_channel=True,
-            activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-        )
+        quantized, _ = quantize_model(onnx.load(tmp / "fp32.onnx"), [torch.from_numpy(x)])  # as `ssdlite quantize`
+        onnx.save(quantized, tmp / "int8.onnx")
         calls = {}
         for name in ("fp32", "int8"):
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = args.threads, 1, 3
             session = ort.InferenceSession(str(tmp / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
-            calls[name] = functools.partial(session.run, None, {"x": x})
+            calls[name] = functools.partial(session.run, None, {"images": x})
         ms = {name: statistics.median(t) for name, t in interleaved_times(calls, args.rounds, args.per_round, pause=0.05).items()}
         macs = 4 * c_in * c_out * side * side / 1e6  # per call, millions
         print(f"| {c_in} -> {c_out} -> {c_in} ..., {side}x{side} | {ms['fp32']:.3f} | {macs / ms['fp32']:.1f} | "

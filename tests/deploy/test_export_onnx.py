@@ -163,7 +163,7 @@ def test_export_refuses_a_file_name_its_format_is_not_read_by(tmp_path, weights,
     from ssdlite.cli import main
 
     assert main(["export", "--weights", str(weights), "--format", fmt, "--out", str(tmp_path / out)]) == 2
-    assert f"is written as .{'pte' if fmt == 'executorch' else fmt}" in capsys.readouterr().err
+    assert f"{fmt} files are written as .{'pte' if fmt == 'executorch' else fmt}" in capsys.readouterr().err
     assert not (tmp_path / out).exists()
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 from ssdlite.cli.options import run_dataset
 
 STATIC_FORMATS = ("executorch", "tflite", "openvino")
-# The suffix each format is written with: the one `predict`, `eval`, `benchmark` and the runtimes' tools know it by.
-SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript"), "executorch": (".pte",), "tflite": (".tflite",), "openvino": (".xml",)}
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")  # read by torch.jit.load, not by an ssdlite backend
 MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
 RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
 
@@ -59,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
                         "(ONNX INT8: ssdlite quantize)")
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
-    if Path(args.out).suffix.lower() not in SUFFIXES[args.format]:
-        raise UserError(f"--out {args.out}: a {args.format} file is written as {' or '.join(SUFFIXES[args.format])}, the suffix "
+    suffixes = _suffixes(args.format)
+    if Path(args.out).suffix.lower() not in suffixes:
+        raise UserError(f"--out {args.out}: {args.format} files are written as {' or '.join(suffixes)}, the suffix "
                         f"by which ssdlite's commands and the runtime's tools recognise it")
     model, info = load_model(args.weights)
     trained_on = run_dataset(info["path"])
@@ -96,6 +96,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {info['path']} -> {args.out} ({kind}, {report.seconds:.1f} s)")
     print(report.summary())
     return 0
+
+
+def _suffixes(fmt: str) -> tuple[str, ...]:
+    """The suffixes a ``fmt`` file may be written with: those by which ssdlite's backends find its runtime."""
+    from ssdlite.deploy.backends import SUFFIX_BACKENDS
+
+    if fmt == "torchscript":
+        return TORCHSCRIPT_SUFFIXES
+    runtime = "onnxruntime" if fmt == "onnx" else fmt
+    return tuple(suffix for suffix, backend in SUFFIX_BACKENDS.items() if backend == runtime)
 
 
 def _check_images(sources: list[str] | None, split: str, limit: int = MAX_CHECK_IMAGES):

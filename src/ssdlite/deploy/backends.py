@@ -149,7 +149,9 @@ def open_backend(name: str, weights: str | os.PathLike, device: torch.device, th
     raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
+SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".pte": "executorch", ".tflite": "tflite", ".xml": "openvino"}  # exported files
+
+
 def backend_for_file(path: str | os.PathLike) -> str:
     """The backend that reads ``path`` by its suffix (``torch`` for weights files and run directories)."""
-    suffix = Path(path).suffix.lower()
-    return {".onnx": "onnxruntime", ".pte": "executorch", ".tflite": "tflite", ".xml": "openvino"}.get(suffix, "torch")
+    return SUFFIX_BACKENDS.get(Path(path).suffix.lower(), "torch")

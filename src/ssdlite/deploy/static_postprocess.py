@@ -93,9 +93,10 @@ class StaticPostProcess(nn.Module):
             post.topk_candidates, post.detections_per_image, model.num_classes, candidates, nms_steps,
         )
 
-    def candidates(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Steps 1 to 3: the ``M`` best candidates per image, ``(scores (N, M), boxes (N, M, 4), labels (N, M),
-        number above the threshold (N,))``; scores -1 below the threshold."""
+    def candidates(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor, m: int | None = None) -> tuple[torch.Tensor, ...]:
+        """Steps 1 to 3: the ``M`` best candidates per image (``m`` instead of ``M`` if given), ``(scores (N, M),
+        boxes (N, M, 4), labels (N, M), number above the threshold (N,))``; scores -1 below the threshold."""
+        m = self.m if m is None else m
         n, _, num_classes = cls_logits.shape
         boxes = self.box_coder.decode(bbox_deltas.float(), self.default_boxes).clamp(0, 1)  # (N, A, 4)
         scores = cls_logits.float().softmax(dim=-1)[..., 1:]  # (N, A, C)
@@ -104,10 +105,10 @@ class StaticPostProcess(nn.Module):
         top_anchor = top_anchor.transpose(1, 2).reshape(n, -1)  # (N, C*k)
         above = top_scores > self.score_threshold
         top_scores = torch.where(above, top_scores, torch.full_like(top_scores, -1.0))
-        cand_scores, order = top_scores.topk(self.m, dim=1)  # (N, M) descending
+        cand_scores, order = top_scores.topk(m, dim=1)  # (N, M) descending
         cand_labels = torch.div(order, self.k, rounding_mode="floor") + 1  # (N, M) in 1..C
         cand_anchor = top_anchor.gather(1, order)  # (N, M)
-        cand_boxes = boxes.gather(1, cand_anchor.unsqueeze(-1).expand(n, self.m, 4))  # (N, M, 4)
+        cand_boxes = boxes.gather(1, cand_anchor.unsqueeze(-1).expand(n, m, 4))  # (N, M, 4)
         return cand_scores, cand_boxes, cand_labels, above.sum(dim=1)
 
     def suppression(self, boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,8 @@ class StaticPostProcess(nn.Module):
         # IoU > t  <=>  inter > t * union (no division: an empty pair has inter = union = 0 and does not suppress).
         overlap = inter > self.nms_threshold * union
         same = labels[:, :, None] == labels[:, None, :]
-        earlier = torch.ones(self.m, self.m, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
+        m = boxes.shape[1]
+        earlier = torch.ones(m, m, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # j < i
         return (overlap & same & earlier).float()  # [n, j, i]
 
     @staticmethod
@@ -145,15 +147,15 @@ class StaticPostProcess(nn.Module):
         scores, boxes, labels, _ = self.candidates(cls_logits, bbox_deltas)
         suppresses = self.suppression(boxes, labels)
         valid = (scores > 0).float()  # (N, M)
-        needed = torch.full((scores.shape[0],), -1, dtype=torch.int64)
+        needed = torch.full((scores.shape[0],), -1, dtype=torch.int64, device=scores.device)
         keep = valid
         for t in range(self.m + 1):
             after = self._step(valid, keep, suppresses)
-            needed = torch.where((needed < 0) & (after == keep).all(dim=1).cpu(), t, needed)  # keep_t is the fixed point
+            needed = torch.where((needed < 0) & (after == keep).all(dim=1), t, needed)  # keep_t is the fixed point
             if bool((needed >= 0).all()):
                 break
             keep = after
-        return needed.clamp(min=1) | 1
+        return (needed.clamp(min=1) | 1).cpu()
 
     def candidates_needed(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor) -> torch.Tensor:
         """``(N,)`` int64: per image, the fewest candidates ``M`` (at least ``D``) whose survivors are those of NMS
@@ -162,12 +164,7 @@ class StaticPostProcess(nn.Module):
         from ssdlite.models.postprocess import _nms_per_group
 
         n, _, num_classes = cls_logits.shape
-        total = (num_classes - 1) * self.k
-        every = StaticPostProcess(
-            self.default_boxes, self.box_coder.variances, self.score_threshold, self.nms_threshold, self.k, self.d,
-            num_classes, candidates=total,
-        )
-        scores, boxes, labels, _ = every.candidates(cls_logits, bbox_deltas)  # (N, C*k) by descending score
+        scores, boxes, labels, _ = self.candidates(cls_logits, bbox_deltas, m=(num_classes - 1) * self.k)  # (N, C*k) descending
         needed = []
         for i in range(n):
             valid = scores[i] > 0

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ssdlite.deploy.compare import Comparison, compare_detections, raw_difference
+from ssdlite.deploy.compare import Comparison, compare_detections, raw_difference, score_floors
 from ssdlite.errors import UserError
 
 RAW_OUTPUTS = ("cls_logits", "bbox_deltas")
@@ -53,7 +53,6 @@ def verify_detections(
     and the first differences when a detection is unmatched.
     """
     comparison, worst = Comparison(), 0.0
-    floor = model.postprocess_detections.score_threshold
     start, k = 0, 0
     while start < len(images):
         chunk = list(images[start : start + batches[min(k, len(batches) - 1)]])
@@ -65,7 +64,8 @@ def verify_detections(
         got, raw_got = run(chunk)
         if raw_got is not None:
             worst = max(worst, check_raw(runtime, raw_got, raw_want, where))
-        comparison.merge(compare_detections(expected, got, score_floor=floor))
+        floors = score_floors(model.postprocess_detections, raw_want[0])  # the threshold or the top-k cut, per class
+        comparison.merge(compare_detections(expected, got, score_floor=floors))
         start, k = start + len(chunk), k + 1
     if not comparison.ok:
         raise ExportMismatchError(

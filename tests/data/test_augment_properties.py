@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from torchvision import tv_tensors
 from torchvision.ops import box_iou
 
-from ssdlite.data import PRESETS, eval_transforms, train_transforms
-from ssdlite.data.augment import MinIoURandomCrop
+from ssdlite.data import eval_transforms, train_transforms
+from ssdlite.data.augment import IMAGE_PRESETS, CropAroundBoxes, MinIoURandomCrop, Mosaic
 from ssdlite.models.config import SIGNED_UNIT
 
 SIZE = 64
@@ -81,7 +81,7 @@ def _check_colours_under_boxes(image, target) -> None:
         assert nearest == label, (box, label, centre)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", IMAGE_PRESETS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sample=samples())
 def test_presets_keep_boxes_valid_and_flags_with_their_boxes(preset, sample):
@@ -141,7 +141,81 @@ def test_ssd_preset_zooms_out_and_crops():
 
 def test_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="unknown augmentation preset"):
+        train_transforms("cutmix", 320, SIGNED_UNIT[0])
+    with pytest.raises(ValueError, match="wrap the untransformed split in Mosaic"):
         train_transforms("mosaic", 320, SIGNED_UNIT[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(sample=samples())
+def test_crop_around_boxes_keeps_every_box_whole(sample):
+    """The fine preset's crop only zooms in around all the boxes: no box is cut, none is lost, and the crop
+    is inside the image."""
+    image, target, seed = sample
+    torch.manual_seed(seed)
+    height, width = target["boxes"].canvas_size
+    params = CropAroundBoxes().make_params([image, target["boxes"]])
+    boxes = target["boxes"].as_subclass(torch.Tensor)
+    if not params:
+        assert len(boxes) == 0
+        return
+    top, left, h, w = params["top"], params["left"], params["height"], params["width"]
+    assert 0 <= top and 0 <= left and top + h <= height and left + w <= width
+    assert bool((boxes[:, 0] >= left).all() and (boxes[:, 1] >= top).all())
+    assert bool((boxes[:, 2] <= left + w).all() and (boxes[:, 3] <= top + h).all())
+    # A zoom-in only enlarges boxes: every box that a plain resize keeps (sides >= 1 px) is kept.
+    sides = (boxes[:, 2:] - boxes[:, :2]) * torch.tensor([SIZE / width, SIZE / height])
+    resized_keeps = target["labels"][(sides >= 1.0).all(dim=1)].tolist()
+    _, out = train_transforms("fine", SIZE, SIGNED_UNIT[0])(image, target)
+    assert set(resized_keeps) <= set(out["labels"].tolist())
+
+
+class _Tiles(torch.utils.data.Dataset):
+    """Four untransformed samples of different sizes, each one box of its label's colour on black."""
+
+    shapes = [(60, 80), (90, 50), (64, 64), (40, 120)]
+
+    def __len__(self):
+        return len(self.shapes)
+
+    def __getitem__(self, index):
+        h, w = self.shapes[index]
+        label = index + 1
+        pixels = torch.zeros(3, h, w, dtype=torch.uint8)
+        box = [w // 4, h // 4, 3 * w // 4, 3 * h // 4]
+        pixels[:, box[1] : box[3], box[0] : box[2]] = torch.from_numpy(COLOURS[label]).view(3, 1, 1)
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(torch.tensor([box], dtype=torch.float32), format="XYXY", canvas_size=(h, w)),
+            "labels": torch.tensor([label]),
+            "difficult": torch.tensor([label % 2 == 0]),
+            "iscrowd": torch.tensor([label % 3 == 0]),
+            "image_id": 7,
+            "orig_size": torch.tensor([h, w]),
+        }
+        return tv_tensors.Image(pixels), target
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_mosaic_boxes_follow_their_tiles(seed):
+    """A mosaic's every box lies on pixels of its own label's colour (the tiles and their boxes moved
+    together), boxes keep their flags, slivers are dropped, and the sample is a function of the seed."""
+    torch.manual_seed(seed)
+    mosaic = Mosaic(_Tiles(), SIZE, mean_fill=(0.0, 0.0, 0.0), p=1.0)
+    image, target = mosaic.compose([mosaic.dataset[i] for i in range(4)])
+    assert tuple(image.shape) == (3, SIZE, SIZE) and image.dtype == torch.uint8
+    assert target["labels"].tolist() and set(target["labels"].tolist()) <= {1, 2, 3, 4}
+    assert target["difficult"].tolist() == (target["labels"] % 2 == 0).tolist()
+    for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        inside = image[:, y1 + 1 : y2 - 1, x1 + 1 : x2 - 1].permute(1, 2, 0).reshape(-1, 3).float()
+        if len(inside):  # the resize filter blurs a box's border pixels
+            assert bool((inside == torch.from_numpy(COLOURS[label]).float()).all(dim=1).float().mean() > 0.9), (box, label)
+    torch.manual_seed(seed)
+    again = Mosaic(_Tiles(), SIZE, mean_fill=(0.0, 0.0, 0.0), p=1.0).compose([mosaic.dataset[i] for i in range(4)])
+    assert torch.equal(again[0], image) and torch.equal(again[1]["boxes"], target["boxes"])
+    out_image, out_target = mosaic[0]
+    _check_invariants(out_image, out_target, [1, 2, 3, 4])
+    assert len(mosaic) == 4 and mosaic.shapes == _Tiles.shapes  # the wrapped split's attributes are the mosaic's
 
 
 @settings(max_examples=60, deadline=None)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from ssdlite.cli.options import add_model_arguments, model_config_from_args
+from ssdlite.data.augment import IMAGE_PRESETS
 from ssdlite.models.config import ModelConfig
 
 #: The demo's model when no model flag is given: small and fast (see the module docstring).
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "picks from scratch, AdamW, which learns the shapes in half the epochs of SGD)")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: the recipe's from scratch for "
                    f"AdamW, {SGD_LR:g} for SGD)")
-    p.add_argument("--augment", default="none", choices=("ssd", "ssdlite", "none"), help="augmentation preset (default none: the generator never repeats an image)")
+    p.add_argument("--augment", default="none", choices=IMAGE_PRESETS, help="augmentation preset (default none: the generator never repeats an image)")
     p.add_argument("--workers", type=int, default=1, help="data loader workers (default 1)")
     p.add_argument("--device", default="cpu", help="device (default cpu: the demo's budget is for the CPU)")
     p.add_argument("--draw", type=int, default=8, help="validation images to draw predictions on (default 8)")

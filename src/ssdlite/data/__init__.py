@@ -13,7 +13,7 @@ The entry points the training engine and the CLI use:
 Item format and class conventions: ``docs/ARCHITECTURE.md`` ("Images and targets").
 """
 
-from ssdlite.data.augment import PRESETS, eval_transforms, train_transforms
+from ssdlite.data.augment import PRESETS, Mosaic, eval_transforms, train_transforms
 from ssdlite.data.build import FORMATS, build_dataset, detect_format, read_catalog
 from ssdlite.data.catalog import Catalog, Record
 from ssdlite.data.check import check_dataset
@@ -30,6 +30,7 @@ __all__ = [
     "FORMATS",
     "KINDS",
     "MAX_PIXELS",
+    "Mosaic",
     "PRESETS",
     "SHAPES",
     "Catalog",

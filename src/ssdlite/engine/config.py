@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from ssdlite.data.augment import PRESETS
 from ssdlite.errors import UserError
 from ssdlite.models import options
 from ssdlite.models.config import ModelConfig
@@ -46,7 +47,7 @@ class DataConfig:
     format: str | None = _opt(None, "dataset format (default: detected from the files)", ("voc", "coco", "yolo"))
     train_split: str = _opt("train", "split to train on")
     val_split: str = _opt("val", "split to validate on (empty: no validation)")
-    augment: str = _opt("ssdlite", "augmentation preset", ("ssd", "ssdlite", "none"))
+    augment: str = _opt("ssdlite", "augmentation preset (ssdlite.data.augment)", PRESETS)
     workers: int = _opt(2, "data loader worker processes per training process")
 
 

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="fit the number of epochs (or, if needed, a smaller input) to this many minutes, from the measured "
                    "speed of a few training steps on this machine")
+    p.add_argument("--search", action="store_true",
+                   help="choose the augmentation, input size and learning rate by short trials on the training data "
+                   "(80%% trained, 20%% scored) within --time-budget (default 30 minutes), then train the best")
     add_config_arguments(p)
     p.set_defaults(func=run)
 
@@ -45,8 +48,8 @@ def resolve_config(args: argparse.Namespace):
 
     overrides = overrides_from_args(args)
     if args.resume:
-        if args.time_budget is not None:
-            raise UserError("--time-budget chooses a new run's schedule; a resumed run keeps its own")
+        if args.time_budget is not None or args.search:
+            raise UserError("--time-budget and --search choose a new run's schedule; a resumed run keeps its own")
         ckpt = load_checkpoint(args.resume)
         config = TrainConfig.from_dict(ckpt["config"], ckpt["path"])
         changed = sorted(k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE and config.replace(**{k: v}) != config)
@@ -70,7 +73,7 @@ def resolve_config(args: argparse.Namespace):
     return config, Path(args.out), None, given
 
 
-def apply_recipe(config, given: set[str], time_budget: float | None):
+def apply_recipe(config, given: set[str], time_budget: float | None, search: bool = False):
     """``(config, training split, validation split, recipe text)``: the settings not given derived from the data."""
     from ssdlite.data import build_dataset
     from ssdlite.engine import build_datasets
@@ -82,10 +85,19 @@ def apply_recipe(config, given: set[str], time_budget: float | None):
         raise UserError("--time-budget measures one process's speed; under torchrun give --epochs instead")
     device = resolve_device(config.device)
     plain = build_dataset(config.data.data, config.data.format, config.data.train_split, hold_out=True)
-    config, choices = derive_recipe(config, given, DataStats.of(plain), device)
+    stats = DataStats.of(plain)
+    config, choices = derive_recipe(config, given, stats, device)
     config = config.resolved()
     train_set, val_set = build_datasets(config)
-    if time_budget is not None:
+    if search:
+        from ssdlite.engine.search import search_recipe
+        from ssdlite.engine.recipe import SMALL_SIDE
+
+        config, more = search_recipe(config, given, time_budget, device, stats.share_below(config.model.size, SMALL_SIDE),
+                                     len(val_set) if val_set is not None else 0)
+        choices = [c for c in choices if c.name not in {m.name for m in more}] + more
+        train_set, val_set = build_datasets(config)
+    elif time_budget is not None:
         config, train_set, more = fit_to_budget(
             config.resolved(), given, time_budget, train_set, len(val_set) if val_set is not None else 0, device,
             lambda c: build_datasets(c.resolved())[0],
@@ -101,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     config, run_dir, ckpt, given = resolve_config(args)
     note = None
     if ckpt is None:
-        config, train_set, val_set, note = apply_recipe(config, given, args.time_budget)
+        config, train_set, val_set, note = apply_recipe(config, given, args.time_budget, args.search)
         if note:
             print(note, flush=True)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ssdlite.data.build import dataset_splits, detect_format, read_catalog, read_split
+from ssdlite.data.build import dataset_splits, detect_format, flag_unusable, read_catalog, read_split
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport
@@ -36,7 +36,7 @@ def check_dataset(
         if split is not None:
             catalog = read_catalog(path, format, name, classes, max_pixels, hold_out=True)
         else:
-            catalog = read_split(Path(path), format or detect_format(path), name, classes, max_pixels)
+            catalog = flag_unusable(read_split(Path(path), format or detect_format(path), name, classes, max_pixels), Path(path))
         dataset = DetectionDataset(catalog, keep_difficult=True, max_pixels=max_pixels)
         tick = progress(f"decoding {catalog.report.source}", len(dataset)) if progress is not None else None
         dataset.check_images(tick)

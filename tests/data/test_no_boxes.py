@@ -102,6 +102,15 @@ def test_voc_xml_beside_the_images_with_an_empty_annotations_folder_is_no_sample
     assert f"fatal: no usable sample: the split lists no sample; 4 annotation files lie where the layout does not read them: 4 in {root / 'JPEGImages'}/" in line
 
 
+def test_a_voc_split_file_listing_only_images_without_a_usable_box_fails_the_whole_check(tmp_path, capsys):
+    samples = default_samples()
+    samples[2] = all_difficult()[2]  # c: every box difficult
+    root = write_voc(tmp_path / "voc", samples, splits={"train": ["a", "b", "d"], "val": ["c"]})
+    status = main(["data", "check", str(root)])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.endswith("[no_boxes]")]
+    assert status == 1 and line.startswith(f"{root} [val]: fatal: no usable box: all 2 of its boxes are marked difficult")
+
+
 def test_one_usable_box_is_enough(tmp_path):
     samples = all_difficult()
     samples[1] = default_samples()[1]  # b: one bird, not difficult

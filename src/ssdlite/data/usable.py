@@ -9,6 +9,7 @@ after the images lie instead (YOLO labels in ``labels_old/``, VOC XML in a folde
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from ssdlite.data.problems import KINDS, Problem
 ANNOTATION_SUFFIXES = (".txt", ".xml", ".json")
 # Folders listed at most in the detail; the count covers all of them.
 SHOWN = 3
+# Paths looked at, at most, in that search: a dataset given as a file is searched from its folder, which may be
+# a home folder; the hint is not worth minutes.
+MAX_SCANNED = 200_000
 
 
 def _counts(counter: Counter) -> str:
@@ -30,7 +34,7 @@ def stray_annotations(root: Path, stems: set[str] | None, read: set[Path]) -> di
     ``stems`` (``a.txt``, ``a.xml`` for ``a.jpg``), or with ``stems`` None (a split without a sample) every XML."""
     suffixes = ANNOTATION_SUFFIXES if stems is not None else (".xml",)
     folders: Counter = Counter()
-    for path in root.rglob("*"):
+    for path in itertools.islice(root.rglob("*"), MAX_SCANNED):
         if path.suffix.lower() in suffixes and (stems is None or path.stem in stems) and path not in read and path.is_file():
             folders[path.parent] += 1
     return dict(folders)

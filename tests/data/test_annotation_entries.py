@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from ssdlite.cli import main
 from ssdlite.data import build_dataset, check_dataset, data_summary
+from ssdlite.errors import DataError
 
 
 def check_lines(capsys, path: Path, *flags: str) -> tuple[int, list[str], str]:
@@ -142,6 +143,31 @@ def test_coco_entries_that_are_not_objects_or_have_unusable_ids_are_named_not_a_
     assert f"annotations[{position + 2}] bbox=[1, 1, 'x', 5] is not 4 numbers" in lines[2]
 
 
+def test_coco_iscrowd_written_as_a_string_or_boolean_is_read_as_written(tmp_path, capsys):
+    # Each of the 8 annotations' iscrowd rewritten as some exporter writes it; only d's first bird (the sixth) is a
+    # crowd. bool("0") is True: read as truth, every "0" box was a crowd and training had none.
+    root = write_coco(tmp_path / "coco", default_samples())
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    written = ["0", 0, False, "false", "0", "1", "False", 0.0]
+    for annotation, value in zip(data["annotations"], written):
+        annotation["iscrowd"] = value
+    path.write_text(json.dumps(data))
+    ds = build_dataset(root, keep_difficult=True)
+    crowd = [flag for i in range(len(ds)) for flag in ds.get_annotation(i)["iscrowd"].tolist()]
+    assert crowd == [False, False, False, False, False, True, False, False]
+    assert ds.report.problems == []
+    # Anything else is no flag at all: the box is dropped and its annotation named.
+    for annotation, value in zip(data["annotations"], ["yes", 2, None]):
+        annotation["iscrowd"] = value
+    path.write_text(json.dumps(data))
+    status, lines, _ = check_lines(capsys, root)
+    bad = [line for line in lines if line.endswith("[box_malformed]")]
+    assert status == 0 and len(bad) == 3
+    for line, words in zip(bad, ["annotation 1 iscrowd='yes'", "annotation 2 iscrowd=2", "annotation 3 iscrowd=None"]):
+        assert f"{words} is not 0, 1, true or false; box dropped" in line, line
+
+
 # YOLO: a label line with the wrong number of fields (and the other ways a line cannot be read).
 
 
@@ -198,7 +224,7 @@ def test_data_summary_names_the_first_problems_and_counts_them_all(tmp_path):
         "usable": 4,
         "problems": 7,
         "by_severity": {"note": 2, "warning": 5, "error": 0, "fatal": 0},
-        "by_kind": {"box_malformed": 5, "no_objects": 2},
+        "by_kind": {"box_malformed": 5, "label_missing": 1, "no_objects": 1},
     }
 
 
@@ -269,7 +295,13 @@ def test_k_broken_entries_give_k_problems_and_lose_nothing_else(fmt, broken):
         writer = {"voc": write_voc, "yolo": write_yolo, "coco": write_coco}[fmt]
         root = writer(Path(folder) / fmt, SAMPLES)
         names = plant(root, fmt, broken)
-        ds = build_dataset(root, split=None if fmt == "voc" else "train", keep_difficult=True)
+        split = None if fmt == "voc" else "train"
+        if all(k in broken or SAMPLES[i].objects[p][5] for k, (i, p) in enumerate(OBJECTS)):
+            # Every box training would use is broken (the rest are difficult): the dataset is refused, saying why.
+            with pytest.raises(DataError, match=r"no usable box: .*\[no_boxes\]"):
+                build_dataset(root, split=split, keep_difficult=True)
+            return
+        ds = build_dataset(root, split=split, keep_difficult=True)
 
         problems = ds.report.failures(strict=True)
         shown = [p.line() for p in problems]

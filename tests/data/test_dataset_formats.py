@@ -265,7 +265,8 @@ def test_roboflow_voc_export_with_one_folder_per_split(tmp_path):
     _assert_same_targets(train, samples[:3])
     _assert_same_targets(val, samples[3:])
     # The classes come from every split's annotations, so both splits agree even when one lacks a class.
-    (root / "valid" / "e.xml").write_text((root / "valid" / "d.xml").read_text().replace("bird", "fish"))
+    # (e.xml names e.png: a copy naming d.png would be a second annotation of d.png, refused as ambiguous.)
+    (root / "valid" / "e.xml").write_text((root / "valid" / "d.xml").read_text().replace("bird", "fish").replace("d.png", "e.png"))
     (root / "valid" / "e.png").write_bytes((root / "valid" / "d.png").read_bytes())
     assert build_dataset(root, split="train").classes == build_dataset(root, split="val").classes == ["bird", "cat", "dog", "fish"]
     assert len(build_dataset(root, split=None)) == 5 and dataset_splits(root) == [None]

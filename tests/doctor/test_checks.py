@@ -163,6 +163,14 @@ def test_fit_anchors_improves_coverage_of_small_boxes():
     assert [r["covered"] for r in results] == sorted((r["covered"] for r in results), reverse=True)
 
 
+def test_fit_anchors_refuses_annotations_without_boxes():
+    from ssdlite.errors import DataError
+
+    model = small_model()
+    with pytest.raises(DataError, match="no boxes in the 2 annotations"):  # not a "best" setting ranked on NaN coverage
+        fit_anchors(annotations([[], []]), model.feature_sizes, model.config)
+
+
 def test_overfit_passes_healthy_and_fails_with_a_detached_class_head():
     torch.manual_seed(0)
     images, targets = batch()

@@ -12,6 +12,7 @@ from ssdlite.data.coco import read_coco
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport, Problem
+from ssdlite.data.usable import usability_problems
 from ssdlite.data.voc import IMAGE_SUFFIXES, read_voc, voc_has_split, voc_layout
 from ssdlite.data.yolo import darknet_split, find_yolo_yaml, is_flat_yolo, read_darknet_data, read_yolo, read_yolo_yaml
 from ssdlite.errors import DataError
@@ -163,16 +164,24 @@ def read_catalog(
     if hold_out and split in ("train", "val") and path.is_dir() and not has_split(path, format, "val"):
         source = "train" if has_split(path, format, "train") else None
         whole = read_split(path, format, source, classes, max_pixels)
-        return held_out_split(whole, split, f"the '{source}' split" if source else "the dataset")
-    return read_split(path, format, split, classes, max_pixels)
+        catalog = held_out_split(whole, split, f"the '{source}' split" if source else "the dataset")
+    else:
+        catalog = read_split(path, format, split, classes, max_pixels)
+    return flag_unusable(catalog, path)
+
+
+def flag_unusable(catalog: Catalog, path: Path) -> Catalog:
+    """Add ``no_samples`` or ``no_boxes`` (fatal) to ``catalog``'s report when the split cannot be used
+    (:func:`ssdlite.data.usable.usability_problems`); returns ``catalog``."""
+    catalog.report.extend(usability_problems(catalog, path if path.is_dir() else path.parent))
+    return catalog
 
 
 def raise_if_unusable(catalog: Catalog, strict: bool = False) -> None:
-    """``DataError`` for fatal problems (unknown classes, a bad class list, no usable sample), and with
-    ``strict`` for any warning or skipped sample; the message lists each problem."""
+    """``DataError`` for fatal problems (unknown classes, a bad class list, no usable sample or box, as
+    :func:`read_catalog` found them), and with ``strict`` for any warning or skipped sample; the message
+    lists each problem."""
     report = catalog.report
-    if not catalog.records and "no_samples" not in report.counts():
-        report.add(Problem(catalog.source, "no_samples", "no usable sample"))
     failures = report.failures(strict) if strict else [p for p in report.problems if p.severity == "fatal"]
     if not failures:
         return

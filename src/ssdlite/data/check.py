@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ssdlite.data.build import dataset_splits, detect_format, read_catalog, read_split
+from ssdlite.data.build import dataset_splits, detect_format, flag_unusable, has_split, read_catalog, read_split
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
-from ssdlite.data.problems import DataReport
+from ssdlite.data.problems import DataReport, Problem
+from ssdlite.data.usable import usability_problems
 
 
 def check_dataset(
@@ -36,9 +37,26 @@ def check_dataset(
         if split is not None:
             catalog = read_catalog(path, format, name, classes, max_pixels, hold_out=True)
         else:
-            catalog = read_split(Path(path), format or detect_format(path), name, classes, max_pixels)
+            fmt = format or detect_format(path)
+            catalog = flag_unusable(read_split(Path(path), fmt, name, classes, max_pixels), Path(path))
+            if name is None:
+                # VOC is read whole, once; a split of it without a usable box is still refused by every
+                # command that reads that split, so it fails the check too (its XML parsed again, no image decoded).
+                catalog.report.extend(split_usability(Path(path), fmt, classes, max_pixels))
         dataset = DetectionDataset(catalog, keep_difficult=True, max_pixels=max_pixels)
         tick = progress(f"decoding {catalog.report.source}", len(dataset)) if progress is not None else None
         dataset.check_images(tick)
         reports.append(dataset.report)
     return reports
+
+
+def split_usability(path: Path, format: str, classes: list[str] | None, max_pixels: int) -> list[Problem]:
+    """``no_samples`` / ``no_boxes`` of each split the dataset defines (``train``, ``val``, ``test``)."""
+    if not path.is_dir():
+        return []
+    problems = []
+    for split in ("train", "val", "test"):
+        if has_split(path, format, split):
+            part = read_split(path, format, split, classes, max_pixels)
+            problems += usability_problems(part, path)
+    return problems

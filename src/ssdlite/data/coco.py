@@ -13,6 +13,7 @@ used by no annotation, as Roboflow's exports have) is not a class. An annotation
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -71,6 +72,25 @@ def _area(ann: dict) -> tuple[float, str | None]:
     if not np.isfinite(area) or area < 0:
         return float("nan"), f"area={ann['area']!r} is not a finite number >= 0"
     return area, None
+
+
+# The ways exporters write COCO's 0/1 ``iscrowd``: numbers, booleans, and (some converters) strings.
+_CROWD = {"0": False, "1": True, "false": False, "true": True}
+
+
+def _crowd(value) -> bool | None:
+    """``iscrowd`` as a flag; None when it is none of 0, 1, true, false (as a number, boolean or string).
+
+    ``bool("0")`` is True, so reading the value as Python truth would make every box of a file that writes
+    ``"iscrowd": "0"`` a crowd, which training drops.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return _CROWD.get(value.strip().lower())
+    return None
 
 
 def _group_categories(categories: list[dict], annotations) -> list[dict]:
@@ -179,10 +199,23 @@ def read_coco(
         per_image[image_id].append((entry, ann))
 
     records: list[Record] = []
+    # One image file, one entry: two entries resolving to one file ("a.jpg", "./a.jpg") would train the image
+    # on whichever boxes each entry lists.
+    claims: dict[Path, list[int]] = defaultdict(list)
+    for image_id, entry in images.items():
+        claims[Path(os.path.normpath(image_dir / str(entry["file_name"])))].append(image_id)
     for image_id, entry in images.items():
         file_name = str(entry["file_name"])
         image_path = image_dir / file_name
         where = f"{source} ({file_name})"
+        others = [i for i in claims[Path(os.path.normpath(image_path))] if i != image_id]
+        if others:
+            detail = (
+                f"image id {image_id} and image id {', '.join(map(str, others))} name the same file {image_path}: "
+                "which boxes are its own is ambiguous"
+            )
+            report.add(Problem(where, "annotation_ambiguous", detail))
+            continue
         if not image_path.is_file():
             report.add(Problem(str(image_path), "image_missing", f"image id {image_id} of {source} not found"))
             continue
@@ -205,12 +238,16 @@ def read_coco(
             if box is None:
                 report.add(Problem(where, "box_malformed", f"{what} is not 4 numbers"))
                 continue
+            crowd_flag = _crowd(ann.get("iscrowd", 0))
+            if crowd_flag is None:
+                report.add(Problem(where, "box_malformed", f"{name} iscrowd={ann['iscrowd']!r} is not 0, 1, true or false"))
+                continue
             area, invalid = _area(ann)
             if invalid is not None:
                 report.add(Problem(where, "area_invalid", f"{name} {invalid}"))
             boxes.append(box)
             labels.append(label_of[ann["category_id"]])
-            crowd.append(bool(ann.get("iscrowd", 0)))
+            crowd.append(crowd_flag)
             areas.append(area)
             described.append(what)
         checked, keep, problems = check_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size, where, described)

@@ -4,7 +4,8 @@ Every check in :mod:`ssdlite.data` ends in a :class:`Problem` of a known ``kind`
 its severity and the action taken, so ``ssdlite data check`` and training treat a problem the same
 way and the outcome is documented in one table (:data:`KINDS`):
 
-- ``note``: reported and counted, nothing is wrong with the sample (e.g. no objects).
+- ``note``: reported and counted, nothing is wrong with the sample (e.g. no objects, or a YOLO image
+  without a label file: ``label_missing``).
 - ``warning``: the sample is used after a fix (a box clipped or dropped); ``strict`` makes it an error.
 - ``error``: the sample cannot be used and is skipped; ``ssdlite data check`` exits 1.
 - ``fatal``: the dataset cannot be used at all (unknown class names); building it raises ``DataError``.
@@ -23,6 +24,25 @@ JSON, the split-file line of a listed sample) and what happens to it; nothing is
   (``annotation_missing``), or an annotation file that cannot be parsed: an ``error``; the sample is
   skipped, never used as a background-only image.
 
+One annotation, one image. Every name an annotation gives its image (a VOC ``<filename>`` and ``<path>``, a
+COCO ``file_name``, a YOLO label file's stem) is checked against the image it is applied to:
+
+- an annotation whose names point at two different images, or an image claimed by two annotations (two
+  VOC XMLs naming it, two COCO image entries resolving to one file), or a label file two images would take
+  (YOLO ``a.jpg`` and ``a.png`` beside ``a.txt``) is ``annotation_ambiguous``: an ``error``, every sample
+  involved skipped, since any choice could train one image on another's boxes;
+- a VOC XML whose ``<filename>`` names an image that is not there, applied to the image under the XML's own
+  name (``a.xml`` to ``a.jpg``), is ``image_renamed``: a ``warning`` (an image renamed after labelling).
+  A ``<filename>`` without extension or with another extension than the image, or a ``<path>`` on the
+  annotator's machine whose base name is the image's, is no problem.
+
+No usable box. A split whose samples hold no box that training uses (not difficult, not crowd) cannot train
+or evaluate a detector: it is ``no_boxes``, ``fatal``, whose detail says why (every label file missing, with
+where label files named after the images were found instead; every box dropped; every box difficult or
+crowd; annotations with no objects). A split with no usable sample at all is ``no_samples``. Both are
+found when a split is read (:func:`ssdlite.data.build.read_catalog`), so ``ssdlite data check`` exits 1 and
+every command that reads the data (train, anchors fit, doctor, eval) refuses it before any work.
+
 The ``no_objects`` note ("kept as a background-only image") tells an annotation that lists no objects
 from one whose objects were all dropped ("all 2 of its objects were dropped"), which follows the
 warnings that dropped them.
@@ -40,6 +60,7 @@ SEVERITIES = ("note", "warning", "error", "fatal")
 # kind -> (severity, what happens)
 KINDS: dict[str, tuple[str, str]] = {
     "no_objects": ("note", "kept as a background-only image"),
+    "label_missing": ("note", "kept as a background-only image"),
     "box_clipped": ("warning", "box clipped to the image"),
     "box_outside": ("warning", "box dropped"),
     "box_empty": ("warning", "box dropped"),
@@ -49,6 +70,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "size_missing": ("warning", "size read from the image file"),
     "area_invalid": ("warning", "box area used for COCO's small/medium/large"),
     "annotation_orphan": ("warning", "annotation ignored"),
+    "image_renamed": ("warning", "applied to the image under the annotation's own name"),
     "classes_inferred": ("warning", "classes taken from the annotations in sorted order"),
     "category_group": ("note", "not used as a class"),
     "split_held_out": ("note", "those images are kept for validation, not trained on"),
@@ -56,6 +78,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "annotation_missing": ("error", "sample skipped"),
     "annotation_malformed": ("error", "sample skipped"),
     "annotation_unsafe": ("error", "file refused; sample skipped"),
+    "annotation_ambiguous": ("error", "sample skipped"),
     "image_missing": ("error", "sample skipped"),
     "image_corrupt": ("error", "sample skipped"),
     "image_truncated": ("error", "sample skipped"),
@@ -64,6 +87,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "class_unknown": ("fatal", "dataset refused"),
     "class_list": ("fatal", "dataset refused"),
     "no_samples": ("fatal", "dataset refused"),
+    "no_boxes": ("fatal", "dataset refused"),
 }
 
 
@@ -131,11 +155,16 @@ class DataReport:
     def unusable_files(self) -> set[str]:
         return {p.file for p in self.problems if p.severity == "error"}
 
+    def usable(self) -> int:
+        """Samples that can be used: none when a ``fatal`` problem refuses the dataset."""
+        if any(p.severity == "fatal" for p in self.problems):
+            return 0
+        return self.num_samples - len(self.unusable_files())
+
     def summary(self) -> str:
         """Multi-line per-kind counts, most severe first; one line when there is nothing to say."""
         counts = self.counts()
-        unusable = len(self.unusable_files())
-        head = f"{self.source}: {self.num_samples} samples, {self.num_samples - unusable} usable"
+        head = f"{self.source}: {self.num_samples} samples, {self.usable()} usable"
         if not counts:
             return head + ", no problems"
         total = sum(counts.values())
@@ -159,7 +188,7 @@ class DataReport:
         return {
             "source": self.source,
             "samples": self.num_samples,
-            "usable": self.num_samples - len(self.unusable_files()),
+            "usable": self.usable(),
             "problems": sum(counts.values()),
             "by_severity": by_severity,
             "by_kind": dict(sorted(counts.items())),

@@ -181,17 +181,41 @@ def _parse_xml(path: Path) -> ET.Element:
         raise _Refused("annotation_malformed", f"cannot read annotation ({err})") from None
 
 
-def _find_image(images: Path, stem: str, filename: str | None) -> Path | None:
-    """The image in ``images`` named by the XML's ``<filename>``, else ``<stem>.<any image suffix>``."""
-    if filename:
-        candidate = images / Path(filename.replace("\\", "/")).name
-        if candidate.is_file():
-            return candidate
-    for suffix in IMAGE_SUFFIXES:
-        candidate = images / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+def _base_name(name: str | None) -> str | None:
+    """The file name at the end of a ``<filename>`` or ``<path>`` (Windows paths included), None when empty."""
+    return (Path(name.replace("\\", "/")).name or None) if name else None
+
+
+def _find_image(images: Path, stem: str, xml: ET.Element) -> tuple[Path | None, str | None, str | None]:
+    """``(image, problem kind, detail)``: the image in ``images`` that an XML named ``<stem>.xml`` labels.
+
+    The XML names its image three ways: ``<filename>``, the base name of ``<path>`` (the rest of the path is
+    the annotator's machine, as labelImg writes it) and its own stem. An image named by ``<filename>`` or
+    ``<path>`` is used; when those name two different images, or name one while another lies under the XML's
+    own name, which image the boxes belong to is ambiguous (``annotation_ambiguous``). When no named image
+    exists, the image under the XML's stem is used, with ``image_renamed`` if ``<filename>`` named another
+    stem (an extension missing or changed is no problem: converters and many VOC sets write those).
+    """
+    named = list(dict.fromkeys(n for n in (_base_name(_text(xml, "filename")), _base_name(_text(xml, "path"))) if n))
+    found = list(dict.fromkeys(images / n for n in named if (images / n).is_file()))
+    beside = [images / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES if (images / f"{stem}{suffix}").is_file()]
+    if len(found) > 1:
+        return None, "annotation_ambiguous", f"its <filename> and <path> name two different images, {found[0]} and {found[1]}"
+    if found:
+        image = found[0]
+        if image.stem != stem and beside:
+            detail = f"it names {image.name}, but {beside[0].name} lies beside it under the annotation's own name"
+            return None, "annotation_ambiguous", detail
+        return image, None, None
+    if len(beside) > 1:
+        names = " and ".join(p.name for p in beside)
+        return None, "annotation_ambiguous", f"{names} both lie under the annotation's name and it names neither"
+    if not beside:
+        return None, "image_missing", f"no image {named[0] if named else stem + '.*'} in {images}/"
+    image = beside[0]
+    if named and all(Path(n).stem != stem for n in named):
+        return image, "image_renamed", f"it names {named[0]}, which is not in {images}/ ({image.name} is)"
+    return image, None, None
 
 
 def _recorded_size(xml: ET.Element) -> tuple[int, int] | None:
@@ -292,15 +316,23 @@ def read_voc(
     unknown = UnknownClasses()
     records: list[Record] = []
     found: set[Path] = set()
-    for sample_id, xml_path, xml in parsed:
+    resolved = [(xml_path, xml, *_find_image(layout.images or xml_path.parent, xml_path.stem, xml)) for _, xml_path, xml in parsed]
+    claims: dict[Path, list[Path]] = {}
+    for xml_path, _, image_path, _, _ in resolved:
+        if image_path is not None:
+            claims.setdefault(image_path, []).append(xml_path)
+    for xml_path, xml, image_path, kind, detail in resolved:
         source = str(xml_path)
-        images = layout.images or xml_path.parent
-        image_path = _find_image(images, xml_path.stem, _text(xml, "filename"))
+        if kind is not None:
+            report.add(Problem(source, kind, detail))
         if image_path is None:
-            name = _text(xml, "filename") or xml_path.stem + ".*"
-            report.add(Problem(source, "image_missing", f"no image {name} in {images}/"))
             continue
         found.add(image_path)
+        others = [p for p in claims[image_path] if p != xml_path]
+        if others:
+            detail = f"{', '.join(map(str, others))} also names {image_path}: which annotation is its own is ambiguous"
+            report.add(Problem(source, "annotation_ambiguous", detail))
+            continue
         size = _recorded_size(xml)
         if size is None:
             try:

@@ -191,6 +191,17 @@ def label_path(image_path: Path) -> Path:
     return beside if not mapped.is_file() and beside.is_file() else mapped
 
 
+def label_claims(images: list[Path]) -> dict[Path, list[Path]]:
+    """``{label file: the images that would take it}`` for the existing label files of ``images``; two
+    images with one stem (``a.jpg``, ``a.png``) map to one ``a.txt``, and neither can be told to be its image."""
+    claims: dict[Path, list[Path]] = {}
+    for image_path in dict.fromkeys(images):  # an image listed twice is one image
+        labels_file = label_path(image_path)
+        if image_path.is_file() and labels_file.is_file():
+            claims.setdefault(labels_file, []).append(image_path)
+    return claims
+
+
 def _parse_line(fields: list[str]) -> tuple[int, list[float]] | str:
     """``(class id, normalized xyxy)`` of one label line, or why it is not a box or polygon.
 
@@ -230,12 +241,21 @@ def read_yolo(root: str | Path, split: str | None = "train", names: list[str] | 
     report.extend(check_class_list(names, class_source))
     unknown = UnknownClasses()
     records: list[Record] = []
+    claims = label_claims(images)
     for image_path in images:
         if not image_path.is_file():
             report.add(Problem(str(image_path), "image_missing", "listed image not found"))
             continue
         labels_file = label_path(image_path)
         source = str(labels_file)
+        others = [p for p in claims.get(labels_file, []) if p != image_path]
+        if others:
+            detail = (
+                f"its label file {labels_file} is also the label file of {', '.join(str(p) for p in others)}: which "
+                "image it was written for is ambiguous (rename the other image, or give it its own label file)"
+            )
+            report.add(Problem(str(image_path), "annotation_ambiguous", detail))
+            continue
         boxes, labels, described, entries = [], [], [], []
         if labels_file.is_file():
             try:
@@ -268,7 +288,7 @@ def read_yolo(root: str | Path, split: str | None = "train", names: list[str] | 
             arrays["difficult"] = np.zeros(len(keep), dtype=bool)
             arrays["iscrowd"] = np.zeros(len(keep), dtype=bool)
         elif not labels_file.is_file():
-            report.add(Problem(source, "no_objects", "no label file"))
+            report.add(Problem(source, "label_missing", f"no label file for {image_path.name}"))
         else:
             detail = f"all {len(entries)} of its label lines were dropped" if entries else "the label file is empty"
             report.add(Problem(source, "no_objects", detail))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from ssdlite.errors import DataError
 from ssdlite.models.anchors import DefaultBoxes
 from ssdlite.models.config import ModelConfig
 from ssdlite.models.factory import default_boxes_for
@@ -89,6 +90,9 @@ def fit_anchors(
     (a cheaper head). ``max_boxes`` measures on a fixed random sample of that many boxes.
     """
     boxes = sample_boxes(normalized_boxes(annotations), max_boxes)
+    if len(boxes) == 0:
+        # Every coverage would be 0/0: a "best" setting ranked on NaNs means nothing.
+        raise DataError(f"no boxes in the {len(annotations)} annotations: default boxes are fitted to a dataset's boxes")
     results = []
     for min_scale, max_scale, ratios, reduce in itertools.product(min_scales, max_scales, aspect_ratio_sets, reduce_lowest):
         if min_scale >= max_scale:

@@ -259,11 +259,14 @@ ERROR_ADVICE = {
 
 
 def _dominant(errors: dict[str, Any]) -> str | None:
-    """The error type that costs the class most AP50 (TIDE's dAP); by count when no fix gains anything."""
-    dap = {e: v for e, v in errors["dap"].items() if v is not None and v > 0}
-    if dap:
-        return max(dap, key=dap.get)
+    """The error type that costs the class most AP50 (TIDE's dAP) among those its counted detections show (a class
+    error counts from either side: its detections on other classes' boxes, or its boxes taken for other classes), so
+    the advice fits the table the user sees; by count when no such fix gains anything."""
     counts = {e: errors[e] for e in ERRORS}
+    counts["cls"] += sum(errors["taken_as"].values())
+    seen = {e: errors["dap"][e] or 0.0 for e, n in counts.items() if n > 0}
+    if any(v > 0 for v in seen.values()):
+        return max(seen, key=seen.get)
     return max(counts, key=counts.get) if any(counts.values()) else None
 
 

@@ -256,6 +256,29 @@ def test_cli_predictions_writes_json_and_plots(shapes, tmp_path):
     assert "VOC07 AP50" in stdout and "circle" in stdout  # the per-class table
 
 
+def test_cli_error_table_in_text_and_json(shapes, tmp_path):
+    """Every circle reported as a square: the table and the JSON say circles are taken for squares."""
+    from ssdlite.data import build_dataset
+
+    ids = build_dataset(shapes, split="val").category_ids  # label k has category id ids[k - 1]
+    results = perfect_results(shapes)
+    for r in results:
+        if r["category_id"] == ids[0]:
+            r["category_id"] = ids[1]
+    predictions, out_json = tmp_path / "pred.json", tmp_path / "metrics.json"
+    predictions.write_text(json.dumps(results))
+    code, stdout, _ = run_cli(["eval", "--predictions", str(predictions), "--data", str(shapes), "--json", str(out_json)])
+    assert code == 0
+    result = json.loads(out_json.read_text())
+    circle = result["per_class"]["circle"]["errors"]
+    n = circle["num_gt"]
+    assert n > 0 and circle["taken_as"] == {"square": n} and circle["detections"] == circle["missed"] == 0
+    assert result["per_class"]["square"]["errors"]["cls"] == n and result["per_class"]["square"]["errors"]["tp"] > 0
+    assert circle["dap"]["cls"] == 1.0 and result["errors"]["score_threshold"] == 0.25
+    assert set(result["errors"]["dap"]) == {"cls", "loc", "both", "dupe", "bkg", "missed"}
+    assert f"  circle: square {n} of {n}" in stdout.splitlines() and "errors (TIDE)" in stdout
+
+
 def test_cli_weights_json_to_stdout(shapes, tmp_path):
     from ssdlite.models import ssdlite_mobilenet_v2
     from ssdlite.models.io import save_safetensors

@@ -48,3 +48,12 @@ def test_empty_image_and_no_detections():
     none = ImageDetections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
     matrix = confusion_matrix([empty, one], [alarm, none], num_classes=2)
     np.testing.assert_array_equal(matrix, [[0, 0, 1], [0, 0, 0], [0, 1, 0]])
+
+
+def test_a_box_detected_as_two_classes_counts_in_both_columns():
+    """A look-alike's second box on the same object shows as a confusion, not as a false alarm on background."""
+    truth = ImageGroundTruth(np.array([[0.0, 0, 10, 10]]), np.array([1]), np.zeros(1, bool), np.zeros(1, bool))
+    both = ImageDetections(np.array([[0.0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 8]]), np.array([0.9, 0.8, 0.7]), np.array([2, 1, 2]))
+    matrix = confusion_matrix([truth], [both], num_classes=2)
+    # As class 1 and as class 2 once each; the second class-2 box at the same object is a duplicate.
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 0, 0], [0, 1, 0]])

@@ -56,7 +56,12 @@ def test_perfect_predictions_and_a_class_without_ground_truth():
     result = metrics.compute()
     assert result["voc07_map50"] == 1.0 and result["voc_map50"] == 1.0
     assert result["coco_map"] == pytest.approx(1.0, abs=1e-12)
-    assert result["per_class"]["bird"] == {"num_gt": 0, "num_detections": 0, "voc_ap50": None, "voc07_ap50": None, "coco_ap": None, "coco_ap50": None}
+    bird = result["per_class"]["bird"]
+    errors = bird.pop("errors")
+    assert bird == {"num_gt": 0, "num_detections": 0, "voc_ap50": None, "voc07_ap50": None, "coco_ap": None, "coco_ap50": None}
+    assert errors["detections"] == errors["missed"] == 0 and set(errors["dap"].values()) == {None}
+    assert result["errors"]["dap"] == dict.fromkeys(result["errors"]["dap"], 0.0)  # nothing to fix: no AP to gain
+    assert result["per_class"]["cat"]["errors"]["tp"] == 1
 
 
 def test_image_ids_reach_pycocotools_when_unique():

@@ -3,8 +3,9 @@
     ssdlite eval --weights runs/raccoon --data ../shared/datasets/raccoon --json metrics.json --plots plots/
     ssdlite eval --predictions detections.json --data path/to/coco --split val2017
 
-Prints a per-class table (VOC AP50 by both rules, COCO AP) and the COCO summary; ``--json -``
-prints the metrics as JSON on stdout and the table on stderr.
+Prints a per-class table (VOC AP50 by both rules, COCO AP), the COCO summary and the error table (TIDE's
+error types per class with the AP50 each costs, and the classes each class is taken for); ``--json -``
+prints the metrics as JSON on stdout and the tables on stderr.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--score-threshold", type=float, help="ignore detections scored below this (default: keep all)")
     p.add_argument(
-        "--plot-score-threshold", type=float, default=0.25, help="detections counted in the confusion matrix (default 0.25)"
+        "--plot-score-threshold", type=float, default=0.25, help="detections counted in the confusion matrix and the error table (default 0.25)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

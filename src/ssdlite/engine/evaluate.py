@@ -126,18 +126,19 @@ def evaluate(
         save_predictions: write the detections to this file in COCO results format, with the
             dataset's ``category_ids`` and ``image_id``s.
         plots_dir: write precision-recall curves and the confusion matrix here (PNG).
-        plot_score_threshold: detections counted in the confusion matrix.
+        plot_score_threshold: detections counted in the confusion matrix and in the error counts
+            (``per_class[name]["errors"]``, :mod:`ssdlite.metrics.errors`; AP and dAP take every detection).
 
     Returns:
         :meth:`DetectionMetrics.compute`'s dict (``voc07_map50``, ``voc_map50``, ``coco_map``, ...,
-        ``per_class``, ``num_images``, ``metric_seconds``) plus ``inference_seconds`` (the loop over
-        the data: decoding, model and bookkeeping), ``seconds`` (the whole call) and
+        ``per_class`` with each class's ``errors``, ``errors``, ``num_images``, ``metric_seconds``) plus
+        ``inference_seconds`` (the loop over the data: decoding, model and bookkeeping), ``seconds`` (the whole call) and
         ``skipped_images`` (file names of images that could not be decoded; they are not scored).
         The model's train/eval mode is restored afterwards.
     """
     start = time.perf_counter()
     root = _root(dataset)
-    metrics = DetectionMetrics(root.classes)
+    metrics = DetectionMetrics(root.classes, score_threshold=plot_score_threshold)
     if device is None:
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
@@ -250,7 +251,7 @@ def evaluate_predictions(
         x, y, w, h = entry["bbox"]
         per_image[index].append(([x, y, x + w, y + h], float(entry["score"]), label))
 
-    metrics = DetectionMetrics(root.classes)
+    metrics = DetectionMetrics(root.classes, score_threshold=plot_score_threshold)
     for index, annotation in enumerate(annotations):
         boxes, scores, labels = zip(*per_image[index]) if per_image[index] else ((), (), ())
         metrics.update([{"boxes": boxes, "scores": scores, "labels": labels}], [annotation])

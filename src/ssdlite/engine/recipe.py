@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.trainer import measure_speed
 from ssdlite.errors import UserError
+from ssdlite.metrics.errors import ERRORS, TYPES
 from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes, sample_boxes
 from ssdlite.models.factory import build_model
 
@@ -240,35 +241,97 @@ def recipe_text(choices: Sequence[Choice]) -> str:
     return "\n".join(["recipe (settings not given, derived from the data):", *(f"  {c.line()}" for c in choices)])
 
 
+ERROR_NAMES = {"cls": "classification errors", "loc": "localisation errors (boxes found but placed off, IoU 0.1-0.5)",
+               "both": "classification and localisation errors (placed off on another class's object)",
+               "dupe": "duplicates", "bkg": "background detections"}
+#: Advice for each error type of :mod:`ssdlite.metrics.errors`, by what fixes it: look-alike classes need examples
+#: and detail to tell them apart; misplaced boxes more training or detail; duplicates a stricter NMS; background
+#: detections negatives or a higher score cut. Missed boxes have their own advice (:func:`_missed_advice`).
+ERROR_ADVICE = {
+    "cls": "look-alike classes ({pair}): more training examples of them (training boxes now: {examples}), a larger input than --size "
+           "{size} so the marks that tell them apart survive, and a longer schedule than {epochs} epochs",
+    "loc": "a longer schedule than {epochs} epochs or a larger input than --size {size}",
+    "both": "a longer schedule than {epochs} epochs, a larger input than --size "
+            "{size}, and more training examples (training boxes now: {examples})",
+    "dupe": "a lower --nms-threshold than {nms:g} (the NMS IoU), so that a second box on the same object is suppressed",
+    "bkg": "more training images of the scenes without the objects (negatives), or a higher --score-threshold when predicting",
+}
+
+
+def _dominant(errors: dict[str, Any]) -> str | None:
+    """The error type that costs the class most AP50 (TIDE's dAP) among those its counted detections show (a class
+    error counts from either side: its detections on other classes' boxes, or its boxes taken for other classes), so
+    the advice fits the table the user sees; by count when no such fix gains anything."""
+    counts = {e: errors[e] for e in ERRORS}
+    counts["cls"] += sum(errors["taken_as"].values())
+    seen = {e: errors["dap"][e] or 0.0 for e, n in counts.items() if n > 0}
+    if any(v > 0 for v in seen.values()):
+        return max(seen, key=seen.get)
+    return max(counts, key=counts.get) if any(counts.values()) else None
+
+
+def _missed_advice(name: str, boxes: torch.Tensor, probe: torch.nn.Module, size: int, epochs: int) -> str:
+    """Why boxes of one class go unfound: the size of its training boxes at the input and the default boxes' reach."""
+    if len(boxes) == 0:
+        return f"no training boxes of {name}: add examples"
+    sides = np.sqrt((boxes[:, 2:] - boxes[:, :2]).prod(dim=1).numpy()) * size
+    covered = float((best_ious(boxes, probe.default_boxes) >= 0.5).float().mean())
+    q10, q50, q90 = np.quantile(sides, [0.1, 0.5, 0.9])
+    facts = (f"{len(boxes)} training boxes, side {q10:.0f}/{q50:.0f}/{q90:.0f} px (10th/50th/90th percentile), "
+             f"{covered:.0%} matched by a default box")
+    if q50 < SMALL_SIDE:
+        return f"{facts}; small boxes: a larger --size, `--neck residual_fpn --fpn-stride8`, or `ssdlite anchors fit`"
+    if covered < 0.9:
+        return f"{facts}; shapes the default boxes miss: `ssdlite anchors fit`"
+    return f"{facts}; more training examples of {name} or a longer schedule than {epochs} epochs"
+
+
 def weak_classes(metrics: dict[str, Any], stats: DataStats, config: TrainConfig, run_dir: str, threshold: float = 0.5) -> str | None:
-    """Why accuracy is low: the classes whose validation AP50 is below ``threshold``, with their training box
-    count, box sizes at the input and the share of their boxes a default box matches (IoU >= 0.5); ``None``
-    when every class reaches it.
+    """Why accuracy is low: for each class whose validation AP50 is below ``threshold``, its errors typed as TIDE
+    types them (:mod:`ssdlite.metrics.errors`: the type that costs the most AP50, the classes its boxes were taken
+    for with their shares) and the advice that fits that type; ``None`` when every class reaches it.
     """
     per_class = metrics.get("per_class") or {}
     weak = {name: row for name, row in per_class.items() if row.get("voc_ap50") is not None and row["voc_ap50"] < threshold}
     if not weak:
         return None
     model = config.model.resolved()
-    probe = build_model(model.replace(num_classes=stats.classes + 1, backbone_weights=None), load_backbone=False)
     names = list(per_class)
-    lines = [f"classes below AP50 {threshold} on the validation split (input {model.size}):"]
+    labels = [np.asarray(a["labels"], np.int64).reshape(-1) for a in stats.annotations]
+    training = np.bincount(np.concatenate([np.zeros(0, np.int64), *labels]), minlength=len(names) + 1)  # (K + 1,) per label
+    probe = None
+    lines = [f"classes below AP50 {threshold} on the validation split (input {model.size}), by the error that costs most:"]
     for name, row in weak.items():
+        errors = row["errors"]
         label = names.index(name) + 1
-        mine = [{**a, "boxes": np.asarray(a["boxes"]).reshape(-1, 4)[np.asarray(a["labels"]) == label]} for a in stats.annotations]
-        boxes = normalized_boxes(mine)
-        if len(boxes) == 0:
-            lines.append(f"  {name}: AP50 {row['voc_ap50']:.3f}; no training boxes of this class")
+        dominant = _dominant(errors)
+        costs = ", ".join(f"{e} {v:.3f}" for e, v in sorted(errors["dap"].items(), key=lambda kv: -(kv[1] or 0)) if v)
+        lines.append(f"  {name}: AP50 {row['voc_ap50']:.3f}; dAP50 when fixed: {costs or '-'}")
+        # Look-alikes both ways: this class's boxes taken for others, and its detections on others' boxes.
+        taken_as = errors["taken_as"]
+        taken_from = {other: r["errors"]["taken_as"][name] for other, r in per_class.items() if name in r["errors"]["taken_as"]}
+        if taken_as:
+            lines.append("    taken for: " + ", ".join(f"{o} {n} of {errors['num_gt']} {name} boxes ({n / errors['num_gt']:.0%})"
+                                               for o, n in taken_as.items()))
+        if taken_from:
+            lines.append(f"    {name} detections on: " + ", ".join(f"{o} {n} of {per_class[o]['errors']['num_gt']} {o} boxes"
+                                                              for o, n in taken_from.items()))
+        counts = ", ".join(f"{t} {errors[t]}" for t in TYPES)
+        lines.append(f"    {errors['detections']} detections: {counts}; missed {errors['missed']} of {errors['num_gt']} boxes")
+        if dominant is None:
             continue
-        sides = np.sqrt((boxes[:, 2:] - boxes[:, :2]).prod(dim=1).numpy()) * model.size
-        covered = float((best_ious(boxes, probe.default_boxes) >= 0.5).float().mean())
-        q10, q50, q90 = np.quantile(sides, [0.1, 0.5, 0.9])
-        lines.append(
-            f"  {name}: AP50 {row['voc_ap50']:.3f}; {len(boxes)} training boxes, side {q10:.0f}/{q50:.0f}/{q90:.0f} px "
-            f"(10th/50th/90th percentile), {covered:.0%} matched by a default box"
+        if dominant == "missed":
+            if probe is None:
+                probe = build_model(model.replace(num_classes=stats.classes + 1, backbone_weights=None), load_backbone=False)
+            mine = [{**a, "boxes": np.asarray(a["boxes"]).reshape(-1, 4)[np.asarray(a["labels"]) == label]} for a in stats.annotations]
+            advice = _missed_advice(name, normalized_boxes(mine), probe, model.size, config.epochs)
+            lines.append(f"    mostly missed: {advice}")
+            continue
+        look_alikes = [name, *dict.fromkeys([*taken_as, *taken_from])]
+        advice = ERROR_ADVICE[dominant].format(
+            pair=", ".join(look_alikes), size=model.size, epochs=config.epochs, nms=model.nms_threshold,
+            examples=", ".join(f"{n} {int(training[names.index(n) + 1])}" for n in look_alikes),
         )
-    lines.append(
-        f"  check: `ssdlite doctor --weights {run_dir} --data {config.data.data}` (default-box coverage by size); few "
-        "boxes: more data or more epochs; small boxes: a larger --size, `--neck residual_fpn --fpn-stride8`, or `ssdlite anchors fit`"
-    )
+        lines.append(f"    mostly {ERROR_NAMES[dominant]}: {advice}")
+    lines.append(f"  the full error table: `ssdlite eval --weights {run_dir} --data {config.data.data}`")
     return "\n".join(lines)

@@ -1,11 +1,13 @@
-"""The detection confusion matrix: which class a box was detected as, or that it was missed.
+"""The detection confusion matrix: which classes a box was detected as, or that it was missed.
 
-Per image, confident detections (score >= ``score_threshold``) are taken best first and each
-claims the unclaimed ground-truth box it overlaps most, whatever its class, when the IoU reaches
-``iou_threshold``. A claimed pair counts at ``[true class, predicted class]``; a detection that
-claims nothing counts at ``[background, predicted class]`` (a false alarm); a box nobody claims
-counts at ``[true class, background]`` (a miss). A detection whose best box is difficult or crowd
-is not counted, and such boxes are never counted as missed, as in the VOC metric.
+It reads the error types of :mod:`ssdlite.metrics.errors`, so it agrees with AP and with the error table
+on what a hit is. Confident detections (score >= ``score_threshold``) count: a box counts at
+``[true class, predicted class]`` once for each class it is detected as (a VOC true positive of its own
+class, or a classification error at it, IoU >= ``iou_threshold``), so a card boxed both as a jack and as
+a queen counts in both columns; a box detected as nothing counts at ``[true class, background]``; every
+other confident detection (a duplicate, a badly placed box, one on background) counts at
+``[background, predicted class]``. Difficult and crowd boxes, and detections on them, are not counted,
+as in the VOC metric.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ssdlite.metrics.annotations import ImageDetections, ImageGroundTruth
-from ssdlite.metrics.iou import box_iou
+from ssdlite.metrics.errors import CONFIDENT_SCORE, classify_image, image_confusion
 
 
 def confusion_matrix(
@@ -23,29 +25,13 @@ def confusion_matrix(
     detections: Sequence[ImageDetections],
     num_classes: int,
     iou_threshold: float = 0.5,
-    score_threshold: float = 0.25,
+    score_threshold: float = CONFIDENT_SCORE,
 ) -> np.ndarray:
     """``(K + 1, K + 1)`` int64 counts; rows are true classes, columns predicted classes.
 
     Row/column ``k - 1`` is label ``k``; the last row and column are "background" (no box / no detection).
     """
-    background = num_classes
     matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     for gt, det in zip(ground_truths, detections):
-        confident = np.flatnonzero(det.scores >= score_threshold)
-        confident = confident[np.argsort(-det.scores[confident], kind="stable")]  # (C,) best first
-        iou = box_iou(det.boxes[confident], gt.boxes)  # (C, M)
-        ignore = gt.ignore
-        claimed = np.zeros(gt.labels.shape[0], dtype=bool)  # (M,)
-        for row, d in enumerate(confident):
-            predicted = int(det.labels[d]) - 1
-            overlaps = np.where(claimed, -1.0, iou[row])  # (M,) claimed boxes are out of reach
-            box = int(overlaps.argmax()) if overlaps.size else -1
-            if box < 0 or overlaps[box] < iou_threshold:
-                matrix[background, predicted] += 1
-            elif not ignore[box]:
-                claimed[box] = True
-                matrix[int(gt.labels[box]) - 1, predicted] += 1
-        missed = ~claimed & ~ignore
-        np.add.at(matrix, (gt.labels[missed] - 1, background), 1)
+        image_confusion(gt, det, classify_image(gt, det, t_f=iou_threshold), det.scores >= score_threshold, matrix)
     return matrix

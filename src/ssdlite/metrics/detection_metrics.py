@@ -16,6 +16,7 @@ import numpy as np
 from ssdlite.metrics.annotations import ImageDetections, ImageGroundTruth
 from ssdlite.metrics.coco import COCO_STAT_NAMES, COCOResult, evaluate_coco
 from ssdlite.metrics.confusion import confusion_matrix
+from ssdlite.metrics.errors import BACKGROUND_IOU, CONFIDENT_SCORE, ERRORS, ErrorAnalysis, analyze_errors
 from ssdlite.metrics.voc import VOCClassResult, evaluate_voc, mean_average_precision
 
 
@@ -30,6 +31,7 @@ class DetectionMetrics:
     Args:
         classes: foreground class names; label ``k`` is ``classes[k - 1]``.
         iou_threshold: IoU for the VOC metric (the devkit's 0.5).
+        score_threshold: detections counted in the error counts and the confusion matrix (AP takes them all).
 
     Example::
 
@@ -39,11 +41,12 @@ class DetectionMetrics:
         result = metrics.compute()  # {"voc07_map50": ..., "coco_map": ..., "per_class": {...}, ...}
     """
 
-    def __init__(self, classes: Sequence[str], iou_threshold: float = 0.5) -> None:
+    def __init__(self, classes: Sequence[str], iou_threshold: float = 0.5, score_threshold: float = CONFIDENT_SCORE) -> None:
         if not classes:
             raise ValueError("DetectionMetrics needs at least one class name")
         self.classes = list(classes)
         self.iou_threshold = iou_threshold
+        self.score_threshold = score_threshold
         self.reset()
 
     def reset(self) -> None:
@@ -52,6 +55,7 @@ class DetectionMetrics:
         self.image_ids: list[int | None] = []
         self.voc: list[VOCClassResult] | None = None  # set by compute(), read by the plots
         self.coco: COCOResult | None = None
+        self.errors: ErrorAnalysis | None = None
         self.seconds = 0.0  # time spent in update() and compute()
 
     @property
@@ -102,14 +106,19 @@ class DetectionMetrics:
         Keys: ``voc07_map50``, ``voc_map50``, ``coco_map``, ``coco_map50``, ``coco_map75``,
         ``coco_map_{small,medium,large}``, ``coco_mar{1,10,100}``, ``coco_mar_{small,medium,large}``,
         ``per_class`` (name -> ``num_gt``, ``num_detections``, ``voc_ap50``, ``voc07_ap50``,
-        ``coco_ap``, ``coco_ap50``), ``num_images``, ``num_ground_truth``, ``num_detections``,
-        ``metric_seconds``.
+        ``coco_ap``, ``coco_ap50``, ``errors``: :meth:`ErrorAnalysis.to_dict`'s row), ``errors`` (the
+        thresholds and ``dap``, each error type's AP gain averaged over the classes with ground truth),
+        ``num_images``, ``num_ground_truth``, ``num_detections``, ``metric_seconds``.
         """
         if not self.ground_truths:
             raise ValueError("no images to evaluate: call update() first")
         start = time.perf_counter()
         self.voc = evaluate_voc(self.ground_truths, self.detections, self.num_classes, self.iou_threshold)
         self.coco = evaluate_coco(self.ground_truths, self.detections, self.num_classes, self._coco_image_ids())
+        self.errors = analyze_errors(
+            self.ground_truths, self.detections, self.num_classes, self.score_threshold, self.voc, self.iou_threshold
+        )
+        errors = self.errors.to_dict(self.classes)
         all_det_labels = np.concatenate([d.labels for d in self.detections])
         det_counts = np.bincount(all_det_labels, minlength=self.num_classes + 1)
         per_class = {}
@@ -121,6 +130,7 @@ class DetectionMetrics:
                 "voc07_ap50": _number(self.voc[k].ap07),
                 "coco_ap": _number(self.coco.per_class_ap[k]),
                 "coco_ap50": _number(self.coco.per_class_ap50[k]),
+                "errors": errors[name],
             }
         result: dict[str, Any] = {
             "voc07_map50": _number(mean_average_precision(self.voc, use_07_metric=True)),
@@ -128,6 +138,13 @@ class DetectionMetrics:
         }
         result.update({f"coco_{name}": _number(self.coco.stats[name]) for name in COCO_STAT_NAMES})
         result["per_class"] = per_class
+        with_gt = self.errors.dap[self.errors.num_gt > 0]  # (K', len(ERRORS))
+        result["errors"] = {
+            "score_threshold": self.score_threshold,
+            "iou_foreground": self.iou_threshold,
+            "iou_background": BACKGROUND_IOU,
+            "dap": {e: _number(float(np.nanmean(v))) if np.isfinite(v).any() else None for e, v in zip(ERRORS, with_gt.T)},
+        }
         result["num_images"] = self.num_images
         result["num_ground_truth"] = int(sum(r.num_gt for r in self.voc))
         result["num_detections"] = int(all_det_labels.size)
@@ -135,6 +152,9 @@ class DetectionMetrics:
         result["metric_seconds"] = self.seconds
         return result
 
-    def confusion_matrix(self, iou_threshold: float = 0.5, score_threshold: float = 0.25) -> np.ndarray:
-        """``(K + 1, K + 1)`` counts, rows true class, columns predicted, last row/column background."""
-        return confusion_matrix(self.ground_truths, self.detections, self.num_classes, iou_threshold, score_threshold)
+    def confusion_matrix(self, iou_threshold: float | None = None, score_threshold: float | None = None) -> np.ndarray:
+        """``(K + 1, K + 1)`` counts, rows true class, columns predicted, last row/column background; the
+        thresholds default to this object's."""
+        iou = self.iou_threshold if iou_threshold is None else iou_threshold
+        score = self.score_threshold if score_threshold is None else score_threshold
+        return confusion_matrix(self.ground_truths, self.detections, self.num_classes, iou, score)

@@ -1,8 +1,10 @@
-"""The evaluation as text: a per-class AP table and the COCO summary line, for the terminal."""
+"""The evaluation as text: a per-class AP table, the COCO summary line and the error table, for the terminal."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from ssdlite.metrics.errors import ERRORS, FALSE_POSITIVES
 
 _COCO_SUMMARY = (
     ("AP", "coco_map"),
@@ -22,7 +24,8 @@ def _fmt(value: float | None) -> str:
 
 
 def format_report(result: dict[str, Any]) -> str:
-    """The table of :meth:`DetectionMetrics.compute`'s result: one row per class, then the means.
+    """The table of :meth:`DetectionMetrics.compute`'s result: one row per class, then the means, then
+    :func:`format_errors` when the result has the error analysis.
 
     A class without ground truth shows ``-`` (no AP; left out of the means).
     """
@@ -45,4 +48,46 @@ def format_report(result: dict[str, Any]) -> str:
     if "seconds" in result:
         timing += f" in {result['seconds']:.1f} s (metrics {result['metric_seconds']:.2f} s)"
     lines.append(timing)
+    if "errors" in result:
+        lines += ["", format_errors(result)]
+    return "\n".join(lines)
+
+
+def _share(count: int, total: int) -> str:
+    return f"{count} ({count / total:.0%})" if total else str(count)
+
+
+def format_errors(result: dict[str, Any]) -> str:
+    """The error analysis (:mod:`ssdlite.metrics.errors`) of :meth:`DetectionMetrics.compute`'s result.
+
+    Three parts: per class the counted detections by type, each with its share of the class's counted
+    detections, and the missed boxes with their share of the class's boxes; per class the AP50 each error
+    type costs (dAP, the gain when it alone is fixed); the classes a class's boxes were detected as, each
+    with its share of the class's boxes.
+    """
+    settings, per_class = result["errors"], result["per_class"]
+    width = max([len("class"), len("mean"), *(len(name) for name in per_class)])
+    types = ("tp", *FALSE_POSITIVES)
+    header = f"{'class':<{width}}  {'#gt':>5}  {'#det':>5}" + "".join(f"  {t:>10}" for t in (*types, "missed"))
+    lines = [
+        f"errors (TIDE): detections scored >= {settings['score_threshold']:g}; found at IoU >= "
+        f"{settings['iou_foreground']:g}, background under {settings['iou_background']:g}",
+        header,
+        "-" * len(header),
+    ]
+    for name, row in per_class.items():
+        e = row["errors"]
+        cells = [_share(e[t], e["detections"]) for t in types] + [_share(e["missed"], e["num_gt"])]
+        lines.append(f"{name:<{width}}  {e['num_gt']:>5}  {e['detections']:>5}" + "".join(f"  {c:>10}" for c in cells))
+    header = f"{'dAP50':<{width}}" + "".join(f"  {t:>6}" for t in ERRORS)
+    lines += ["", header + "  (AP50 gained by fixing one error type)", "-" * len(header)]
+    rows = [(name, row["errors"]["dap"]) for name, row in per_class.items()] + [("mean", settings["dap"])]
+    for name, dap in rows:
+        lines.append(f"{name:<{width}}" + "".join(f"  {'-' if dap[t] is None else f'{dap[t]:.3f}':>6}" for t in ERRORS))
+    taken = [(name, row["errors"]) for name, row in per_class.items() if row["errors"]["taken_as"]]
+    if taken:
+        lines += ["", "taken for another class (boxes of the class detected as it, of the class's boxes):"]
+        for name, e in taken:
+            pairs = ", ".join(f"{other} {n} of {e['num_gt']}" for other, n in e["taken_as"].items())
+            lines.append(f"  {name}: {pairs}")
     return "\n".join(lines)

@@ -125,3 +125,19 @@ def test_sgdr_with_cycles_that_do_not_grow_is_refused_and_its_position_costs_no_
     # The largest allowed run at the shortest cycle: the factor at its last step is immediate (closed form).
     factor = lr_factor(OptimConfig(schedule="sgdr", warmup_epochs=0, sgdr_period=1e-9, sgdr_mult=1.0), 10_000, 100_000)
     assert factor(10_000 * 100_000 - 1) == pytest.approx(1.0)
+
+
+def test_ssdlite_train_refuses_an_out_of_range_setting_before_any_work(tmp_path, capsys):
+    """The issue's reproductions through the program: exit 2, one line naming the key, no traceback."""
+    from ssdlite.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  lr: -0.1\n")
+    assert main(["train", "--config", str(path), "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"ssdlite train: error: {path}: optim.lr = -0.1: must be in (0, 10]" in err and "Traceback" not in err
+    for flag, value in (("--batch-size", "0"), ("--workers", "-1"), ("--sgdr-mult", "0")):
+        with pytest.raises(SystemExit) as exit:
+            main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value])
+        assert exit.value.code == 2 and f"argument {flag}: invalid value '{value}'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

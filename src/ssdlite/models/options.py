@@ -8,9 +8,10 @@ has one name, one default, one help text and one range wherever it appears.
 
 Validation contract: a value is checked against its field where it is read, by the same rule in three
 places: the flag's ``type`` (argparse's usual error, exit 2: ``argument --lr: invalid value '-0.1': must be
-> 0``), :func:`from_dict` for ``--config`` files and checkpoints (``run.yaml: optim.lr = -0.1: must be >
-0``) and :class:`Settings`'s ``__post_init__`` for library callers (``lr = -0.1: must be > 0``); every error
-is a :class:`~ssdlite.errors.ConfigError` (or the parser's error). A float field is always finite.
+in (0, 10]``), :func:`from_dict` for ``--config`` files and checkpoints (``run.yaml: optim.lr = -0.1: must be
+in (0, 10]``) and :class:`Settings`'s ``__post_init__`` for library callers (``lr = -0.1: must be in (0, 10]``);
+every error is a :class:`~ssdlite.errors.ConfigError` (or the parser's error). A float field is always finite.
+Commands' own numeric flags use :func:`number` (or :func:`field_type` for a flag that mirrors a field).
 
 Flags are generated with ``default=None`` ("not given"); the help text states the field's default.
 A command fills the unset fields from its own starting point (the dataclass defaults, a ``--config``

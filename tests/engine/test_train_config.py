@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from ssdlite.engine.config import TrainConfig, add_config_arguments, load_yaml, overrides_from_args
+from ssdlite.engine.config import OptimConfig, TrainConfig, add_config_arguments, load_yaml, overrides_from_args
 from ssdlite.errors import UserError
 
 
@@ -73,3 +73,71 @@ def test_the_model_section_is_the_model_configuration():
     config = TrainConfig().replace(arch="vgg16", nms_threshold=0.5)
     assert isinstance(config.model, ModelConfig) and config.model.nms_threshold == 0.5
     assert config.resolved().model == ModelConfig(arch="vgg16", nms_threshold=0.5).resolved()
+
+
+def test_a_setting_out_of_its_range_names_the_key_the_value_and_what_is_allowed(tmp_path):
+    """issue 34: a negative learning rate in --config reached torch.optim and ended in its traceback."""
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  lr: -0.1\n")
+    with pytest.raises(UserError, match=rf"^{path}: optim.lr = -0.1: must be in \(0, 10\]$"):
+        load_yaml(path)
+    path.write_text("model:\n  variances: [0.1, 0.1, 0.2]\n")
+    with pytest.raises(UserError, match=r"model.variances = \[0.1, 0.1, 0.2\]: must be 4 values, each > 0"):
+        load_yaml(path)
+    path.write_text("optim:\n  milestones: [0.5, .nan]\n")
+    with pytest.raises(UserError, match=r"optim.milestones = \[0.5, nan\]: must be a finite number"):
+        load_yaml(path)
+    # The same rule for library callers and for a checkpoint's stored configuration (read by from_dict).
+    with pytest.raises(ValueError, match=r"^batch_size = 0: must be in \[1, 65536\]$"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(UserError, match=r"^last.pt: data.workers = -1: must be in \[0, 256\]$"):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), "data": {"workers": -1}}, "last.pt")
+
+
+def test_a_flag_out_of_its_range_is_the_parsers_error(capsys):
+    """issue 34: `--batch-size 0` ended in a ZeroDivisionError in the recipe, `--workers -1` in DataLoader's ValueError."""
+    for argv, message in [
+        (["--batch-size", "0"], "argument --batch-size: invalid value '0': must be in [1, 65536]"),
+        (["--workers", "-1"], "argument --workers: invalid value '-1': must be in [0, 256]"),
+        (["--lr", "nan"], "argument --lr: invalid value 'nan': must be a finite number"),
+        (["--milestones", "0.5", "2"], "argument --milestones: invalid value '2': must be in [0, 1]"),
+        (["--aspect-ratios", "2", "/", "0.5"], "--aspect-ratios: invalid value '0.5': must be in (1, 100]"),
+    ]:
+        with pytest.raises(SystemExit) as exit:
+            _parse(argv)
+        assert exit.value.code == 2 and message in capsys.readouterr().err
+    # The range is in the help, next to the default.
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert "peak learning rate (after warm-up) for the whole global batch (default: 0.03; in (0, 10])" in " ".join(parser.format_help().split())
+
+
+def test_sgdr_with_cycles_that_do_not_grow_is_refused_and_its_position_costs_no_loop():
+    """issue 34: `sgdr_mult` below 1 made the schedule's cycle loop spin forever (cycles shrinking to nothing; with
+    0 the second cycle is empty): with a one-step first cycle, in the scheduler's update after the first step, before
+    the progress bar ever showed it."""
+    from ssdlite.engine.optim import lr_factor
+
+    with pytest.raises(UserError, match=r"optim.sgdr_mult = 0.5: must be >= 1"):
+        TrainConfig.from_dict({"optim": {"schedule": "sgdr", "sgdr_mult": 0.5}})
+    with pytest.raises(ValueError, match=r"sgdr_mult = 0.0: must be >= 1"):
+        OptimConfig(schedule="sgdr", sgdr_mult=0.0)
+    # The largest allowed run at the shortest cycle: the factor at its last step is immediate (closed form).
+    factor = lr_factor(OptimConfig(schedule="sgdr", warmup_epochs=0, sgdr_period=1e-9, sgdr_mult=1.0), 10_000, 100_000)
+    assert factor(10_000 * 100_000 - 1) == pytest.approx(1.0)
+
+
+def test_ssdlite_train_refuses_an_out_of_range_setting_before_any_work(tmp_path, capsys):
+    """The issue's reproductions through the program: exit 2, one line naming the key, no traceback."""
+    from ssdlite.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  lr: -0.1\n")
+    assert main(["train", "--config", str(path), "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"ssdlite train: error: {path}: optim.lr = -0.1: must be in (0, 10]" in err and "Traceback" not in err
+    for flag, value in (("--batch-size", "0"), ("--workers", "-1"), ("--sgdr-mult", "0")):
+        with pytest.raises(SystemExit) as exit:
+            main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value])
+        assert exit.value.code == 2 and f"argument {flag}: invalid value '{value}'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

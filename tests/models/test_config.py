@@ -55,7 +55,7 @@ def test_bad_settings_name_the_field_for_users_and_for_library_callers():
         ModelConfig.from_dict({"sise": 320})
     with pytest.raises(ConfigError, match="size: expected int"):
         ModelConfig.from_dict({"size": "big"})
-    with pytest.raises(ValueError, match="image_mean must be 3 values"):
+    with pytest.raises(ValueError, match=r"image_mean = \[0.5\]: must be 3 values"):
         ModelConfig(image_mean=(0.5,))
     with pytest.raises(ValueError, match="unknown architecture 'resnet50'"):
         ModelConfig(arch="resnet50")

@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from ssdlite.cli.options import add_model_arguments, model_from_args
+from ssdlite.cli.options import BATCH, THREADS, add_model_arguments, model_from_args
+from ssdlite.models.options import number
 
+#: Timed (or untimed) calls: a million is hours even for a small model; more is a typo.
+MAX_CALLS = 1_000_000
 STATIC_BACKENDS = ("executorch", "tflite", "openvino")  # runtimes that only read their exported file
 
 
@@ -29,10 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="default: torch for a model, the file's own runtime for an exported file (executorch, tflite and openvino "
         "need --weights FILE)",
     )
-    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
-    p.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    p.add_argument("--batch", type=BATCH, default=1, help="images per call (default 1)")
+    p.add_argument("--threads", type=THREADS, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
+    p.add_argument("--iters", type=number(int, ge=1, le=MAX_CALLS), default=50, help="timed calls (default 50)")
+    p.add_argument("--warmup", type=number(int, ge=0, le=MAX_CALLS), default=5, help="untimed calls first (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

@@ -7,7 +7,11 @@ import sys
 
 from tqdm import tqdm
 
+from ssdlite.cli.options import IMAGE_COUNT
 from ssdlite.data import FORMATS, KINDS, SHAPES, check_dataset, write_synthetic
+from ssdlite.engine.config import MAX_SEED
+from ssdlite.models.config import MAX_SIZE
+from ssdlite.models.options import number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,10 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     synth = commands.add_parser("synth", help="write the built-in synthetic shapes dataset (Pascal VOC layout)")
     synth.add_argument("out", metavar="OUT", help="output folder")
-    synth.add_argument("--num-train", type=int, default=1000, help="training images (default 1000)")
-    synth.add_argument("--num-val", type=int, default=200, help="validation images (default 200)")
-    synth.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
-    synth.add_argument("--seed", type=int, default=0, help="base seed; same seed, same bytes (default 0)")
+    synth.add_argument("--num-train", type=IMAGE_COUNT, default=1000, help="training images (default 1000)")
+    synth.add_argument("--num-val", type=IMAGE_COUNT, default=200, help="validation images (default 200)")
+    synth.add_argument("--size", type=number(int, ge=1, le=MAX_SIZE), default=320, help="image side in pixels (default 320)")
+    synth.add_argument("--seed", type=number(int, ge=0, le=MAX_SEED), default=0, help="base seed; same seed, same bytes (default 0)")
     synth.add_argument("--overwrite", action="store_true", help="replace OUT if it is an earlier synthetic dataset")
     synth.set_defaults(func=run_synth)
 

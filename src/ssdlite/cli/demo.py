@@ -21,9 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from ssdlite.cli.options import add_model_arguments, model_config_from_args
+from ssdlite.cli.options import IMAGE_COUNT, MINUTES, WORKERS, add_model_arguments, model_config_from_args
 from ssdlite.data.augment import IMAGE_PRESETS
-from ssdlite.models.config import ModelConfig
+from ssdlite.engine.config import OptimConfig, TrainConfig
+from ssdlite.models.config import MAX_SIZE, ModelConfig
+from ssdlite.models.options import field_type, number
 
 #: The demo's model when no model flag is given: small and fast (see the module docstring).
 DEMO_MODEL = ModelConfig(size=128, width_mult=0.5, neck="fpn", fpn_stride8=True)
@@ -57,24 +59,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "level); the model options below override it.",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
-    p.add_argument("--num-train", type=int, default=3600, help="training images to generate (default 3600)")
-    p.add_argument("--num-val", type=int, default=200, help="validation images to generate (default 200)")
-    p.add_argument("--image-size", type=int, default=128, help="side of the generated images in pixels (default 128)")
-    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: as many as the measured speed fits in "
+    p.add_argument("--seed", type=field_type(TrainConfig, "seed"), default=0, help="seed of the data and the training (default 0)")
+    p.add_argument("--num-train", type=IMAGE_COUNT, default=3600, help="training images to generate (default 3600)")
+    p.add_argument("--num-val", type=IMAGE_COUNT, default=200, help="validation images to generate (default 200)")
+    p.add_argument("--image-size", type=number(int, ge=1, le=MAX_SIZE), default=128, help="side of the generated images in pixels (default 128)")
+    p.add_argument("--epochs", type=field_type(TrainConfig, "epochs"), default=None, help=f"training epochs (default: as many as the measured speed fits in "
                    f"--time-budget, {MIN_EPOCHS} to {MAX_EPOCHS})")
-    p.add_argument("--time-budget", type=float, default=TRAIN_MINUTES, metavar="MINUTES",
+    p.add_argument("--time-budget", type=MINUTES, default=TRAIN_MINUTES, metavar="MINUTES",
                    help=f"minutes of training when --epochs is not given (default {TRAIN_MINUTES:g}: the demo's 10 minutes "
                    "less data, speed probe, evaluation and drawing, with room for a slow machine)")
-    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    p.add_argument("--batch-size", type=field_type(TrainConfig, "batch_size"), default=16, help="batch size (default 16)")
     p.add_argument("--optimizer", default=None, choices=("sgd", "adamw"), help="optimizer (default: what `ssdlite train` "
                    "picks from scratch, AdamW, which learns the shapes in half the epochs of SGD)")
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: the recipe's from scratch for "
+    p.add_argument("--lr", type=field_type(OptimConfig, "lr"), default=None, help=f"peak learning rate (default: the recipe's from scratch for "
                    f"AdamW, {SGD_LR:g} for SGD)")
     p.add_argument("--augment", default="none", choices=IMAGE_PRESETS, help="augmentation preset (default none: the generator never repeats an image)")
-    p.add_argument("--workers", type=int, default=1, help="data loader workers (default 1)")
+    p.add_argument("--workers", type=WORKERS, default=1, help="data loader workers (default 1)")
     p.add_argument("--device", default="cpu", help="device (default cpu: the demo's budget is for the CPU)")
-    p.add_argument("--draw", type=int, default=8, help="validation images to draw predictions on (default 8)")
+    p.add_argument("--draw", type=IMAGE_COUNT, default=8, help="validation images to draw predictions on (default 8)")
     add_model_arguments(p)
     p.set_defaults(func=run)
 

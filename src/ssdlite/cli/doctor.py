@@ -8,6 +8,7 @@ import time
 from ssdlite.cli.options import add_data_arguments, add_model_arguments, data_from_run, model_from_args
 from ssdlite.models import options
 from ssdlite.models.config import ModelConfig
+from ssdlite.models.options import number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--config", help="a training configuration YAML: check the model and optimizer it builds")
     source.add_argument("--weights", help="check a trained model (run directory, checkpoint or .safetensors)")
     add_model_arguments(p)
-    p.add_argument("--overfit-steps", type=int, default=200, help="steps of the one-batch overfit (default 200)")
+    p.add_argument("--overfit-steps", type=number(int, ge=1, le=100_000), default=200, help="steps of the one-batch overfit (default 200)")
     p.add_argument("--out", default="runs/doctor", help="folder for report.txt, report.json and plots")
     p.set_defaults(func=run)
 

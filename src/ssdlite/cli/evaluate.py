@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from ssdlite.cli.options import add_data_arguments, data_from_run
+from ssdlite.cli.options import BATCH, SCORE, WORKERS, add_data_arguments, data_from_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,12 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="write every metric as one JSON object to OUT ('-': stdout)")
     p.add_argument("--plots", metavar="DIR", help="write precision-recall curves and the confusion matrix (PNG) to DIR")
     p.add_argument("--save-predictions", metavar="FILE", help="with --weights: write the detections in COCO results format")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2; 0 decodes in the main process)")
+    p.add_argument("--batch-size", type=BATCH, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2; 0 decodes in the main process)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
-    p.add_argument("--score-threshold", type=float, help="ignore detections scored below this (default: keep all)")
+    p.add_argument("--score-threshold", type=SCORE, help="ignore detections scored below this (default: keep all)")
     p.add_argument(
-        "--plot-score-threshold", type=float, default=0.25, help="detections counted in the confusion matrix and the error table (default 0.25)"
+        "--plot-score-threshold", type=SCORE, default=0.25, help="detections counted in the confusion matrix and the error table (default 0.25)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

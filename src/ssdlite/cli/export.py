@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssdlite.cli.options import run_dataset
+from ssdlite.cli.options import BATCH, CALIB_IMAGES, run_dataset
+from ssdlite.models.options import number
+
+#: The newest ONNX opset of the onnx package this is tested with (1.19: 28); the oldest its version converter
+#: reaches from the exporter's 18 is 7.
+MAX_OPSET = 28
+#: NMS candidates per image: far beyond any real detector's top-k (the default is 2 x detections per image).
+MAX_CANDIDATES = 100_000
 
 STATIC_FORMATS = ("executorch", "tflite", "openvino")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")  # read by torch.jit.load, not by an ssdlite backend
@@ -32,18 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="file to write (.onnx, .pt, .pte, .tflite or .xml)")
     p.add_argument("--with-nms", action="store_true", help="ONNX: decode, scores, NonMaxSuppression and top-k in the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (else fixed at 1)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
+    p.add_argument("--opset", type=number(int, ge=7, le=MAX_OPSET), default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
     p.add_argument("--int8", action="store_true", help="executorch/tflite/openvino: post-training INT8, calibrated on --calib")
     p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs "
                    "(default with --int8: the training images of the dataset the run trained on)")
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
-    p.add_argument("--calib-images", type=int, default=100, help="at most this many calibration images (default 100)")
+    p.add_argument("--calib-images", type=CALIB_IMAGES, default=100, help="at most this many calibration images (default 100)")
     p.add_argument("--images", nargs="+", metavar="DATA", help="verification images, all of them (a dataset folder: its --val-split); default: "
                    "the first 100 validation images of the dataset the run trained on, else the first 8 --calib images, else synthetic shapes; every format")
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
-    p.add_argument("--batch", type=int, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
-    p.add_argument("--candidates", type=int, default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections, "
+    p.add_argument("--batch", type=BATCH, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
+    p.add_argument("--candidates", type=number(int, ge=1, le=MAX_CANDIDATES), default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections, "
                    "raised to what the verification images need, up to 1000)")
     p.set_defaults(func=run)
 

@@ -12,12 +12,33 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ssdlite.engine.config import MAX_BATCH, MAX_WORKERS
 from ssdlite.errors import UserError
 from ssdlite.models import options
 from ssdlite.models.config import ModelConfig
+from ssdlite.models.options import number
 
 #: Classes (with the background) of a model built without a dataset: COCO's 91, as the papers' tables.
 COCO_NUM_CLASSES = 91
+
+# The ranges of the commands' own numeric flags (the configuration fields declare theirs, see
+# ssdlite.models.options), one type per concept, so the same flag is checked the same way in every command:
+# ``p.add_argument("--batch-size", type=BATCH, ...)``. Each upper end is far beyond any real use, so a mistyped
+# value is an error before any work rather than an allocation or a loop that takes the machine down.
+#: Images per network call (predict, eval, serve's micro-batch, benchmark, a fixed export batch).
+BATCH = number(int, ge=1, le=MAX_BATCH)
+#: Data-loader worker processes.
+WORKERS = number(int, ge=0, le=MAX_WORKERS)
+#: Runtime threads.
+THREADS = number(int, ge=1, le=4096)
+#: A detection score threshold.
+SCORE = number(float, ge=0, le=1)
+#: A number of images to generate or draw, and of calibration images (at least one).
+MAX_IMAGES = 1_000_000
+IMAGE_COUNT = number(int, ge=0, le=MAX_IMAGES)
+CALIB_IMAGES = number(int, ge=1, le=MAX_IMAGES)
+#: A time budget in minutes: at most a year.
+MINUTES = number(float, gt=0, le=525_600)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, split: str = "train", from_run: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ssdlite.cli.options import BATCH, SCORE, THREADS
 from ssdlite.deploy.backends import BACKENDS
 
 
@@ -23,14 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .tflite, .xml)",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scored at least this (default 0.3)")
+    p.add_argument("--score-threshold", type=SCORE, default=0.3, help="keep detections scored at least this (default 0.3)")
     p.add_argument(
         "--backend", choices=BACKENDS, default=None,
         help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .tflite tflite, .xml openvino, else torch)",
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")
-    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
+    p.add_argument("--batch-size", type=BATCH, default=8, help="images per network call (default 8)")
+    p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--no-draw", action="store_true", help="write only the JSON files")
     p.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ssdlite.cli.options import CALIB_IMAGES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", required=True, nargs="+", help="calibration images: a dataset root (its --calib-split), or image files, folders, globs")
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
     p.add_argument("--out", required=True, help="INT8 .onnx to write")
-    p.add_argument("--calib-images", type=int, default=100, help="at most this many calibration images (default 100)")
+    p.add_argument("--calib-images", type=CALIB_IMAGES, default=100, help="at most this many calibration images (default 100)")
     p.add_argument("--val", help="dataset (VOC, COCO or YOLO) on which to measure fp32 and INT8 accuracy")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import sys
 
+from ssdlite.cli.options import THREADS
 from ssdlite.deploy.backends import BACKENDS
 from ssdlite.errors import UserError
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .tflite tflite, .xml openvino, else torch)",
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
+    p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-batch-size", type=int, default=8, help="requests run as one model call at most (default 8; 1 turns batching off)")
@@ -49,6 +50,8 @@ def _check(args: argparse.Namespace) -> None:
         for name, ok, rule in (
             ("port", 0 <= args.port <= 65535, "0..65535"),
             ("max_batch_size", args.max_batch_size >= 1, ">= 1"),
+            # The start-up warm-up runs one batch of this size and the metrics keep a histogram bucket per size.
+            ("max_batch_size", args.max_batch_size <= 256, "<= 256"),
             ("batch_timeout_ms", 0 <= args.batch_timeout_ms <= 10_000, "0..10000"),
             ("max_queue", args.max_queue >= 0, ">= 0"),
             ("max_body_mb", args.max_body_mb > 0, "> 0"),

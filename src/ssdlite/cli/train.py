@@ -17,6 +17,7 @@ RESUME_OVERRIDABLE = ("device", "workers", "val_every", "log_every", "stop_after
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ssdlite.cli.options import MINUTES
     from ssdlite.engine.config import add_config_arguments
 
     p = subparsers.add_parser(
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory to write (required unless --resume)")
     p.add_argument("--config", dest="config_file", help="YAML file with the defaults (sections model, data, optim)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
-    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+    p.add_argument("--time-budget", type=MINUTES, metavar="MINUTES",
                    help="fit the number of epochs (or, if needed, a smaller input) to this many minutes, from the measured "
                    "speed of a few training steps on this machine")
     p.add_argument("--search", action="store_true",

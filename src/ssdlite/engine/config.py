@@ -39,8 +39,15 @@ from ssdlite.models.config import ModelConfig
 from ssdlite.models.options import option as _opt
 
 
+#: Upper ends of the ranges (see ``ssdlite.models.options``), far beyond any real run, so a mistyped value is an
+#: error before anything starts: data-loader processes per training process, epochs (COCO's reference recipe is
+#: 600), a global batch (the large-batch ImageNet papers' 64k), a learning rate and a seed (numpy's legacy
+#: generator takes 32 bits: larger seeds would alias).
+MAX_WORKERS, MAX_EPOCHS, MAX_BATCH, MAX_LR, MAX_SEED = 256, 100_000, 65_536, 10.0, 2**32 - 1
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(options.Settings):
     """Where the images come from and how they are augmented."""
 
     data: str | None = _opt(None, "dataset root (VOC directory, COCO JSON, YOLO data.yaml, ...)")
@@ -48,30 +55,30 @@ class DataConfig:
     train_split: str = _opt("train", "split to train on")
     val_split: str = _opt("val", "split to validate on (empty: no validation)")
     augment: str = _opt("ssdlite", "augmentation preset (ssdlite.data.augment)", PRESETS)
-    workers: int = _opt(2, "data loader worker processes per training process")
+    workers: int = _opt(2, "data loader worker processes per training process", ge=0, le=MAX_WORKERS)
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(options.Settings):
     """Optimizer, learning-rate schedule and gradient clipping."""
 
     optimizer: str = _opt("sgd", "optimizer", ("sgd", "adamw"))
-    lr: float = _opt(0.03, "peak learning rate (after warm-up) for the whole global batch")
-    momentum: float = _opt(0.9, "SGD momentum (AdamW: beta1)")
-    weight_decay: float = _opt(4e-5, "weight decay (never applied to BatchNorm parameters and biases)")
+    lr: float = _opt(0.03, "peak learning rate (after warm-up) for the whole global batch", gt=0, le=MAX_LR)
+    momentum: float = _opt(0.9, "SGD momentum (AdamW: beta1)", ge=0, lt=1)
+    weight_decay: float = _opt(4e-5, "weight decay (never applied to BatchNorm parameters and biases)", ge=0)
     schedule: str = _opt("cosine", "learning-rate schedule after warm-up", ("cosine", "sgdr", "multistep"))
-    warmup_epochs: float = _opt(2.0, "linear warm-up length in epochs")
-    warmup_factor: float = _opt(0.001, "learning rate at the start of the warm-up, as a fraction of lr")
-    min_lr_ratio: float = _opt(0.0, "cosine floor as a fraction of lr")
-    sgdr_period: float = _opt(10.0, "SGDR: length of the first cycle in epochs")
-    sgdr_mult: float = _opt(2.0, "SGDR: each cycle is this many times longer than the last")
-    milestones: tuple[float, ...] = _opt((0.67, 0.89), "multistep: decay points as fractions of the epochs")
-    gamma: float = _opt(0.1, "multistep: decay factor at each milestone")
-    clip_grad: float = _opt(10.0, "clip the global gradient norm to this (0: no clipping)")
+    warmup_epochs: float = _opt(2.0, "linear warm-up length in epochs", ge=0, le=MAX_EPOCHS)
+    warmup_factor: float = _opt(0.001, "learning rate at the start of the warm-up, as a fraction of lr", ge=0, le=1)
+    min_lr_ratio: float = _opt(0.0, "cosine floor as a fraction of lr", ge=0, le=1)
+    sgdr_period: float = _opt(10.0, "SGDR: length of the first cycle in epochs", gt=0, le=MAX_EPOCHS)
+    sgdr_mult: float = _opt(2.0, "SGDR: each cycle is this many times longer than the last", ge=1)
+    milestones: tuple[float, ...] = _opt((0.67, 0.89), "multistep: decay points as fractions of the epochs", ge=0, le=1)
+    gamma: float = _opt(0.1, "multistep: decay factor at each milestone", gt=0, le=1)
+    clip_grad: float = _opt(10.0, "clip the global gradient norm to this (0: no clipping)", ge=0)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(options.Settings):
     """Everything a training run needs; ``model``, ``data`` and ``optim`` are sections in the YAML file."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -80,20 +87,20 @@ class TrainConfig:
     init_from: str | None = _opt(None, "start from a trained detector (run dir, .pt, .safetensors, or torchvision:PATH); a different class count re-initializes the class head")
     freeze_bn: str = _opt("none", "keep BatchNorm statistics and affine parameters fixed in these layers (not with weights whose BatchNorm was folded, such as the shared TFLite-converted MobileNetV2: docs/training.md)", ("none", "backbone", "all"))
     sync_bn: bool = _opt(False, "synchronize BatchNorm statistics across processes under torchrun (GPU only)")
-    epochs: int = _opt(120, "training epochs")
-    batch_size: int = _opt(32, "global batch size (split evenly across torchrun processes)")
+    epochs: int = _opt(120, "training epochs", ge=1, le=MAX_EPOCHS)
+    batch_size: int = _opt(32, "global batch size (split evenly across torchrun processes)", ge=1, le=MAX_BATCH)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
-    seed: int = _opt(0, "seed for initialization, data order and augmentation")
+    seed: int = _opt(0, "seed for initialization, data order and augmentation", ge=0, le=MAX_SEED)
     amp: str = _opt("bf16", "mixed precision on CUDA (ignored on the CPU)", ("off", "bf16", "fp16"))
     channels_last: bool | None = _opt(None, "channels_last memory format for weights and activations (default: on the CPU, where oneDNN's convolutions are about 1.6x faster with it; off on CUDA)")
     ema: bool = _opt(True, "keep an exponential moving average of the weights for validation and best.pt")
-    ema_decay: float = _opt(0.999, "EMA decay (warmed up from 0 over the first few thousand steps)")
-    val_every: int = _opt(5, "validate every N epochs (and after the last one); 0 disables validation")
+    ema_decay: float = _opt(0.999, "EMA decay (warmed up from 0 over the first few thousand steps)", ge=0, lt=1)
+    val_every: int = _opt(5, "validate every N epochs (and after the last one); 0 disables validation", ge=0, le=MAX_EPOCHS)
     best_metric: str = _opt("voc07_map50", "validation metric that selects best.pt")
-    precise_bn_images: int = _opt(512, "recompute BatchNorm statistics on this many training images before validating and saving (0: off)")
-    max_bad_steps: int = _opt(20, "stop after this many consecutive steps with a non-finite loss or gradient")
-    log_every: int = _opt(10, "write a step record to metrics.jsonl every N steps")
-    stop_after: int = _opt(0, "stop after this many epochs in this invocation, as if interrupted; --resume continues (0: run to the end)")
+    precise_bn_images: int = _opt(512, "recompute BatchNorm statistics on this many training images before validating and saving (0: off)", ge=0)
+    max_bad_steps: int = _opt(20, "stop after this many consecutive steps with a non-finite loss or gradient", ge=1)
+    log_every: int = _opt(10, "write a step record to metrics.jsonl every N steps", ge=1)
+    stop_after: int = _opt(0, "stop after this many epochs in this invocation, as if interrupted; --resume continues (0: run to the end)", ge=0, le=MAX_EPOCHS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists instead of tuples), for YAML and checkpoints."""

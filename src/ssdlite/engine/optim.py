@@ -57,10 +57,7 @@ def lr_factor(cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> Callable[[
             return cosine(t / max(1, total - warmup))
         if cfg.schedule == "sgdr":
             # Loshchilov & Hutter (2017): cosine cycles, each sgdr_mult times longer, restarting at lr.
-            period = max(1.0, cfg.sgdr_period * steps_per_epoch)
-            while t >= period:
-                t -= period
-                period *= cfg.sgdr_mult
+            t, period = _sgdr_position(t, max(1.0, cfg.sgdr_period * steps_per_epoch), cfg.sgdr_mult)
             return cosine(t / period)
         if cfg.schedule == "multistep":
             boundaries = sorted(int(m * total) for m in cfg.milestones)
@@ -74,6 +71,25 @@ def lr_factor(cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> Callable[[
         return after_warmup(step)
 
     return factor
+
+
+def _sgdr_position(t: float, first: float, mult: float) -> tuple[float, float]:
+    """``(steps into the current cycle, its length)`` at ``t`` steps after the warm-up, for cycles of ``first``,
+    ``first * mult``, ``first * mult**2``, ... steps (``mult >= 1``). In closed form, so the cost does not grow with
+    the step (a loop over the cycles never ends for a ``mult`` below 1, whose cycles shrink to nothing)."""
+    if mult < 1:
+        raise ValueError(f"sgdr_mult must be >= 1, got {mult}")
+    if mult == 1:
+        cycle = t // first
+        return t - cycle * first, first
+    cycle = math.floor(math.log1p(t * (mult - 1) / first) / math.log(mult))
+    start, period = first * (mult**cycle - 1) / (mult - 1), first * mult**cycle
+    if t - start >= period:  # the logarithm's rounding at a cycle boundary: at most one cycle off either way
+        start, period = start + period, period * mult
+    elif t < start:
+        period /= mult
+        start -= period
+    return t - start, period
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int):

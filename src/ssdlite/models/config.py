@@ -45,6 +45,11 @@ CLIPS = ("none", "image", "size")
 #: Names earlier versions wrote into ``model.config``.
 LEGACY_ARCHS = {"ssdlite_mobilenet_v2": "mobilenet_v2"}
 
+#: Upper ends of the ranges, far beyond any real detector, so a mistyped value is an error rather than an
+#: allocation that takes the machine down: classes (LVIS has 1203), input side, width multiplier (the papers
+#: use up to 1.4), an aspect ratio and an explicit scale (SSD300's largest is 1.05).
+MAX_CLASSES, MAX_SIZE, MAX_WIDTH, MAX_RATIO, MAX_SCALE = 10_000, 4096, 4.0, 100.0, 10.0
+
 #: Inputs in [-1, 1]: what the TensorFlow MobileNet weights (and the shared MobileNetV2) expect.
 SIGNED_UNIT = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 #: torchvision's ImageNet classifiers.
@@ -52,41 +57,41 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(options.Settings):
     """A detector: backbone, neck, heads, default boxes, matching, loss and postprocess settings."""
 
     # -- the network
     arch: str = option("mobilenet_v2", "backbone", ARCHS)
-    num_classes: int | None = option(None, "classes including the background (default: the dataset's classes + 1; 91, COCO's, when no dataset is given)")
-    size: int | None = option(None, "square input size in pixels (default: 320; 300 for vgg16)")
-    width_mult: float = option(1.0, "MobileNet width multiplier")
+    num_classes: int | None = option(None, "classes including the background (default: the dataset's classes + 1; 91, COCO's, when no dataset is given)", ge=2, le=MAX_CLASSES)
+    size: int | None = option(None, "square input size in pixels (default: 320; 300 for vgg16)", ge=1, le=MAX_SIZE)
+    width_mult: float = option(1.0, "MobileNet width multiplier", gt=0, le=MAX_WIDTH)
     head: str | None = option(None, "prediction heads: depthwise-separable or regular 3x3 (default: lite; ssd for vgg16)", HEADS)
     neck: str = option("none", "neck over the prediction maps: fpn (FPN-Lite, 128-channel outputs) or residual_fpn (the top-down path added to the pretrained maps; docs/training.md)", NECKS)
     fpn_stride8: bool = option(False, "FPN neck: also predict on a stride-8 map (small objects)")
     reduced_tail: bool = option(False, "MobileNetV3: halve the last stage (torchvision's reduced_tail)")
     backbone_weights: str | None = option(None, "backbone classifier weights: a torchvision state dict file (e.g. ../shared/weights/mobilenet_v2_imagenet.pth), 'imagenet' (torchvision's, downloaded once; the default of `ssdlite train`) or 'none' (random)")
-    image_mean: tuple[float, ...] | None = option(None, "RGB mean subtracted after scaling pixels to [0, 1] (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; Caffe's for vgg16)")
-    image_std: tuple[float, ...] | None = option(None, "RGB standard deviation the input is divided by (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; 1/255 for vgg16)")
+    image_mean: tuple[float, ...] | None = option(None, "RGB mean subtracted after scaling pixels to [0, 1] (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; Caffe's for vgg16)", length=3)
+    image_std: tuple[float, ...] | None = option(None, "RGB standard deviation the input is divided by (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; 1/255 for vgg16)", gt=0, length=3)
     # -- default boxes (SSD paper, section 2.2)
-    min_scale: float = option(0.2, "default boxes: scale of the first map (SSD paper 2.2; `ssdlite anchors fit` searches it)")
-    max_scale: float = option(0.95, "default boxes: scale of the last map")
+    min_scale: float = option(0.2, "default boxes: scale of the first map (SSD paper 2.2; `ssdlite anchors fit` searches it)", gt=0, le=1)
+    max_scale: float = option(0.95, "default boxes: scale of the last map", gt=0, le=1)
     # One flat tuple (the same ratios on every map) or one tuple per map.
-    aspect_ratios: tuple[tuple[float, ...], ...] | None = option(None, "default boxes: ratios a > 1, each adding a and 1/a; one list for every map or per map separated by / (default: 2 3; SSD300's per-map ratios for vgg16)")
+    aspect_ratios: tuple[tuple[float, ...], ...] | None = option(None, "default boxes: ratios a > 1, each adding a and 1/a; one list for every map or per map separated by / (default: 2 3; SSD300's per-map ratios for vgg16)", gt=1, le=MAX_RATIO)
     reduce_lowest: bool | None = option(None, "default boxes: three boxes on the first map, as the TensorFlow reference (default: on; off for vgg16)")
-    lowest_scale: float = option(0.1, "default boxes: scale of the first map's 1:1 box with --reduce-lowest (the TensorFlow reference's 0.1)")
+    lowest_scale: float = option(0.1, "default boxes: scale of the first map's 1:1 box with --reduce-lowest (the TensorFlow reference's 0.1)", gt=0, le=1)
     clip_boxes: str | None = option(None, "default boxes: clip to the image, cap width and height at 1, or neither (default: none; size for vgg16)", CLIPS)
-    scales: tuple[float, ...] | None = option(None, "default boxes: explicit scales, one per map and one past the last, instead of --min-scale/--max-scale (default: SSD300's for vgg16 at 300)")
-    steps: tuple[float, ...] | None = option(None, "default boxes: explicit centre spacing in pixels per map (default: SSD300's for vgg16 at 300)")
+    scales: tuple[float, ...] | None = option(None, "default boxes: explicit scales, one per map and one past the last, instead of --min-scale/--max-scale (default: SSD300's for vgg16 at 300)", gt=0, le=MAX_SCALE)
+    steps: tuple[float, ...] | None = option(None, "default boxes: explicit centre spacing in pixels per map (default: SSD300's for vgg16 at 300)", gt=0, le=MAX_SIZE)
     # -- matching, box coding and loss (SSD paper, section 2.2)
-    iou_threshold: float = option(0.5, "matching: a default box is positive above this IoU with a ground-truth box")
-    variances: tuple[float, ...] = option((0.1, 0.1, 0.2, 0.2), "box coding: the offsets are divided by these (cx, cy, w, h)")
-    neg_pos_ratio: float = option(3.0, "hard negative mining: negatives per positive")
-    min_negatives: int = option(3, "hard negative mining: negatives kept per image even without positives (the TensorFlow reference's min_negatives_per_image)")
+    iou_threshold: float = option(0.5, "matching: a default box is positive above this IoU with a ground-truth box", gt=0, lt=1)
+    variances: tuple[float, ...] = option((0.1, 0.1, 0.2, 0.2), "box coding: the offsets are divided by these (cx, cy, w, h)", gt=0, length=4)
+    neg_pos_ratio: float = option(3.0, "hard negative mining: negatives per positive", ge=0)
+    min_negatives: int = option(3, "hard negative mining: negatives kept per image even without positives (the TensorFlow reference's min_negatives_per_image)", ge=0)
     # -- postprocess
-    score_threshold: float = option(0.01, "postprocess: drop detections scoring below this")
-    nms_threshold: float = option(0.45, "postprocess: non-maximum suppression IoU")
-    topk_candidates: int = option(200, "postprocess: best-scoring candidates per class kept before NMS")
-    detections_per_image: int = option(200, "postprocess: detections kept per image")
+    score_threshold: float = option(0.01, "postprocess: drop detections scoring below this", ge=0, lt=1)
+    nms_threshold: float = option(0.45, "postprocess: non-maximum suppression IoU", gt=0, le=1)
+    topk_candidates: int = option(200, "postprocess: best-scoring candidates per class kept before NMS", ge=1)
+    detections_per_image: int = option(200, "postprocess: detections kept per image", ge=1)
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone_weights, str) and self.backbone_weights.lower() in ("none", ""):
@@ -96,25 +101,7 @@ class ModelConfig:
             if choices and value is not None and value not in choices:
                 what = {"arch": "architecture"}.get(f.name, f.name.replace("_", " "))
                 raise ValueError(f"unknown {what} {value!r}; choose one of {choices}")
-        # Values the builder would only fail on deep inside (a reshape, a division), checked here by name.
-        checks = [
-            ("num_classes", self.num_classes is None or self.num_classes >= 2, ">= 2 (it counts the background)"),
-            ("size", self.size is None or self.size > 0, "> 0"),
-            ("width_mult", self.width_mult > 0, "> 0"),
-            ("image_mean", self.image_mean is None or len(self.image_mean) == 3, "3 values (R, G, B)"),
-            ("image_std", self.image_std is None or (len(self.image_std) == 3 and min(self.image_std) > 0), "3 values > 0"),
-            ("variances", len(self.variances) == 4 and min(self.variances) > 0, "4 values > 0 (cx, cy, w, h)"),
-            ("iou_threshold", 0 < self.iou_threshold < 1, "in (0, 1)"),
-            ("neg_pos_ratio", self.neg_pos_ratio >= 0, ">= 0"),
-            ("min_negatives", self.min_negatives >= 0, ">= 0"),
-            ("score_threshold", 0 <= self.score_threshold < 1, "in [0, 1)"),
-            ("nms_threshold", 0 < self.nms_threshold <= 1, "in (0, 1]"),
-            ("topk_candidates", self.topk_candidates >= 1, ">= 1"),
-            ("detections_per_image", self.detections_per_image >= 1, ">= 1"),
-        ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        super().__post_init__()  # every field within its declared range
 
     # -- reading, writing, resolving
 

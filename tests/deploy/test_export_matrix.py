@@ -81,7 +81,7 @@ def calibration(tmp_path_factory):
     return write_images(tmp_path_factory.mktemp("calib"), 4, seed=3)[0].parent
 
 
-@pytest.mark.parametrize("name, fmt, int8", _cases())
+@pytest.mark.parametrize("name, fmt, int8", list(_cases()))
 def test_the_model_exports_and_verifies(name, fmt, int8, weights, calibration, tmp_path):
     runtime, flags, suffix, package, extra, _ = FORMATS[fmt]
     if importlib.util.find_spec(package) is None:

@@ -1,13 +1,15 @@
 """The FPN-SSDLite neck: shapes per level, a top-down pathway that really carries the coarse maps down, every layer learns."""
 
 import warnings
+from collections import Counter
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model_checks import all_layers_learn
-from ssdlite.models.fpn import FPNNeck
+from ssdlite.models.fpn import FPNNeck, nearest_indices, nearest_upsample
 from ssdlite.models.factory import create_model
 
 
@@ -149,3 +151,65 @@ def test_residual_fpn_starts_as_the_identity_and_keeps_the_channels():
     neck.train()
     sum((o**2).sum() for o in neck(maps)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in neck.parameters())
+
+
+@pytest.mark.parametrize("src, dst", [((3, 3), (5, 5)), ((5, 5), (10, 10)), ((2, 2), (3, 3)), ((10, 10), (20, 20)),
+                                      ((1, 1), (2, 2)), ((3, 2), (5, 3)), ((20, 20), (40, 40)), ((7, 7), (7, 7))])
+def test_the_upsampling_is_pytorchs_nearest_bit_for_bit(src, dst):
+    """The gather computes what ``F.interpolate(mode="nearest")`` computes, for whole and non-whole ratios."""
+    x = torch.randn(2, 4, *src)
+    torch.testing.assert_close(nearest_upsample(x, dst), F.interpolate(x, size=dst, mode="nearest"), rtol=0, atol=0)
+
+
+def test_the_indices_follow_pytorchs_rule_at_every_size():
+    # The issue's case: LiteRT's resize samples pixel centres (0, 0, 1, 2, 2); PyTorch's nearest floors i * 3 / 5.
+    assert nearest_indices(3, 5) == (0, 0, 1, 1, 2)
+    for src in range(1, 41):
+        for dst in range(src, 2 * src + 2):  # every ratio an FPN level pair can have, and more
+            probe = torch.arange(src, dtype=torch.float32).view(1, 1, src, 1)
+            expected = F.interpolate(probe, size=(dst, 1), mode="nearest").flatten().long().tolist()
+            assert list(nearest_indices(src, dst)) == expected, (src, dst)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_large"])
+def test_residual_fpn_outputs_are_those_of_interpolate(arch, monkeypatch):
+    """Same weights, same outputs: the neck's gather changes no number of a trained residual_fpn model (every level
+    pair at 160 is there: 20 -> 10 -> 5 -> 3 -> 2 -> 1 -> 1)."""
+    import ssdlite.models.fpn as fpn
+
+    torch.manual_seed(0)
+    model = create_model(4, arch, size=160, width_mult=0.35, neck="residual_fpn", fpn_stride8=True).train()
+    x = torch.rand(2, 3, 160, 160)
+    with torch.no_grad():
+        model.core(x)  # train mode: running statistics away from 0 and 1, so every layer's numbers are of order 1
+        model.eval()
+        got = model.core(x)
+        monkeypatch.setattr(fpn, "nearest_upsample", lambda t, size: F.interpolate(t, size=tuple(size), mode="nearest"))
+        expected = model.core(x)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v1"])
+def test_every_convolution_runs_once_and_the_stride8_tap_changes_no_other_map(arch):
+    """The stride-8 level taps a stride-2 block's expansion and the block goes on from it. Run twice (the tap, then
+    the whole block), that convolution appeared twice in exported graphs with one shared weight and bias, and PT2E
+    INT8 left the second with a float32 bias, which ExecuTorch's XNNPACK refused ("Failed to create convolution
+    node ... xnn_status_invalid_parameter")."""
+    torch.manual_seed(0)
+    model = create_model(4, arch, size=160, width_mult=0.35, neck="residual_fpn", fpn_stride8=True).eval()
+    plain = create_model(4, arch, size=160, width_mult=0.35).eval()
+    plain.core.backbone.load_state_dict(model.core.backbone.state_dict())
+    x = torch.rand(2, 3, 160, 160)
+    calls = Counter()
+    for name, module in model.core.named_modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_hook(lambda *_, name=name: calls.update([name]))
+    with torch.no_grad():
+        model.core(x)
+        counted = dict(calls)
+        maps, plain_maps = model.core.backbone(x), plain.core.backbone(x)
+    assert counted and set(counted.values()) == {1}, [name for name, n in counted.items() if n > 1]
+    assert len(maps) == 3 and len(plain_maps) == 2
+    for a, b in zip(maps[1:], plain_maps):  # the stride-16 and stride-32 maps are the plain backbone's, bit for bit
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

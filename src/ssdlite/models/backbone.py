@@ -66,8 +66,15 @@ class MobileNetV2Backbone(nn.Module):
         maps = []
         if self.stride8:
             x = self.features[:STRIDE8_TAP_LAYER](x)  # (N, 32w, S/8, S/8)
-            maps.append(self.features[STRIDE8_TAP_LAYER].conv[0](x))  # (N, 192, S/8, S/8): expansion of layer 8
-            x = self.features[STRIDE8_TAP_LAYER:EXPANSION_TAP_LAYER](x)  # (N, 96w, S/16, S/16)
+            stride8_block = self.features[STRIDE8_TAP_LAYER]
+            c3 = stride8_block.conv[0](x)  # (N, 192, S/8, S/8): expansion of layer 8
+            maps.append(c3)
+            # Layer 8 has stride 2 (no residual connection), so the block goes on from its tapped expansion, as layer 15
+            # does below: the expansion runs once. Run twice (the tap, then the whole block), its two convolutions
+            # share one weight and bias, which PT2E INT8 cannot quantize for both: ExecuTorch's XNNPACK refused the
+            # second one (an int8 convolution with a float32 bias, "xnn_status_invalid_parameter").
+            x = stride8_block.conv[1:](c3)  # (N, 64w, S/16, S/16)
+            x = self.features[STRIDE8_TAP_LAYER + 1 : EXPANSION_TAP_LAYER](x)  # (N, 96w, S/16, S/16)
         else:
             x = self.features[:EXPANSION_TAP_LAYER](x)  # (N, 96w, S/16, S/16)
         tap_block = self.features[EXPANSION_TAP_LAYER]

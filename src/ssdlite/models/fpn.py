@@ -14,7 +14,8 @@ What is ours (SSDLite-style, as TensorFlow's FPNLite detectors do):
 * the pyramid is SSDLite's own prediction maps, all levels, largest first (backbone taps, then the
   extra layers), so the coarsest level is the 1x1 extra map and ``fpn_stride8`` adds a stride-8
   backbone tap in front; SSD's extra maps halve with ceil division (5 -> 3 -> 2 -> 1), so the
-  upsampling goes to the finer map's size (``F.interpolate(size=...)``) instead of a fixed 2x;
+  upsampling goes to the finer map's size instead of a fixed 2x (:func:`nearest_upsample`: PyTorch's
+  ``nearest`` rule as a gather, which every runtime computes alike);
 * ``width = 128`` (the paper uses 256): the depth of TensorFlow's "SSD MobileNet V2 FPNLite"
   detectors (``additional_layer_depth: 128`` with ``use_depthwise``), and cheap here.
 
@@ -49,9 +50,10 @@ in the last BN of each residual block).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
@@ -62,6 +64,38 @@ from ssdlite.models.initialization import init_convs
 FPN_WIDTH = 128
 #: ``residual_fpn``: the initial scale of each level's top-down branch (its last BatchNorm's weight).
 RESIDUAL_INIT = 0.01
+
+
+@lru_cache(maxsize=256)
+def nearest_indices(src: int, dst: int) -> tuple[int, ...]:
+    """The input index each of ``dst`` outputs reads when nearest-upsampling ``src`` values, by PyTorch's
+    ``F.interpolate(mode="nearest")`` rule: ``floor(i * scale)`` with ``scale = src / dst``, in float32 as its
+    kernels compute it (``nearest_idx`` in ATen's ``UpSample.h``), capped at ``src - 1``.
+
+    3 -> 5 gives ``(0, 0, 1, 1, 2)``. Runtimes that convert the resize op use other rules for ratios that are not
+    whole (LiteRT's ``RESIZE_NEAREST_NEIGHBOR`` from ``litert_torch`` samples pixel centres: ``(0, 0, 1, 2, 2)``).
+    """
+    scale = np.float32(src) / np.float32(dst)
+    source = np.floor(np.arange(dst, dtype=np.float32) * scale).astype(np.int64)
+    return tuple(int(i) for i in np.minimum(source, src - 1))
+
+
+def nearest_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="nearest")``, bit for bit, as one ``index_select`` per resized axis.
+
+    A gather of fixed indices has no rounding rule for a converter to change: ONNX ``Gather``, LiteRT ``GATHER``,
+    OpenVINO ``Gather`` and ExecuTorch's ``index_select`` all read the rows PyTorch reads. The indices depend only on
+    the (static) map sizes, so an export holds them as constants.
+
+    Shapes:
+        ``(N, C, h, w)`` -> ``(N, C, H, W)`` for ``size = (H, W)`` (the rule holds for shrinking too).
+    """
+    for axis, dst in zip((2, 3), size):
+        src = x.shape[axis]
+        if src != dst:
+            index = torch.tensor(nearest_indices(src, dst), dtype=torch.long, device=x.device)  # (dst,)
+            x = x.index_select(axis, index)  # (N, C, dst, w) then (N, C, H, dst)
+    return x
 
 
 def separable_smoothing(width: int, norm_layer: Callable[..., nn.Module]) -> nn.Sequential:
@@ -119,7 +153,7 @@ class FPNNeck(nn.Module):
         outputs = [self.smooth[top](merged)]  # [(N, width, H_L, W_L)]
         for level in range(top - 1, -1, -1):
             lateral = self.lateral[level](maps[level])  # (N, width, H_l, W_l)
-            upsampled = F.interpolate(merged, size=lateral.shape[-2:], mode="nearest")  # (N, width, H_l, W_l)
+            upsampled = nearest_upsample(merged, lateral.shape[-2:])  # (N, width, H_l, W_l)
             merged = lateral + upsampled  # (N, width, H_l, W_l)
             outputs.append(self.smooth[level](merged))  # (N, width, H_l, W_l)
         outputs = outputs[::-1]  # finest first, as the head and the default boxes expect

@@ -95,8 +95,12 @@ class MobileNetV3Backbone(nn.Module):
         if self.stride8:
             c3_block = self.features[self.c3_index]
             x = self.features[: self.c3_index](x)  # (N, 40w, S/8, S/8) Large
-            maps.append(c3_block.block[0](x))  # (N, 240, S/8, S/8): expansion of the C3 block
-            x = self.features[self.c3_index : self.c4_index](x)  # (N, 112w, S/16, S/16)
+            c3 = c3_block.block[0](x)  # (N, 240, S/8, S/8): expansion of the C3 block
+            maps.append(c3)
+            # Stride 2, no residual connection: the block goes on from its tapped expansion, which runs once (see
+            # MobileNetV2Backbone.forward: a convolution run twice on shared weights broke ExecuTorch INT8).
+            x = c3_block.block[1:](c3)  # (N, 80w, S/16, S/16) Large
+            x = self.features[self.c3_index + 1 : self.c4_index](x)  # (N, 112w, S/16, S/16)
         else:
             x = self.features[: self.c4_index](x)  # (N, 112w, S/16, S/16)
         c4_block = self.features[self.c4_index]

@@ -69,16 +69,17 @@ def run(args: argparse.Namespace) -> int:
     def unusable() -> list[Unusable]:
         return [Unusable(str(failed.path), failed.error) for failed in writer.errors]
 
+    named = [0]  # unreadable inputs already named
+
     def tally(bar) -> None:
         """After each input: name a new unreadable one at once (the rule's warning), stop on it with --strict."""
         bar.update(1)
-        if len(writer.errors) > tally.seen:
-            tally.seen = len(writer.errors)
+        if len(writer.errors) > named[0]:
+            named[0] = len(writer.errors)
             if args.strict:
-                check_unusable("inputs", len(paths) - tally.seen, unusable()[-1:], strict=True)
+                check_unusable("inputs", len(paths) - named[0], unusable()[-1:], strict=True)
             tqdm.write(f"warning: {unusable()[-1]}; not used", file=sys.stderr)
 
-    tally.seen = 0
     try:
         with tqdm(total=len(paths), desc="predict", unit="file", disable=None) as bar:
             for prediction in predictor.predict_paths(p for p in paths if not is_video(p)):

@@ -70,7 +70,8 @@ def expand_sources(sources: Sequence[str], ignored: list[Path] | None = None) ->
             raise UserError(f"{source}: no such file or folder")
         found.extend(matches)
         if ignored is not None:
-            ignored.extend(p for p in files if p not in matches)
+            kept = set(matches)
+            ignored.extend(p for p in files if p not in kept)
     unique = list(dict.fromkeys(p.resolve() for p in found))
     return [Path(p) for p in unique]
 

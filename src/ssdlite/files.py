@@ -40,3 +40,39 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output_path(path: str | os.PathLike, flag: str, folder: bool = False) -> bool:
+    """Check, before any work, that ``path`` can be written as a file (or, with ``folder``, a folder to write into).
+
+    Refuses (``UserError`` naming ``flag`` and the path) a folder where a file is expected and the reverse, a
+    parent that is a file, and a location without write permission. Returns whether ``path`` already exists
+    (the caller decides whether replacing it needs a note).
+    """
+    from ssdlite.errors import UserError
+
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise UserError(f"{flag} {path}: is a file, not a folder to write into")
+        if not folder and path.is_dir():
+            raise UserError(f"{flag} {path}: is a folder; give the name of the file to write")
+    parent = path if folder and path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:  # the folder that will be created in
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.is_file() and not os.access(path, os.W_OK)):
+        raise UserError(f"{flag} {path}: no permission to write in {parent}")
+    return path.exists()
+
+
+def refuse_overwriting_input(out: str | os.PathLike, flag: str, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """``UserError`` when the output ``out`` is one of the command's ``inputs`` (``{flag: path}``): writing it
+    would destroy what the command reads (e.g. ``--out`` naming the ``--weights`` checkpoint)."""
+    from ssdlite.errors import UserError
+
+    target = Path(out).resolve()
+    for name, path in inputs.items():
+        if path is not None and Path(path).resolve() == target:
+            raise UserError(f"{flag} {out}: is the {name} input; writing it would destroy it (choose another name)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from deploy_helpers import CLASSES, varied_model
+from deploy_helpers import CLASSES, RUNTIMES, skip_without, varied_model
 
 from ssdlite.models.io import save_safetensors
 
@@ -38,3 +38,23 @@ def onnx_nms(tmp_path_factory, weights):
     code = main(["export", "--weights", str(weights), "--out", str(path), "--with-nms", "--dynamic-batch"])
     assert code == 0
     return path
+
+
+@pytest.fixture(scope="session")
+def export_once(tmp_path_factory, weights):
+    """``export_once(runtime)``: the runtime's fp32 file, exported through the command line as a user would, once
+    per session (an ExecuTorch or LiteRT export takes about a minute here)."""
+    from ssdlite.cli import main
+
+    files = {}
+
+    def export(runtime: str):
+        skip_without(runtime)
+        if runtime not in files:
+            path = tmp_path_factory.mktemp(runtime) / f"model{RUNTIMES[runtime][1]}"
+            code = main(["export", "--weights", str(weights), "--format", runtime, "--out", str(path)])
+            assert code == 0 and path.is_file()
+            files[runtime] = path
+        return files[runtime]
+
+    return export

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
 import torch
 from PIL import Image
 from torchvision.ops import batched_nms
@@ -9,6 +12,15 @@ from torchvision.ops import batched_nms
 import ssdlite
 
 CLASSES = ["cat", "dog", "bird"]
+
+#: runtime -> (the package its export needs, the file suffix)
+RUNTIMES = {"executorch": ("executorch", ".pte"), "tflite": ("litert_torch", ".tflite"), "openvino": ("openvino", ".xml")}
+
+
+def skip_without(runtime: str) -> None:
+    package = RUNTIMES[runtime][0]
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"needs the '{package}' package: pip install 'ssdlite[{runtime}]'")
 
 
 def varied_model(seed: int = 0, background_bias: float = 2.0, arch: str = "mobilenet_v2", size: int = 128, width_mult: float = 0.35, **kwargs) -> ssdlite.SSDLite:

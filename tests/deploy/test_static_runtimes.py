@@ -3,44 +3,15 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
-from deploy_helpers import CLASSES, write_images
+from deploy_helpers import CLASSES, RUNTIMES, skip_without, write_images
 
 from ssdlite.cli import main
 from ssdlite.deploy.compare import compare_detections
 from ssdlite.deploy.predictor import Predictor
 from ssdlite.deploy.verify import ExportMismatchError
-
-RUNTIMES = {"executorch": ("executorch", ".pte"), "tflite": ("litert_torch", ".tflite"), "openvino": ("openvino", ".xml")}
-
-
-def _skip_without(runtime: str) -> None:
-    package = RUNTIMES[runtime][0]
-    if importlib.util.find_spec(package) is None:
-        pytest.skip(f"needs the '{package}' package: pip install 'ssdlite[{runtime}]'")
-
-
-@pytest.fixture(scope="session")
-def export_once(tmp_path_factory, weights):
-    """``export_once(runtime)``: the runtime's fp32 file, exported through the command line as a user would, once
-    per session (an ExecuTorch or LiteRT export takes about a minute here)."""
-    files = {}
-
-    def export(runtime: str):
-        _skip_without(runtime)
-        if runtime not in files:
-            path = tmp_path_factory.mktemp(runtime) / f"model{RUNTIMES[runtime][1]}"
-            code = main(["export", "--weights", str(weights), "--format", runtime, "--out", str(path)])
-            assert code == 0 and path.is_file()
-            files[runtime] = path
-        return files[runtime]
-
-    return export
-
 
 @pytest.fixture(scope="session", params=sorted(RUNTIMES))
 def exported(request, export_once):
@@ -102,7 +73,7 @@ def test_openvino_file_with_a_perturbed_weight_fails(tmp_path, model, export_onc
 
 
 def test_int8_export_calibrates_and_runs(tmp_path, weights, capsys):
-    _skip_without("openvino")
+    skip_without("openvino")
     images = write_images(tmp_path / "calib", 6, seed=8)
     out = tmp_path / "int8.xml"
     code = main(["export", "--weights", str(weights), "--format", "openvino", "--int8", "--calib", str(tmp_path / "calib"), "--out", str(out)])
@@ -240,7 +211,7 @@ def test_mobilenet_v3_exports_verified(tmp_path, capsys):
 
     from ssdlite.models.io import save_safetensors
 
-    _skip_without(runtime)
+    skip_without(runtime)
     weights = tmp_path / "model.safetensors"
     save_safetensors(varied_model(arch=arch), weights, classes=CLASSES)
     write_images(tmp_path / "images", 3, seed=5)

@@ -378,7 +378,7 @@ def test_cli_errors(shapes, tmp_path):
     predictions.write_text("[]")
     (tmp_path / "taken").mkdir()
     code, _, stderr = run_cli(["eval", "--predictions", str(predictions), "--data", str(shapes), "--json", str(tmp_path / "taken")])
-    assert code == 2 and "taken: is a directory" in stderr
+    assert code == 2 and "taken: is a folder; give the name of the file to write" in stderr  # checked before any work
     with pytest.raises(SystemExit):  # argparse: one of --weights / --predictions is required
         run_cli(["eval", "--data", str(shapes)])
 

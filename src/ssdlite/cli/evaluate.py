@@ -50,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--plot-score-threshold", type=SCORE, default=0.25, help="detections counted in the confusion matrix and the error table (default 0.25)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true", help="an image that cannot be decoded is an error (default: a warning naming "
+                   "it, and the metrics cover the others; no decodable image at all is always an error)")
     p.set_defaults(func=run)
 
 
@@ -62,6 +64,19 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    _check_outputs(args)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output path is writable before any model or data is read; an existing file is replaced, with a note."""
+    from ssdlite.files import check_output_path
+
+    files = [("--json", args.json if args.json != "-" else None), ("--save-predictions", args.save_predictions)]
+    for flag, path in files:
+        if path and check_output_path(path, flag):
+            print(f"note: {flag} {path} exists; it is replaced", file=sys.stderr)
+    if args.plots:
+        check_output_path(args.plots, "--plots", folder=True)
 
 
 def _dataset(args: argparse.Namespace, classes: list[str] | None = None):
@@ -77,6 +92,7 @@ def _dataset(args: argparse.Namespace, classes: list[str] | None = None):
 
 
 def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
+    from ssdlite.deploy.sources import Unusable
     from ssdlite.engine.distributed import resolve_device
     from ssdlite.engine.evaluate import evaluate
     from ssdlite.errors import DataError, UserError
@@ -99,7 +115,7 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
             f"{info['path']}: the model predicts {model.num_classes - 1} classes but {args.data} has "
             f"{len(dataset.classes)} ({', '.join(dataset.classes)})"
         )
-    return evaluate(
+    result = evaluate(
         model,
         dataset,
         batch_size=args.batch_size,
@@ -111,6 +127,9 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
         plots_dir=args.plots,
         plot_score_threshold=args.plot_score_threshold,
     )
+    # The images not scored, with why (the dataset's record of every decoding failure, in any worker).
+    args.unusable = [Unusable(p.file, p.kind.replace("_", " ")) for p in dataset.load_failures()]
+    return result
 
 
 def _load(weights: str, device):
@@ -153,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ssdlite.deploy.sources import Unusable, check_unusable
     from ssdlite.files import write_bytes_atomic
     from ssdlite.metrics.report import format_report
 
@@ -161,9 +181,12 @@ def _run(args: argparse.Namespace) -> int:
 
     to_stdout = args.json == "-"
     table_stream = sys.stderr if to_stdout else sys.stdout  # keep stdout pure JSON with --json -
-    for name in result.get("skipped_images", []):
-        print(f"warning: {name}: image could not be decoded; not scored", file=sys.stderr)
+    skipped = result.get("skipped_images", [])
+    unusable = getattr(args, "unusable", None) or [Unusable(name, "image could not be decoded") for name in skipped]
+    note = check_unusable("images", result.get("num_images", 0), unusable, strict=args.strict) if unusable else ""
     print(format_report(result), file=table_stream)
+    if note:
+        print(f"scored {result.get('num_images', 0)} images{note}", file=table_stream)
     text = json.dumps(result, indent=2, allow_nan=False)
     if to_stdout:
         print(text)

@@ -4,6 +4,7 @@ verified against PyTorch before it is written."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ssdlite.cli.options import BATCH, CALIB_IMAGES, run_dataset
@@ -50,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
     p.add_argument("--batch", type=BATCH, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
+    p.add_argument("--strict", action="store_true", help="an unreadable --images or --calib image is an error (default: a warning "
+                   "naming it; no readable image at all is always an error)")
     p.add_argument("--candidates", type=number(int, ge=1, le=MAX_CANDIDATES), default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections, "
                    "raised to what the verification images need, up to 1000)")
     p.set_defaults(func=run)
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in suffixes:
         raise UserError(f"--out {args.out}: {args.format} files are written as {' or '.join(suffixes)}, the suffix "
                         f"by which ssdlite's commands and the runtime's tools recognise it")
+    _check_out(args)
     model, info = load_model(args.weights)
     trained_on = run_dataset(info["path"])
     if args.int8 and not args.calib:
@@ -77,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
                             "config.yaml names a dataset found from here")
         args.calib, args.calib_split = [trained_on[0]], trained_on[1]
         print(f"calibrating on {trained_on[0]} ({trained_on[1]} split), the data the run trained on")
-    images = _check_images(args.images, args.val_split)
+    images, args.images_note = _check_images(args.images, args.val_split, args.strict)
     if images is None and trained_on is not None and trained_on[2]:
-        images = _check_images([trained_on[0]], trained_on[2], RUN_CHECK_IMAGES)
+        images, args.images_note = _check_images([trained_on[0]], trained_on[2], args.strict, RUN_CHECK_IMAGES)
         print(f"verifying on {len(images)} images of {trained_on[0]} ({trained_on[2]} split), the run's validation data")
     if static:
         return _run_static(args, model, info, images)
@@ -101,8 +105,20 @@ def run(args: argparse.Namespace) -> int:
         )
     kind = f"onnx opset {report.opset}" + (" with NMS" if report.with_nms else "") if report.format == "onnx" else "torchscript"
     print(f"exported {info['path']} -> {args.out} ({kind}, {report.seconds:.1f} s)")
-    print(report.summary())
+    print(report.summary() + args.images_note)
     return 0
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """--out can be written (an OpenVINO model's .bin too) and is not the --weights; an existing file is replaced only
+    once the new export has passed its check (a failed check writes nothing)."""
+    from ssdlite.files import check_output_path, refuse_overwriting_input
+
+    outs = [Path(args.out)] + ([Path(args.out).with_suffix(".bin")] if args.format == "openvino" else [])
+    for out in outs:
+        refuse_overwriting_input(out, "--out", {"--weights": args.weights})
+        if check_output_path(out, "--out"):
+            print(f"note: {out} exists; it is replaced if the new export passes its check", file=sys.stderr)
 
 
 def _suffixes(fmt: str) -> tuple[str, ...]:
@@ -115,37 +131,31 @@ def _suffixes(fmt: str) -> tuple[str, ...]:
     return tuple(suffix for suffix, backend in SUFFIX_BACKENDS.items() if backend == runtime)
 
 
-def _check_images(sources: list[str] | None, split: str, limit: int = MAX_CHECK_IMAGES):
-    """The images to verify on (a dataset folder: its ``split``; up to ``limit``), or None without ``sources``
-    (the export's default)."""
+def _check_images(sources: list[str] | None, split: str, strict: bool, limit: int = MAX_CHECK_IMAGES, what: str = "--images images"):
+    """``(images, note for the summary)``: the images to verify on (a dataset folder: its ``split``; up to ``limit``),
+    or ``(None, "")`` without ``sources`` (the export's default). Unreadable ones follow the one rule
+    (:func:`ssdlite.deploy.sources.check_unusable`)."""
     from ssdlite.deploy.quantize import calibration_images
     from ssdlite.errors import UserError
 
     if not sources:
-        return None
+        return None, ""
     try:
-        images = list(calibration_images(sources, split, limit))
+        found = calibration_images(sources, split, limit)
     except ValueError as err:
         raise UserError(str(err)) from err
-    if not images:
-        raise UserError(f"{' '.join(sources)}: no readable image")
-    return images
+    return found.images, found.check(what, strict)
 
 
 def _run_static(args: argparse.Namespace, model, info, images) -> int:
-    from ssdlite.deploy.quantize import calibration_images
     from ssdlite.errors import UserError
 
     if args.with_nms or args.dynamic_batch or args.opset is not None:
         raise UserError("--with-nms, --dynamic-batch and --opset apply to --format onnx (executorch/tflite/openvino always hold NMS)")
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
-    try:
-        calibration = list(calibration_images(args.calib, args.calib_split, args.calib_images)) if args.calib else []
-    except ValueError as err:
-        raise UserError(str(err)) from err
-    if args.calib and not calibration:
-        raise UserError(f"{' '.join(args.calib)}: no readable image")
+    calibration, calibration_note = _check_images(args.calib, args.calib_split, args.strict, args.calib_images, "calibration images")
+    calibration = calibration or []
     images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
     if args.format == "executorch":
@@ -155,7 +165,8 @@ def _run_static(args: argparse.Namespace, model, info, images) -> int:
     else:
         from ssdlite.deploy.openvino_export import export_openvino as export
     report = export(model, args.out, info["classes"], **options)
-    print(f"exported {info['path']} -> {args.out} ({report.summary()}, {report.seconds:.1f} s)")
+    notes = args.images_note + (f"; calibration images{calibration_note}" if calibration_note else "")
+    print(f"exported {info['path']} -> {args.out} ({report.summary()}{notes}, {report.seconds:.1f} s)")
     if args.val:
         from ssdlite.deploy.accuracy import voc07_map50
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ssdlite.cli.options import BATCH, SCORE, THREADS
 from ssdlite.deploy.backends import BACKENDS
@@ -15,8 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a trained model on images, videos, folders or globs; draw boxes, write JSON lines and COCO results",
         description="Detect objects in image and video files, folders (searched recursively) and glob patterns. "
         "Writes into --out a copy of each image (each video as .mp4) with boxes, class names and scores drawn, "
-        "predictions.jsonl (one line per image or frame; unreadable files get an 'error') and coco_results.json. Unreadable files are reported and skipped; "
-        "the exit code is 1 when any was.",
+        "predictions.jsonl (one line per image or frame; unreadable files get an 'error') and coco_results.json. In folders and globs, "
+        "files without an image or video suffix and hidden files are not inputs (counted in one note). An unreadable input is "
+        "named in a warning and counted in the summary, and the others are predicted; it is an error (exit 2, what was "
+        "predicted before it kept) with --strict, or when no input is readable. An existing --out folder is written into, "
+        "replacing the files of the same names (with a note when it holds earlier predictions).",
     )
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image or video file, folder or glob pattern (quote it)")
     p.add_argument(
@@ -33,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=BATCH, default=8, help="images per network call (default 8)")
     p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--no-draw", action="store_true", help="write only the JSON files")
+    p.add_argument("--strict", action="store_true", help="stop with an error at the first unreadable input")
     p.set_defaults(func=run)
 
 
@@ -41,12 +46,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ssdlite.deploy.prediction_writer import PredictionWriter
     from ssdlite.deploy.predictor import Prediction, Predictor
-    from ssdlite.deploy.sources import expand_sources
-    from ssdlite.deploy.video import VideoError, is_video, video_rate
-
     from ssdlite.deploy.backends import backend_for_file
+    from ssdlite.deploy.sources import Unusable, check_unusable, expand_sources, note_ignored
+    from ssdlite.deploy.video import VideoError, is_video, video_rate
+    from ssdlite.files import check_output_path
 
-    paths = expand_sources(args.sources)
+    if check_output_path(args.out, "--out", folder=True) and (Path(args.out) / "predictions.jsonl").exists():
+        print(f"note: {args.out} holds earlier predictions; they are replaced", file=sys.stderr)
+    ignored: list[Path] = []
+    paths = expand_sources(args.sources, ignored)
+    note_ignored(ignored)
     args.backend = args.backend or backend_for_file(args.weights)
     predictor = Predictor(
         args.weights,
@@ -57,11 +66,26 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     writer = PredictionWriter(args.out, predictor.classes, draw=not args.no_draw)
+
+    def unusable() -> list[Unusable]:
+        return [Unusable(str(failed.path), failed.error) for failed in writer.errors]
+
+    named = [0]  # unreadable inputs already named
+
+    def tally(bar) -> None:
+        """After each input: name a new unreadable one at once (the rule's warning), stop on it with --strict."""
+        bar.update(1)
+        if len(writer.errors) > named[0]:
+            named[0] = len(writer.errors)
+            if args.strict:
+                check_unusable("inputs", len(paths) - named[0], unusable()[-1:], strict=True)
+            tqdm.write(f"warning: {unusable()[-1]}; not used", file=sys.stderr)
+
     try:
         with tqdm(total=len(paths), desc="predict", unit="file", disable=None) as bar:
             for prediction in predictor.predict_paths(p for p in paths if not is_video(p)):
                 writer.add(prediction)
-                bar.update(1)
+                tally(bar)
             for path in (p for p in paths if is_video(p)):
                 try:
                     rate = video_rate(path)
@@ -69,13 +93,12 @@ def run(args: argparse.Namespace) -> int:
                     writer.add(Prediction(path, error=f"video_corrupt: {err}"))
                 else:
                     writer.add_video(path, predictor.predict_video(path), rate)
-                bar.update(1)
+                tally(bar)
     finally:
-        writer.close()  # what was predicted before an interruption is kept
+        writer.close()  # what was predicted before an interruption or a --strict stop is kept
+    note = check_unusable("inputs", len(paths) - len(writer.errors), unusable(), warn=False)
     print(
-        f"{writer.images} images or frames, {writer.detections} detections (score >= {args.score_threshold:g}, "
-        f"{args.backend}) -> {args.out}"
+        f"{writer.images} images or frames of {len(paths) - len(writer.errors)} files, {writer.detections} detections "
+        f"(score >= {args.score_threshold:g}, {args.backend}) -> {args.out}{note}"
     )
-    for failed in writer.errors:
-        print(f"ssdlite predict: skipped {failed.path}: {failed.error}", file=sys.stderr)
-    return 1 if writer.errors else 0
+    return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ssdlite.cli.options import CALIB_IMAGES
 
@@ -23,18 +24,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-images", type=CALIB_IMAGES, default=100, help="at most this many calibration images (default 100)")
     p.add_argument("--val", help="dataset (VOC, COCO or YOLO) on which to measure fp32 and INT8 accuracy")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
+    p.add_argument("--strict", action="store_true", help="an unreadable calibration image is an error (default: a warning naming it; "
+                   "no readable image at all is always an error)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ssdlite.deploy.model_files import check_model_file
     from ssdlite.deploy.onnx_runtime import make_session, read_metadata
     from ssdlite.deploy.optional import require
     from ssdlite.deploy.quantize import calibration_batches, calibration_images, quantize_onnx
     from ssdlite.errors import UserError
+    from ssdlite.files import check_output_path, refuse_overwriting_input
     from ssdlite.models.transform import Preprocess
 
     onnx = require("onnx", "INT8 quantization")
+    refuse_overwriting_input(args.out, "--out", {"--onnx": args.onnx})
+    if check_output_path(args.out, "--out"):
+        print(f"note: {args.out} exists; it is replaced", file=sys.stderr)
+    check_model_file(args.onnx)
     config = read_metadata(make_session(args.onnx), args.onnx)["config"]
     preprocess = Preprocess(config["size"], config["image_mean"], config["image_std"])
     try:
@@ -43,16 +52,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.onnx}: not a readable ONNX file ({err})") from err
     try:
         images = calibration_images(args.calib, args.calib_split, args.calib_images)
-        used = quantize_onnx(model, args.out, calibration_batches(images, preprocess))
     except ValueError as err:
         raise UserError(f"{' '.join(args.calib)}: {err}") from err
-    result = {"onnx": args.onnx, "out": args.out, "calibration_images": used}
+    note = images.check("calibration images", args.strict)
+    used = quantize_onnx(model, args.out, calibration_batches(images, preprocess))
+    result = {"onnx": args.onnx, "out": args.out, "calibration_images": used,
+              "unreadable_calibration_images": [str(u) for u in images.unusable]}
     if args.val:
         result.update(_accuracy(args.onnx, args.out, args.val, args.val_split))
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"INT8 model -> {args.out} (calibrated on {used} images)")
+        print(f"INT8 model -> {args.out} (calibrated on {used} images{note})")
         if args.val:
             print(
                 f"VOC07 mAP@0.5 on {args.val} ({args.val_split}): fp32 {result['fp32_voc07_map50']:.4f}, "

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import torch
 
+from ssdlite.deploy.model_files import check_model_file
 from ssdlite.errors import UserError
 from ssdlite.models.config import ModelConfig
 from ssdlite.models.factory import build_model
@@ -130,6 +131,7 @@ class StaticBackend:
 
 def open_backend(name: str, weights: str | os.PathLike, device: torch.device, threads: int | None = None) -> Backend:
     """The backend ``name`` on ``weights``; a missing optional package is a one-line error naming its extra."""
+    check_model_file(weights)  # a corrupt file is a UserError here, never an abort in a runtime's C++ loader
     if name == "torch":
         return TorchBackend(weights, device, threads)
     if name == "onnxruntime":

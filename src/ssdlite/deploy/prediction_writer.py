@@ -25,7 +25,7 @@ from PIL import Image
 
 from ssdlite.deploy.draw import class_name, draw_detections
 from ssdlite.deploy.predictor import Prediction
-from ssdlite.files import atomic_write
+from ssdlite.files import atomic_write, check_output_path
 
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -35,6 +35,7 @@ class PredictionWriter:
 
     def __init__(self, out_dir: str | Path, classes: list[str], draw: bool = True) -> None:
         self.out_dir = Path(out_dir)
+        check_output_path(self.out_dir, "output folder", folder=True)  # a file there is a UserError, not a FileExistsError
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.classes = classes
         self.draw = draw

@@ -15,27 +15,52 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ssdlite.deploy.optional import require
+from ssdlite.deploy.sources import Unusable, check_unusable, expand_sources, note_ignored
 from ssdlite.files import atomic_write
 from ssdlite.models.transform import Preprocess
 
 
-def calibration_images(sources: Sequence[str], split: str = "train", limit: int = 100) -> Iterator[torch.Tensor]:
-    """Up to ``limit`` uint8 ``(3, H, W)`` calibration images.
+@dataclass
+class InputImages:
+    """Images read from a command's image sources: the ``images`` (uint8 ``(3, H, W)``), the inputs that could
+    not be used (``unusable``, for :func:`ssdlite.deploy.sources.check_unusable`) and the files of folders that
+    are not inputs (``ignored``). Iterates over ``images``."""
+
+    images: list[torch.Tensor] = field(default_factory=list)
+    unusable: list[Unusable] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter(self.images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def check(self, what: str, strict: bool = False) -> str:
+        """:func:`~ssdlite.deploy.sources.check_unusable` on these images (and the note on ignored files)."""
+        note_ignored(self.ignored)
+        return check_unusable(what, len(self.images), self.unusable, strict)
+
+
+def calibration_images(sources: Sequence[str], split: str = "train", limit: int = 100) -> InputImages:
+    """Up to ``limit`` uint8 ``(3, H, W)`` images that can be used, and the inputs that cannot.
 
     A single dataset folder (VOC, COCO or YOLO) gives images of its ``split`` (the training images:
-    calibrating on the validation split would flatter the measured accuracy); otherwise files,
-    folders and globs as ``ssdlite predict`` reads them, skipping unreadable files.
+    calibrating on the validation split would flatter the measured accuracy), an image its annotation
+    names but that is missing or does not decode being unusable; otherwise files, folders and globs as
+    ``ssdlite predict`` reads them. Unusable inputs do not count towards ``limit``.
     """
     from ssdlite.data import build_dataset, detect_format
     from ssdlite.data.decode import ImageError, decode_image
-    from ssdlite.deploy.sources import expand_sources
     from ssdlite.errors import DataError
 
+    found = InputImages()
     if len(sources) == 1 and Path(sources[0]).is_dir():
         try:
             fmt = detect_format(sources[0])
@@ -43,14 +68,25 @@ def calibration_images(sources: Sequence[str], split: str = "train", limit: int 
             fmt = None
         if fmt is not None:
             dataset = build_dataset(sources[0], fmt, split=split, hold_out=True)
-            for index in range(min(limit, len(dataset))):
-                yield dataset[index][0].as_subclass(torch.Tensor)
-            return
-    for path in expand_sources(sources)[:limit]:
+            # Images the annotations name that were dropped when the dataset was read (missing, unreadable).
+            found.unusable += [Unusable(p.file, p.detail) for p in dataset.report.problems
+                             if p.kind.startswith("image_") and p.severity == "error"]
+            for index in range(len(dataset)):
+                if len(found.images) == limit:
+                    break
+                try:
+                    found.images.append(dataset.load(index)[0].as_subclass(torch.Tensor))
+                except ImageError as err:
+                    found.unusable.append(Unusable(err.path or str(dataset.records[index].image_path), err.detail))
+            return found
+    for path in expand_sources(sources, found.ignored):
+        if len(found.images) == limit:
+            break
         try:
-            yield decode_image(path).as_subclass(torch.Tensor)
-        except ImageError:
-            continue
+            found.images.append(decode_image(path).as_subclass(torch.Tensor))
+        except ImageError as err:
+            found.unusable.append(Unusable(str(path), err.detail))
+    return found
 
 
 def calibration_batches(images: Iterable[torch.Tensor], preprocess: Preprocess, batch_size: int = 1) -> Iterator[torch.Tensor]:

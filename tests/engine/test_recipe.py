@@ -109,8 +109,9 @@ def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, mon
     monkeypatch.setattr(recipe, "measure_speed", speed)
     rebuild = lambda c: build_dataset(str(train_voc), None, "train")  # noqa: E731
     train_set = rebuild(config)
-    fitted, _, choices = fit_to_budget(config, set(), 3.5, train_set, 4, CPU, rebuild)
+    fitted, _, choices, speed = fit_to_budget(config, set(), 3.5, train_set, 4, CPU, rebuild)
     assert seen[0] == 320 and fitted.model.size < 320 and fitted.epochs >= recipe.MIN_EPOCHS
+    assert speed == (320 / fitted.model.size) ** 2  # the speed the plan was made for, for the trainer's re-plans
     assert {c.name for c in choices} == {"size", "epochs", "val_every"}
     with pytest.raises(UserError, match="leave out --epochs"):
         fit_to_budget(config, {"epochs"}, 3.5, train_set, 4, CPU, rebuild)

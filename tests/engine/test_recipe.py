@@ -3,6 +3,7 @@ classes and boxes; `--time-budget` fits the epochs to the measured speed; low-AP
 
 from __future__ import annotations
 
+import time
 import urllib.error
 
 import numpy as np
@@ -117,6 +118,11 @@ def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, mon
         fit_to_budget(config, {"epochs"}, 3.5, train_set, 4, CPU, rebuild)
     with pytest.raises(UserError, match="does not fit"):
         fit_to_budget(config, {"size"}, 0.05, train_set, 4, CPU, rebuild)
+    # The time before training counts: a budget already spent (measuring, here) tries no smaller input and says why.
+    seen.clear()
+    with pytest.raises(UserError, match=r"does not fit after the \d+ s spent before training"):
+        fit_to_budget(config, set(), 1.0, train_set, 4, CPU, rebuild, started=time.perf_counter() - 120)
+    assert seen == [320]
 
 
 def test_measure_speed_times_the_training_loops_own_step(train_voc, tmp_path, monkeypatch):

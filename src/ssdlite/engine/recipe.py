@@ -226,11 +226,12 @@ def fit_to_budget(
         speed = measure_speed(config, train_set, device)
         spent = time.perf_counter() - started if started is not None else 0.0
         epochs = budget_epochs(minutes, speed, config, len(train_set), val_images, validations, spent)
-        if epochs >= MIN_EPOCHS or size == sizes[-1]:
+        if epochs >= MIN_EPOCHS or size == sizes[-1] or spent >= minutes * 60:  # no time left to measure another
             break
     if epochs < 1:
         raise UserError(f"--time-budget {minutes:g}: one epoch of {len(train_set)} images at {speed:.1f} img/s does not "
-                        "fit; give more minutes or a smaller --size")
+                        f"fit{f' after the {spent:.0f} s spent before training' if started is not None else ''}; give more "
+                        "minutes or a smaller --size")
     config = config.replace(epochs=epochs, val_every=max(1, epochs // validations))
     if size != sizes[0]:
         choices.append(Choice("size", size, f"the largest input at which {MIN_EPOCHS}+ epochs fit {minutes:g} minutes"))

@@ -3,6 +3,7 @@ classes and boxes; `--time-budget` fits the epochs to the measured speed; low-AP
 
 from __future__ import annotations
 
+import time
 import urllib.error
 
 import numpy as np
@@ -109,13 +110,19 @@ def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, mon
     monkeypatch.setattr(recipe, "measure_speed", speed)
     rebuild = lambda c: build_dataset(str(train_voc), None, "train")  # noqa: E731
     train_set = rebuild(config)
-    fitted, _, choices = fit_to_budget(config, set(), 3.5, train_set, 4, CPU, rebuild)
+    fitted, _, choices, speed = fit_to_budget(config, set(), 3.5, train_set, 4, CPU, rebuild)
     assert seen[0] == 320 and fitted.model.size < 320 and fitted.epochs >= recipe.MIN_EPOCHS
+    assert speed == (320 / fitted.model.size) ** 2  # the speed the plan was made for, for the trainer's re-plans
     assert {c.name for c in choices} == {"size", "epochs", "val_every"}
     with pytest.raises(UserError, match="leave out --epochs"):
         fit_to_budget(config, {"epochs"}, 3.5, train_set, 4, CPU, rebuild)
     with pytest.raises(UserError, match="does not fit"):
         fit_to_budget(config, {"size"}, 0.05, train_set, 4, CPU, rebuild)
+    # The time before training counts: a budget already spent (measuring, here) tries no smaller input and says why.
+    seen.clear()
+    with pytest.raises(UserError, match=r"does not fit after the \d+ s spent before training"):
+        fit_to_budget(config, set(), 1.0, train_set, 4, CPU, rebuild, started=time.perf_counter() - 120)
+    assert seen == [320]
 
 
 def test_measure_speed_times_the_training_loops_own_step(train_voc, tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def test_search_runs_trials_on_the_training_split_and_fits_the_final_schedule(tr
     monkeypatch.setattr(search, "measure_speed", lambda *args, **kwargs: 200.0)
     config = tiny_config.replace(data=str(train_voc), augment="ssdlite", val_every=1).resolved()
     lines: list[str] = []
-    chosen, choices = search.search_recipe(
+    chosen, choices, speed = search.search_recipe(
         config, {"size", "lr"}, 0.03, torch.device("cpu"), small_share=0.0, val_images=4, print_fn=lines.append,
         workdir=tmp_path, clock=lambda: 0.0,
     )
@@ -56,7 +56,7 @@ def test_search_runs_trials_on_the_training_split_and_fits_the_final_schedule(tr
     by_name = {c.name: c for c in choices}
     assert set(by_name) == {"augment", "epochs", "val_every"}
     assert chosen.data.augment == by_name["augment"].value and chosen.model.size == 128 and chosen.optim.lr == config.optim.lr
-    assert chosen.epochs == by_name["epochs"].value >= 1
+    assert chosen.epochs == by_name["epochs"].value >= 1 and speed == 200.0
     assert f"search: {len(trial_lines)} trials" in lines[-1]
 
 

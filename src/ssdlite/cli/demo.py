@@ -128,7 +128,7 @@ def _fit_epochs(config, train_set, val_images: int, minutes: float):
 
     # The input size is the demo's (its images are drawn at that size): only the epochs are fitted.
     try:
-        fitted, _, choices = fit_to_budget(config, {"size"}, minutes, train_set, val_images, resolve_device(config.device),
+        fitted, _, choices, _ = fit_to_budget(config, {"size"}, minutes, train_set, val_images, resolve_device(config.device),
                                            build_train_set=None, validations=VALIDATIONS)
     except UserError:  # not one epoch fits: a very slow machine still gets the demo, slowly
         return config.replace(epochs=MIN_EPOCHS), (f"at least {MIN_EPOCHS} for the target accuracy; not one epoch fits "

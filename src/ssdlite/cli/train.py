@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 #: Settings that may differ when resuming: they do not change what is computed (or, for ``epochs``,
@@ -31,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", dest="config_file", help="YAML file with the defaults (sections model, data, optim)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
     p.add_argument("--time-budget", type=MINUTES, metavar="MINUTES",
-                   help="fit the number of epochs (or, if needed, a smaller input) to this many minutes, from the measured "
-                   "speed of a few training steps on this machine")
+                   help="finish training within this many minutes (plus the final evaluation): the epochs (or, if needed, a "
+                   "smaller input) are fitted to the measured speed of a few training steps on this machine, and re-planned "
+                   "during training when the speed changes")
     p.add_argument("--search", action="store_true",
                    help="choose the augmentation, input size and learning rate by short trials on the training data "
                    "(80%% trained, 20%% scored) within --time-budget (default 30 minutes), then train the best")
@@ -50,7 +52,7 @@ def resolve_config(args: argparse.Namespace):
     overrides = overrides_from_args(args)
     if args.resume:
         if args.time_budget is not None or args.search:
-            raise UserError("--time-budget and --search choose a new run's schedule; a resumed run keeps its own")
+            raise UserError("--time-budget and --search plan a new run; a resumed run keeps the budget (and the plan) of its checkpoint")
         ckpt = load_checkpoint(args.resume)
         config = TrainConfig.from_dict(ckpt["config"], ckpt["path"])
         changed = sorted(k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE and config.replace(**{k: v}) != config)
@@ -74,10 +76,13 @@ def resolve_config(args: argparse.Namespace):
     return config, Path(args.out), None, given
 
 
-def apply_recipe(config, given: set[str], time_budget: float | None, search: bool = False):
-    """``(config, training split, validation split, recipe text)``: the settings not given derived from the data."""
+def apply_recipe(config, given: set[str], time_budget: float | None, started: float | None = None, search: bool = False):
+    """``(config, training split, validation split, recipe text, budget or None)``: the settings not given derived from
+    the data (with ``search``, measured by trials: :mod:`ssdlite.engine.search`); ``started`` (a ``time.perf_counter()``
+    reading) is when the command began, for the budget."""
     from ssdlite.data import build_dataset
     from ssdlite.engine import build_datasets
+    from ssdlite.engine.budget import TimeBudget
     from ssdlite.engine.distributed import resolve_device
     from ssdlite.engine.recipe import DataStats, derive_recipe, fit_to_budget, recipe_text
     from ssdlite.errors import UserError
@@ -90,36 +95,41 @@ def apply_recipe(config, given: set[str], time_budget: float | None, search: boo
     config, choices = derive_recipe(config, given, stats, device)
     config = config.resolved()
     train_set, val_set = build_datasets(config)
+    budget = None
     if search:
-        from ssdlite.engine.search import search_recipe
         from ssdlite.engine.recipe import SMALL_SIDE
+        from ssdlite.engine.search import DEFAULT_MINUTES, search_recipe
 
-        config, more = search_recipe(config, given, time_budget, device, stats.share_below(config.model.size, SMALL_SIDE),
-                                     len(val_set) if val_set is not None else 0)
+        config, more, speed = search_recipe(config, given, time_budget, device, stats.share_below(config.model.size, SMALL_SIDE),
+                                            len(val_set) if val_set is not None else 0)
         choices = [c for c in choices if c.name not in {m.name for m in more}] + more
         train_set, val_set = build_datasets(config)
+        budget = TimeBudget((time_budget or DEFAULT_MINUTES) * 60, started, speed)
     elif time_budget is not None:
-        config, train_set, more = fit_to_budget(
+        config, train_set, more, speed = fit_to_budget(
             config.resolved(), given, time_budget, train_set, len(val_set) if val_set is not None else 0, device,
-            lambda c: build_datasets(c.resolved())[0],
+            lambda c: build_datasets(c.resolved())[0], started=started,
         )
         config, choices = config.resolved(), [c for c in choices if c.name not in {m.name for m in more}] + more
-    return config, train_set, val_set, recipe_text(choices) if choices else None
+        budget = TimeBudget(time_budget * 60, started, speed)
+    return config, train_set, val_set, recipe_text(choices) if choices else None, budget
 
 
 def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()  # the budget counts the time before the first step too (imports included)
     from ssdlite.doctor.collapse import check_input_dependence
     from ssdlite.engine import build_datasets, train
 
     config, run_dir, ckpt, given = resolve_config(args)
-    note = None
+    note, budget = None, None
     if ckpt is None:
-        config, train_set, val_set, note = apply_recipe(config, given, args.time_budget, args.search)
+        config, train_set, val_set, note, budget = apply_recipe(config, given, args.time_budget, started, args.search)
         if note:
             print(note, flush=True)
     else:
         train_set, val_set = build_datasets(config)
-    result = train(config, train_set, val_set, run_dir, resume=ckpt, validation_checks=[check_input_dependence], config_note=note)
+    result = train(config, train_set, val_set, run_dir, resume=ckpt, validation_checks=[check_input_dependence], config_note=note,
+                   budget=budget)
     if result.last_val is not None:
         from ssdlite.engine.recipe import DataStats, weak_classes
 

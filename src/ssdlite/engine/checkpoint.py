@@ -4,7 +4,10 @@ A checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` reads b
 state dict and ``model_config`` (so :func:`ssdlite.models.io.load_model` can rebuild it), the
 foreground ``classes``, the EMA weights (``ema``, preferred for inference), the optimizer, scheduler
 and AMP-scaler states, the epoch and step counters, every RNG state, and the resolved training
-``config``. Writes go through a temporary file and a rename, and a model with non-finite weights is
+``config``; ``schedule`` (the epochs the learning-rate schedule was planned for and the warp of its
+re-plans, ``ssdlite.engine.optim``) and ``budget`` (a ``--time-budget`` run's budget and measured costs,
+``ssdlite.engine.budget``; ``None`` otherwise). Checkpoints written before these keys existed resume
+with the schedule of their ``config`` and no budget. Writes go through a temporary file and a rename, and a model with non-finite weights is
 never written, so the last good checkpoint survives a crash or a diverging run.
 """
 

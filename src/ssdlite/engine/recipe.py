@@ -7,12 +7,14 @@ which ``ssdlite train`` prints and writes at the top of the run's ``config.yaml`
 in ``config.yaml``, so ``--config RUN/config.yaml`` reproduces the run with nothing derived again.
 
 :func:`fit_to_budget` turns ``--time-budget MINUTES`` into a number of epochs (or, when even a short
-schedule does not fit, a smaller input) from the measured speed of a few training steps on this machine.
+schedule does not fit, a smaller input) from the measured speed of a few training steps on this machine; the
+trainer then re-plans them as the speed changes (``ssdlite.engine.budget``).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ssdlite.engine.budget import validation_seconds
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.trainer import measure_speed
 from ssdlite.errors import UserError
@@ -191,26 +194,27 @@ def _anchors(config: TrainConfig, given: set[str], stats: DataStats) -> tuple[Tr
 
 
 def budget_epochs(minutes: float, images_per_s: float, config: TrainConfig, train_images: int, val_images: int,
-                  validations: int = VALIDATIONS) -> int:
-    """Epochs that fit ``minutes`` at ``images_per_s``, leaving room for ``validations`` validations and precise BatchNorm.
-
-    Evaluation and the BatchNorm recomputation are forward passes only, about a third of a training
-    step's cost per image (forward + backward = 3 forwards).
+                  validations: int = VALIDATIONS, spent_s: float = 0.0) -> int:
+    """Epochs that fit ``minutes`` (``spent_s`` of them already used: reading the data, measuring the speed) at
+    ``images_per_s``, leaving room for ``validations`` validations and precise BatchNorm
+    (:func:`ssdlite.engine.budget.validation_seconds`).
     """
-    seconds = minutes * 60 * 0.92  # start-up, checkpoints and the final plot take the rest
-    per_validation = (val_images + min(config.precise_bn_images, train_images)) / (3 * images_per_s)
+    seconds = (minutes * 60 - spent_s) * 0.92  # checkpoints, the loader's start and the final plot take the rest
+    per_validation = validation_seconds(val_images, min(config.precise_bn_images, train_images), images_per_s)
     train_seconds = seconds - validations * per_validation
     return int(train_seconds * images_per_s // train_images)
 
 
 def fit_to_budget(
     config: TrainConfig, given: set[str], minutes: float, train_set: Dataset, val_images: int, device: torch.device,
-    build_train_set, validations: int = VALIDATIONS,
-) -> tuple[TrainConfig, Dataset, list[Choice]]:
-    """``config`` with ``epochs`` (and, if needed, the input size) fitted to ``minutes`` from a measured speed.
+    build_train_set, validations: int = VALIDATIONS, started: float | None = None,
+) -> tuple[TrainConfig, Dataset, list[Choice], float]:
+    """``(config, training split, choices, measured images/s)``: ``config`` with ``epochs`` (and, if needed, the input
+    size) fitted to ``minutes`` from a measured speed.
 
     ``build_train_set(config)`` rebuilds the training split for another input size; ``validations`` is how many
-    validations the run will make (time is kept for them).
+    validations the run will make (time is kept for them); ``started``, a ``time.perf_counter()`` reading of when
+    the command began, makes the time already spent (the speed measurement included) count.
     """
     if "epochs" in given:
         raise UserError("--time-budget chooses the number of epochs: leave out --epochs (or the epochs: line of --config)")
@@ -221,19 +225,21 @@ def fit_to_budget(
             config = config.replace(size=size)
             train_set = build_train_set(config)
         speed = measure_speed(config, train_set, device)
-        epochs = budget_epochs(minutes, speed, config, len(train_set), val_images, validations)
-        if epochs >= MIN_EPOCHS or size == sizes[-1]:
+        spent = time.perf_counter() - started if started is not None else 0.0
+        epochs = budget_epochs(minutes, speed, config, len(train_set), val_images, validations, spent)
+        if epochs >= MIN_EPOCHS or size == sizes[-1] or spent >= minutes * 60:  # no time left to measure another
             break
     if epochs < 1:
         raise UserError(f"--time-budget {minutes:g}: one epoch of {len(train_set)} images at {speed:.1f} img/s does not "
-                        "fit; give more minutes or a smaller --size")
+                        f"fit{f' after the {spent:.0f} s spent before training' if started is not None else ''}; give more "
+                        "minutes or a smaller --size")
     config = config.replace(epochs=epochs, val_every=max(1, epochs // validations))
     if size != sizes[0]:
         choices.append(Choice("size", size, f"the largest input at which {MIN_EPOCHS}+ epochs fit {minutes:g} minutes"))
     choices.append(Choice("epochs", epochs, f"{minutes:g} minutes at the measured {speed:.1f} img/s, keeping time for "
-                          f"{validations} validations"))
+                          f"{validations} validations{f' ({spent:.0f} s already spent)' if started is not None else ''}"))
     choices.append(Choice("val_every", config.val_every, f"about {validations} validations in {epochs} epochs"))
-    return config, train_set, choices
+    return config, train_set, choices, speed
 
 
 def recipe_text(choices: Sequence[Choice]) -> str:

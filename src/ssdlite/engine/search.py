@@ -40,6 +40,7 @@ import torch
 from ssdlite.data import Mosaic, train_transforms
 from ssdlite.data.build import held_out_split, read_catalog
 from ssdlite.data.dataset import DetectionDataset
+from ssdlite.engine.budget import validation_seconds
 from ssdlite.engine.checkpoint import load_checkpoint
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.recipe import Choice, budget_epochs
@@ -148,9 +149,10 @@ def search_recipe(
     print_fn: Callable[[str], None] = print,
     workdir: str | Path | None = None,
     clock: Callable[[], float] = time.perf_counter,
-) -> tuple[TrainConfig, list[Choice]]:
+) -> tuple[TrainConfig, list[Choice], float]:
     """``config`` with the augmentation, input size and learning rate chosen by trials, and ``epochs`` fitted
-    to the time left; the choices with the measured evidence.
+    to the time left; the choices with the measured evidence; the chosen size's measured training speed (img/s,
+    for the final run's :class:`~ssdlite.engine.budget.TimeBudget`).
 
     Args:
         config: the resolved configuration the rules derived (the search starts from its values).
@@ -192,7 +194,7 @@ def search_recipe(
     search_seconds = total * 60 * SEARCH_SHARE - (clock() - started)
     n = len(search_train.records)
     per_epoch = n / base.train_images_per_s
-    per_validation = len(search_val) / (3 * base.train_images_per_s)
+    per_validation = validation_seconds(len(search_val), min(config.precise_bn_images, n), base.train_images_per_s)
     expected_share = (1 + 2 * (PLANNED_TRIALS - 1) / 3) / PLANNED_TRIALS  # the first runs through, 2/3 of the rest are pruned
     trial_epochs = int((search_seconds / PLANNED_TRIALS / expected_share - RUNGS * per_validation) // per_epoch)
     if trial_epochs < MIN_TRIAL_EPOCHS:
@@ -273,4 +275,4 @@ def search_recipe(
     choices.append(Choice("val_every", chosen.val_every, f"about {validations} validations in {epochs} epochs"))
     print_fn(f"search: {len(trials)} trials ({sum(t.pruned for t in trials)} pruned) in "
              f"{(clock() - started) / 60:.1f} minutes; best: trial {best.number}")
-    return chosen.resolved(), choices
+    return chosen.resolved(), choices, speed

@@ -6,6 +6,12 @@ finite, back-propagate, clip, check the gradient is finite, step the optimizer, 
 learning-rate schedule and the EMA. After the epoch: log, validate the EMA weights every
 ``val_every`` epochs, write ``last.pt`` (and ``best.pt`` on a new best) atomically.
 
+With a time budget (``ssdlite train --time-budget``), a :class:`ssdlite.engine.budget.BudgetPlanner` checks after
+every step that the rest of the plan ends by the deadline at the recent speed, and re-plans the total number of
+steps when it does not (the last epoch may then be cut short); the learning-rate schedule is re-stretched to end
+at the new last step, and the new plan is in every checkpoint, so ``--resume`` goes on with it. Time is read from
+the trainer's ``clock`` (``time.perf_counter``; a test gives its own).
+
 Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``. DDP averages gradients over
 ranks, but the MultiBox loss is normalized by the number of positive default boxes, which differs
 between ranks; each rank's loss is therefore rescaled by ``local positives * world / global
@@ -29,13 +35,14 @@ from torch.utils.data import Dataset
 
 from ssdlite.data import data_summary
 from ssdlite.data.loader import build_loader, derive_seed, steps_per_epoch
+from ssdlite.engine.budget import BudgetPlanner, Replan, TimeBudget
 from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture, save_checkpoint
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.curves import plot_training_curves
 from ssdlite.engine.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from ssdlite.engine.ema import ModelEMA
 from ssdlite.engine.guard import NonFiniteGuard
-from ssdlite.engine.optim import build_optimizer, build_scheduler
+from ssdlite.engine.optim import build_optimizer, build_scheduler, restretch, rewarp, warped_total
 from ssdlite.engine.progress import EpochProgress
 from ssdlite.engine.run_log import METRICS_FILE, RunLog, read_metrics
 from ssdlite.engine.seeding import rng_state, seed_everything, set_rng_state
@@ -124,6 +131,8 @@ def train(
     plain_progress: bool | None = None,
     validation_checks: Sequence[ValidationCheck] = (),
     config_note: str | None = None,
+    budget: TimeBudget | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     """Train a model as ``config`` says and write the run directory.
 
@@ -140,17 +149,21 @@ def train(
         plain_progress: force plain progress lines (default: a bar when stderr is a terminal).
         validation_checks: run on the evaluated model at every validation (see :data:`ValidationCheck`).
         config_note: written as comments at the top of ``config.yaml`` (``ssdlite train``: the derived recipe).
+        budget: end training (validations and checkpoints included) within this time, re-planning the steps as the
+            speed changes (see the module docstring); a resumed run takes its budget from the checkpoint instead.
+        clock: seconds, for the budget, the logged times and the progress (default ``time.perf_counter``).
 
     Raises:
         TrainingDiverged: after ``max_bad_steps`` consecutive non-finite steps.
         UserError: a dataset smaller than one global batch, or a checkpoint of another architecture.
+        ValueError: a budget for a resumed run (it keeps its own) or for more than one process.
     """
     own_info = info is None
     info = info or init_distributed(config.device)
     try:
         return _Trainer(
             config.resolved(), train_dataset, val_dataset, Path(run_dir), classes, resume, info, plain_progress, validation_checks,
-            config_note,
+            config_note, budget=budget, clock=clock,
         ).run()
     finally:
         if own_info:
@@ -178,8 +191,9 @@ def measure_speed(config: TrainConfig, train_dataset: Dataset, device: torch.dev
 
 class _Trainer:
     def __init__(self, config, train_dataset, val_dataset, run_dir, classes, resume, info, plain_progress, validation_checks,
-                 config_note=None, probe=False) -> None:
+                 config_note=None, probe=False, budget=None, clock=time.perf_counter) -> None:
         self.config = config
+        self.clock = clock
         self.config_note = config_note
         self.validation_checks = list(validation_checks)
         self.info = info
@@ -216,7 +230,19 @@ class _Trainer:
         freeze_batchnorm(self.model, config.freeze_bn)
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema else None
         self.optimizer = build_optimizer(self.model, config.optim)
-        self.scheduler = build_scheduler(self.optimizer, config.optim, self.steps_per_epoch, config.epochs)
+        # The schedule as planned (its epochs) and the warp of its re-plans (engine/optim.py): a resumed run's own.
+        self.schedule_epochs, self.warp, budget = self._planned_schedule(resume, budget)
+        self.scheduler = build_scheduler(self.optimizer, config.optim, self.steps_per_epoch, self.schedule_epochs, self.warp)
+        self.planner = None
+        if budget is not None:
+            if info.distributed:
+                raise ValueError("a time budget measures one process's speed: give the epochs under torchrun")
+            self.planner = BudgetPlanner.start(
+                budget, resume.get("budget") if resume is not None else None, clock, batch=config.batch_size,
+                steps_per_epoch=self.steps_per_epoch, val_every=config.val_every if val_dataset is not None else 0,
+                val_images=len(val_dataset) if val_dataset is not None else 0,
+                bn_images=min(config.precise_bn_images, len(train_dataset)) if config.freeze_bn != "all" else 0,
+            )
         fp16 = self.device.type == "cuda" and config.amp == "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.guard = NonFiniteGuard(config.max_bad_steps)
@@ -236,6 +262,26 @@ class _Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.log = RunLog(run_dir or Path(), enabled=info.is_main and not probe,
                           resume_step=self.step if resume is not None else None)
+
+    def _planned_schedule(self, resume, budget):
+        """``(planned epochs, warp, budget)``: a fresh run's plan is its configuration; a resumed run goes on with the
+        checkpoint's plan and budget, unless ``--epochs`` changed the length: then the schedule is planned for the new
+        epochs from the resumed step on (as before budgets), and the budget is over."""
+        if resume is None:
+            return self.config.epochs, [], budget
+        if budget is not None:
+            raise ValueError("a resumed run keeps the time budget of its checkpoint")
+        saved_epochs = int(resume["config"]["epochs"])
+        schedule = resume.get("schedule") or {"epochs": saved_epochs, "warp": []}
+        if self.config.epochs != saved_epochs:
+            return self.config.epochs, [], None
+        state = resume.get("budget")
+        budget = TimeBudget(float(state["seconds"]), images_per_s=state.get("images_per_s")) if state else None
+        return int(schedule["epochs"]), [list(map(float, p)) for p in schedule["warp"]], budget
+
+    @property
+    def total_steps(self) -> int:
+        return warped_total(self.steps_per_epoch, self.schedule_epochs, self.warp)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -303,28 +349,36 @@ class _Trainer:
     # -- epochs -----------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        config, info = self.config, self.info
-        started = time.perf_counter()
+        info = self.info
+        started = self.clock()
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            config.save_yaml(self.run_dir / "config.yaml", self.config_note)
+            self.config.save_yaml(self.run_dir / "config.yaml", self.config_note)
             self._report_data()
-        last_val, epochs_run = None, 0
-        for epoch in range(self.start_epoch, config.epochs):
+        last_val, epochs_run, epoch = None, 0, self.start_epoch
+        while epoch < self.config.epochs:  # a re-plan changes the epochs (self.config is replaced)
             means = self._train_epoch(epoch)
+            ended = self.clock()
             record = {"kind": "epoch", "epoch": epoch + 1, "step": self.step, **means}
-            if self._validation_due(epoch):
+            validation_s = 0.0
+            if self._validation_due(epoch) and self._validation_fits(epoch):
                 last_val = self._validate()
+                validation_s = self.clock() - ended
                 if last_val is not None:
                     record["val"] = {k: last_val[k] for k in LOGGED_METRICS if k in last_val}
+                if self.planner is not None and self.step < self.total_steps:  # the final one is after the deadline
+                    self.planner.validated(validation_s)
             # Wall time since the run began (a resumed run adds its earlier runs'), so the log says how long a
             # validated mAP took to reach, validations included.
-            record["elapsed_s"] = self.elapsed_before + time.perf_counter() - started
+            record["elapsed_s"] = self.elapsed_before + self.clock() - started
             self._end_epoch(epoch, record, last_val if "val" in record else None)
+            if self.planner is not None:
+                self.planner.epoch_ended(self.clock() - ended - validation_s)
             epochs_run += 1
-            if config.stop_after and epochs_run >= config.stop_after and epoch + 1 < config.epochs:
+            epoch += 1
+            if self.config.stop_after and epochs_run >= self.config.stop_after and epoch < self.config.epochs:
                 break
-        finished = self.start_epoch + epochs_run >= config.epochs
+        finished = self.step >= self.total_steps
         if info.is_main:
             if finished:
                 self._save_final_model()
@@ -342,7 +396,7 @@ class _Trainer:
             self.best_epoch,
             last_val,
             self.guard.total,
-            time.perf_counter() - started,
+            self.clock() - started,
             history,
         )
 
@@ -377,33 +431,68 @@ class _Trainer:
         loader = self._train_loader
         loader.set_epoch(epoch)
         self._train_mode()
-        progress = EpochProgress(epoch + 1, config.epochs, len(loader), enabled=info.is_main, plain=self.plain_progress)
-        sums, good = {"loss": 0.0, "bbox_regression": 0.0, "classification": 0.0}, 0
-        epoch_start = time.perf_counter()
+        progress = EpochProgress(epoch + 1, config.epochs, self._steps_in(epoch), enabled=info.is_main, plain=self.plain_progress,
+                                 clock=self.clock)
+        sums, good, steps = {"loss": 0.0, "bbox_regression": 0.0, "classification": 0.0}, 0, 0
+        epoch_start = self.clock()
+        if self.planner is not None:
+            self.planner.steps_begin()
         try:
             for images, targets in loader:
                 values = self._step(images, targets)
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.scheduler.step()
                 self.step += 1
-                if values is None:
-                    continue
-                good += 1
-                for k in sums:
-                    sums[k] += values[k]
-                progress.update({k: values[k] for k in sums}, lr, config.batch_size)
-                if self.step % config.log_every == 0:
-                    self.log.write(
-                        {"kind": "step", "epoch": epoch + 1, "step": self.step, **values, "lr": lr,
-                         "images_per_s": progress.images_per_second()}
-                    )
+                steps += 1
+                if values is not None:
+                    good += 1
+                    for k in sums:
+                        sums[k] += values[k]
+                    progress.update({k: values[k] for k in sums}, lr, config.batch_size)
+                    if self.step % config.log_every == 0:
+                        self.log.write(
+                            {"kind": "step", "epoch": epoch + 1, "step": self.step, **values, "lr": lr,
+                             "images_per_s": progress.images_per_second()}
+                        )
+                if self.planner is not None:
+                    self.planner.step_done()
+                    replan = self.planner.replan(self.step, self.total_steps)
+                    if replan is not None:
+                        self._replan(replan, epoch, progress)
+                if self.step >= self.total_steps:  # a re-plan may end the run inside an epoch
+                    break
         finally:
             progress.close()
-        seconds = time.perf_counter() - epoch_start
+        seconds = self.clock() - epoch_start
         means = {k: v / max(good, 1) for k, v in sums.items()}
         means.update({"lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
-                      "images_per_s": good * config.batch_size / max(seconds, 1e-9), "skipped_steps": len(loader) - good})
+                      "images_per_s": good * config.batch_size / max(seconds, 1e-9), "skipped_steps": steps - good})
         return means
+
+    def _steps_in(self, epoch: int) -> int:
+        """Steps of ``epoch`` in the current plan: all of the loader's, or the rest of the plan's in its last epoch."""
+        return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
+
+    def _replan(self, replan: Replan, epoch: int, progress: EpochProgress) -> None:
+        """Adopt a new total: the schedule re-stretched to end there, the epochs it makes, said and logged."""
+        self.warp = restretch(self.warp, self.step, replan.new_total, self.steps_per_epoch * self.schedule_epochs)
+        rewarp(self.scheduler, self.config.optim, self.steps_per_epoch, self.schedule_epochs, self.warp)
+        self.config = self.config.replace(epochs=-(-replan.new_total // self.steps_per_epoch))
+        progress.replan(self.config.epochs, self._steps_in(epoch))
+        if self.info.is_main:
+            progress.note(replan.line())
+        self.log.write(replan.record())
+
+    def _validation_fits(self, epoch: int) -> bool:
+        """A due validation runs, except a periodic one that would make the run overrun its budget (said and logged)."""
+        if self.planner is None or self.step >= self.total_steps or self.planner.validation_fits(self.step, self.total_steps):
+            return True
+        left = self.planner.left()
+        if self.info.is_main:
+            print(f"skipped the validation of epoch {epoch + 1}: the {self.total_steps - self.step} steps left need the "
+                  f"{left:.0f} s left of the budget", file=sys.stderr, flush=True)
+        self.log.write({"kind": "validation_skipped", "epoch": epoch + 1, "step": self.step, "left_s": left})
+        return False
 
     def _build_train_loader(self, epoch: int, persistent: bool):
         return build_loader(
@@ -504,6 +593,8 @@ class _Trainer:
             "best_epoch": self.best_epoch,
             "elapsed_s": elapsed,
             "config": self.config.to_dict(),
+            "schedule": {"epochs": self.schedule_epochs, "warp": self.warp},
+            "budget": self.planner.state() if self.planner is not None else None,
             "rng": rng_state(),
         }
 

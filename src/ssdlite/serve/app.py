@@ -43,6 +43,8 @@ from starlette.exceptions import HTTPException
 
 from ssdlite.deploy.draw import PALETTE
 from ssdlite.serve.batcher import MicroBatcher
+from ssdlite.serve.inference_protocol import inference_protocol_router
+from ssdlite.serve.label_studio import label_studio_router
 from ssdlite.serve.metrics import Metrics
 from ssdlite.serve.service import Service, select
 from ssdlite.serve.uploads import RequestError, media_type, read_body
@@ -75,7 +77,7 @@ class ServeSettings:
     decode_threads: int = 2
     # Label Studio (ssdlite.serve.label_studio): where task images may be read from; nothing else is fetched.
     label_studio_url: str | None = None  # task URLs on this origin (and relative /data/... paths) are fetched
-    label_studio_api_key: str | None = None  # sent as 'Authorization: Token KEY' to label_studio_url
+    label_studio_api_key: str | None = None  # a legacy token or a personal access token, sent to label_studio_url only
     local_files_root: str | None = None  # task paths (and /data/local-files/?d=...) are read under this folder
     # Open Inference Protocol (ssdlite.serve.inference_protocol): the model's name in /v2/models/{name}.
     model_name: str = "ssdlite"
@@ -212,9 +214,6 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The service around a loaded ``ssdlite.deploy.predictor.Predictor`` (set its ``score_threshold`` low:
     each request filters with its own). The model is warmed up in the background after start-up;
     ``/health/ready`` says 503 until then."""
-    from ssdlite.serve.inference_protocol import inference_protocol_router
-    from ssdlite.serve.label_studio import label_studio_router
-
     size = predictor.config.size
     classes = list(predictor.classes)
     metrics = Metrics(settings.max_batch_size)

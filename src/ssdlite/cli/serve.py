@@ -12,6 +12,9 @@ from ssdlite.deploy.backends import BACKENDS
 from ssdlite.errors import UserError
 
 API_KEY_ENV = "SSDLITE_API_KEY"
+#: The official Label Studio ML backend's variables, read the same way (the key stays out of the process list).
+LABEL_STUDIO_URL_ENV = "LABEL_STUDIO_URL"
+LABEL_STUDIO_API_KEY_ENV = "LABEL_STUDIO_API_KEY"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser calls from this origin (repeatable; default none)")
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds SIGTERM waits for requests in flight (default 30)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.add_argument(
+        "--label-studio-url", default=None, metavar="URL",
+        help=f"Label Studio's address: task images on it (and its /data/... paths) are fetched from it, no other host (or set {LABEL_STUDIO_URL_ENV})",
+    )
+    p.add_argument("--label-studio-api-key", default=None, metavar="KEY", help=f"Label Studio API key (legacy token or personal access token) to fetch task images (or set {LABEL_STUDIO_API_KEY_ENV})")
+    p.add_argument("--local-files-root", default=None, metavar="DIR", help="task images given as file paths (or Label Studio /data/local-files/?d=...) are read under DIR only")
+    p.add_argument("--model-name", default="ssdlite", help="the model's name in the Open Inference Protocol routes /v2/models/NAME (default ssdlite)")
     p.set_defaults(func=run)
 
 
@@ -58,11 +68,21 @@ def _check(args: argparse.Namespace) -> None:
             ("max_megapixels", args.max_megapixels > 0, "> 0"),
             ("score_threshold", 0 <= args.score_threshold <= 1, "0..1"),
             ("drain_timeout", args.drain_timeout >= 0, ">= 0"),
+            ("label_studio_url", args.label_studio_url is None or _is_http_url(args.label_studio_url), "an http(s) URL"),
+            ("local_files_root", args.local_files_root is None or os.path.isdir(args.local_files_root), "a folder"),
+            ("model_name", args.model_name.replace("-", "").replace("_", "").replace(".", "").isalnum(), "letters, digits, '-', '_' or '.'"),
         )
         if not ok
     ]
     if problems:
         raise UserError("; ".join(problems))
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _is_loopback(host: str) -> bool:
@@ -75,6 +95,7 @@ def _is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from ssdlite.serve import require_serve_extra
 
+    args.label_studio_url = args.label_studio_url or os.environ.get(LABEL_STUDIO_URL_ENV) or None
     _check(args)
     require_serve_extra()
     from ssdlite.deploy.backends import backend_for_file
@@ -97,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         score_threshold=args.score_threshold,
         api_key=api_key,
         cors_origins=tuple(args.cors_origin),
+        label_studio_url=args.label_studio_url,
+        label_studio_api_key=args.label_studio_api_key or os.environ.get(LABEL_STUDIO_API_KEY_ENV) or None,
+        local_files_root=args.local_files_root,
+        model_name=args.model_name,
     )
     app = create_app(predictor, settings)
     print(f"ssdlite serve: {args.weights} ({backend}, {len(predictor.classes)} classes) on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)

@@ -6,15 +6,20 @@ Endpoints (``docs/serve.md`` documents them; ``/openapi.json`` is the schema):
 - ``GET /v1/metadata``: classes, input size, backend, model configuration, version;
 - ``GET /health/live`` (the process answers), ``GET /health/ready`` (503 until the model is warmed up);
 - ``GET /metrics``: Prometheus text format;
-- ``GET /``: the page (``static/``), which calls the same API.
+- ``GET /``: the page (``static/``), which calls the same API;
+- Label Studio's ML backend routes (``/health``, ``/setup``, ``/predict``: :mod:`ssdlite.serve.label_studio`);
+- the Open Inference Protocol v2 routes (``/v2/...``, as Triton and KServe: :mod:`ssdlite.serve.inference_protocol`).
 
 Every error is JSON ``{"error": {"status", "kind", "message"}}`` with its HTTP status, from a bad
-parameter to a failure inside the model: a request can fail, the service cannot.
+parameter to a failure inside the model (under ``/v2`` the protocol's ``{"error": "message"}``):
+a request can fail, the service cannot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import importlib.metadata
 import logging
@@ -37,9 +42,12 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ssdlite.deploy.draw import PALETTE
-from ssdlite.serve.batcher import MicroBatcher, QueueFull
+from ssdlite.serve.batcher import MicroBatcher
+from ssdlite.serve.inference_protocol import inference_protocol_router
+from ssdlite.serve.label_studio import label_studio_router
 from ssdlite.serve.metrics import Metrics
-from ssdlite.serve.uploads import RequestError, check_upload, decode_upload, media_type, to_upload_pixels
+from ssdlite.serve.service import Service, select
+from ssdlite.serve.uploads import RequestError, media_type, read_body
 
 # uvicorn configures its own loggers only: log through its error logger so these lines reach the server's output.
 log = logging.getLogger("uvicorn.error")
@@ -67,6 +75,12 @@ class ServeSettings:
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     decode_threads: int = 2
+    # Label Studio (ssdlite.serve.label_studio): where task images may be read from; nothing else is fetched.
+    label_studio_url: str | None = None  # task URLs on this origin (and relative /data/... paths) are fetched
+    label_studio_api_key: str | None = None  # a legacy token or a personal access token, sent to label_studio_url only
+    local_files_root: str | None = None  # task paths (and /data/local-files/?d=...) are read under this folder
+    # Open Inference Protocol (ssdlite.serve.inference_protocol): the model's name in /v2/models/{name}.
+    model_name: str = "ssdlite"
 
 
 # The answer's shape, for the OpenAPI schema (the endpoint builds plain dicts; a test validates them against these).
@@ -125,23 +139,40 @@ _IMAGE_BODY = {
 }
 
 
-def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+#: Routes under this prefix speak the Open Inference Protocol, whose errors are ``{"error": "message"}``.
+V2_PREFIX = "/v2"
+
+
+def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None, path: str = "") -> JSONResponse:
+    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
     return JSONResponse({"error": {"status": status, "kind": kind, "message": message}}, status_code=status, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) one over ``limit`` bytes before reading it when it says its length, else as it streams in."""
-    too_large = RequestError(413, "body_too_large", f"the body is over the limit of {limit} bytes (--max-body-mb)")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+def key_checker(api_key: str | None, basic: bool = False):
+    """A FastAPI dependency: with an ``api_key``, refuse (401) a request without ``Authorization: Bearer KEY``;
+    ``basic`` also accepts HTTP Basic with the key as the password (what Label Studio's ML backend
+    connection can send)."""
+
+    def check(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token, scheme = token.strip(), scheme.lower()
+        if basic and scheme == "basic":
+            try:
+                token = base64.b64decode(token, validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                token = ""
+        elif scheme != "bearer":
+            token = ""
+        # compare_digest takes the same time wherever the strings differ: the answer's timing tells nothing of the key.
+        if not (token and hmac.compare_digest(token.encode(), api_key.encode())):
+            how = "'Authorization: Bearer KEY'" + (" or HTTP Basic with the key as the password" if basic else "")
+            challenge = "Basic" if basic else "Bearer"
+            raise RequestError(401, "unauthorized", f"missing or wrong API key: send the header {how}", {"WWW-Authenticate": challenge})
+
+    return Depends(check)
 
 
 async def read_image(request: Request, limit: int) -> tuple[bytes, str]:
@@ -166,18 +197,6 @@ async def read_image(request: Request, limit: int) -> tuple[bytes, str]:
         return await files[0].read(), media_type(files[0].content_type)
     finally:
         await form.close()
-
-
-def select(
-    detections: dict[str, torch.Tensor], score_threshold: float, wanted: set[int] | None, max_detections: int
-) -> dict[str, torch.Tensor]:
-    """The detections scored at least ``score_threshold``, of the ``wanted`` labels, best ``max_detections`` first."""
-    keep = detections["scores"] >= score_threshold
-    if wanted is not None:
-        keep &= torch.isin(detections["labels"], torch.tensor(sorted(wanted), dtype=detections["labels"].dtype))
-    scores = detections["scores"][keep]
-    order = scores.argsort(descending=True)[:max_detections]
-    return {name: value[keep][order] for name, value in detections.items()}
 
 
 def parse_classes(values: Sequence[str] | None, classes: Sequence[str]) -> set[int] | None:
@@ -206,7 +225,8 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
         on_batch=metrics.observe_batch,
     )
     max_body = int(settings.max_body_mb * 1024 * 1024)
-    state = {"ready": False}
+    service = Service(predictor, settings, batcher)
+    state = service.state
 
     async def warm_up() -> None:
         # The first calls of a model allocate and pick kernels: run one alone and one full batch before saying ready.
@@ -222,7 +242,7 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         decode_pool = ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="ssdlite-decode")
-        app.state.decode_pool = decode_pool
+        app.state.decode_pool = service.decode_pool = decode_pool
         batcher.start()
         warming = asyncio.create_task(warm_up())
         try:
@@ -245,46 +265,39 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
     app.state.batcher = batcher
     app.state.metrics = metrics
     app.state.serve = state
+    app.state.service = service
 
-    def check_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        # compare_digest takes the same time wherever the strings differ: the answer's timing tells nothing of the key.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
-            raise RequestError(401, "unauthorized", "missing or wrong API key: send the header 'Authorization: Bearer KEY'", {"WWW-Authenticate": "Bearer"})
-
-    protected = [Depends(check_key)]
+    protected = [key_checker(settings.api_key)]
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, err: RequestError) -> JSONResponse:
         metrics.errors.labels(err.kind).inc()
-        return error_response(err.status, err.kind, err.message, err.headers)
+        return error_response(err.status, err.kind, err.message, err.headers, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_parameter(request: Request, err: RequestValidationError) -> JSONResponse:
         messages = [f"{'.'.join(str(part) for part in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in err.errors()]
         metrics.errors.labels("invalid_parameter").inc()
-        return error_response(422, "invalid_parameter", "; ".join(messages))
+        return error_response(422, "invalid_parameter", "; ".join(messages), path=request.url.path)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, err: HTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
-        return error_response(err.status_code, kind, str(err.detail), getattr(err, "headers", None))
+        return error_response(err.status_code, kind, str(err.detail), getattr(err, "headers", None), request.url.path)
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, err: Exception) -> JSONResponse:
         log.exception("request %s %s failed", request.method, request.url.path)
         metrics.errors.labels("internal_error").inc()
-        return error_response(500, "internal_error", f"the service failed on this request ({type(err).__name__}); it is still running")
+        return error_response(500, "internal_error", f"the service failed on this request ({type(err).__name__}); it is still running", path=request.url.path)
 
     @app.middleware("http")
     async def _count(request: Request, call_next):
         start = time.perf_counter()
         response = await call_next(request)
-        path = request.url.path
-        # One label per route; unknown paths share one, so a scanner's guesses cannot grow the metrics without bound.
-        endpoint = "/static" if path.startswith("/static/") else path if path in known_paths else "other"
+        # One label per route (its template: /v2/models/{name}/infer); unknown paths share one, so a scanner's
+        # guesses cannot grow the metrics without bound.
+        endpoint = getattr(request.scope.get("route"), "path", None) or "other"
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         if endpoint == "/v1/detect":
             metrics.latency.observe(time.perf_counter() - start)
@@ -328,23 +341,14 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
         classes_: Annotated[list[str] | None, Query(alias="classes", description="class names to keep (repeat or comma-separate); all if absent")] = None,
     ) -> JSONResponse:
         wanted = parse_classes(classes_, classes)
-        if not state["ready"]:
-            raise RequestError(503, "not_ready", "the model is still warming up; retry shortly", {"Retry-After": "1"})
-        try:
-            with batcher.admission():
-                data, declared = await read_image(request, max_body)
-                check_upload(data, declared)
-                start = time.perf_counter()
-                loop = asyncio.get_running_loop()
-                image, (height, width) = await loop.run_in_executor(request.app.state.decode_pool, decode_upload, data, size, settings.max_pixels)
-                preprocess = time.perf_counter() - start
-                del data  # the upload's bytes are not needed while the request waits for the model
-                result = await batcher.submit(image)
-        except QueueFull as err:
-            raise RequestError(503, "queue_full", f"the service is busy: {err}; retry shortly", {"Retry-After": "1"}) from None
+        service.require_ready()
+        with service.admission():
+            # No name holds the upload's bytes: they are freed once decoded, while the request waits for the model.
+            found = await service.detect_image(*await read_image(request, max_body))
         start = time.perf_counter()
-        kept = select(result.detections, score_threshold, wanted, max_detections)
-        boxes = to_upload_pixels(kept["boxes"], size, (height, width)).tolist()
+        kept = select({"boxes": found.boxes, "scores": found.scores, "labels": found.labels}, score_threshold, wanted, max_detections)
+        boxes = kept["boxes"].tolist()
+        (height, width), result = found.image_size, found.result
         detections = [
             {
                 "box": {"xmin": round(x1, 2), "ymin": round(y1, 2), "xmax": round(x2, 2), "ymax": round(y2, 2)},
@@ -355,7 +359,7 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
             for (x1, y1, x2, y2), score, label in zip(boxes, kept["scores"].tolist(), kept["labels"].tolist())
         ]
         postprocess = time.perf_counter() - start
-        timing = {"queue": result.queue_s, "preprocess": preprocess, "inference": result.inference_s, "postprocess": postprocess}
+        timing = {"queue": result.queue_s, "preprocess": found.preprocess_s, "inference": result.inference_s, "postprocess": postprocess}
         return JSONResponse(
             {
                 "image": {"width": width, "height": height},
@@ -368,8 +372,9 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
 
+    app.include_router(label_studio_router(service, max_body, key_checker(settings.api_key, basic=True)))
+    app.include_router(inference_protocol_router(service, max_body, protected))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    known_paths = {route.path for route in app.routes}
 
     if settings.cors_origins:
         app.add_middleware(

@@ -8,10 +8,15 @@ EXIF rule and decompression-bomb guard as training), and runs in a worker thread
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torchvision.transforms.v2.functional as TF
 
 from ssdlite.data.decode import ImageError, decode_image_bytes
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 #: The formats the service accepts: media type -> Pillow format name.
 MEDIA_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/bmp": "BMP"}
@@ -83,3 +88,30 @@ def to_upload_pixels(boxes: torch.Tensor, size: int, image_size: tuple[int, int]
     height, width = image_size
     scale = boxes.new_tensor([width / size, height / size, width / size, height / size])
     return boxes * scale
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) one over ``limit`` bytes before reading it when it says its length, else as it streams in."""
+    too_large = RequestError(413, "body_too_large", f"the body is over the limit of {limit} bytes (--max-body-mb)")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(data: bytes, what: str = "the body") -> object:
+    """JSON bytes -> the value, or a 400 ``bad_json`` naming where it broke."""
+    import json
+
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        raise RequestError(400, "bad_json", f"{what} is not UTF-8 JSON") from None
+    except json.JSONDecodeError as err:
+        raise RequestError(400, "bad_json", f"{what} is not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None

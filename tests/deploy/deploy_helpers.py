@@ -11,7 +11,7 @@ import ssdlite
 CLASSES = ["cat", "dog", "bird"]
 
 
-def varied_model(seed: int = 0, background_bias: float = 2.0, arch: str = "mobilenet_v2", **kwargs) -> ssdlite.SSDLite:
+def varied_model(seed: int = 0, background_bias: float = 2.0, arch: str = "mobilenet_v2", size: int = 128, width_mult: float = 0.35, **kwargs) -> ssdlite.SSDLite:
     """A small ``arch`` model (SSDLite heads) whose scores differ from box to box (an untrained one scores every
     box alike).
 
@@ -21,7 +21,7 @@ def varied_model(seed: int = 0, background_bias: float = 2.0, arch: str = "mobil
     """
     settings = {"topk_candidates": 50, "detections_per_image": 20} | kwargs
     torch.manual_seed(seed)
-    model = ssdlite.create_model(len(CLASSES) + 1, arch, size=128, width_mult=0.35, **settings).eval()
+    model = ssdlite.create_model(len(CLASSES) + 1, arch, size=size, width_mult=width_mult, **settings).eval()
     with torch.no_grad():
         for conv in model.core.modules():
             if isinstance(conv, torch.nn.Conv2d):

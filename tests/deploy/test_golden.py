@@ -53,13 +53,21 @@ def test_golden_export_gives_the_same_detections(name):
         pytest.skip(f"needs the '{package}' package")
     images = golden_images()
     expected = EXPECTED["files"][name]["detections"]
-    from ssdlite.deploy.backends import backend_for_file
+    from ssdlite.deploy import runtimes
 
-    # By the backend its suffix names (the commands' default), and by the name the file was opened with then.
-    for how in dict.fromkeys((backend_for_file(GOLDEN / name), backend)):
+    # By the runtime its suffix names (the commands' default), and by the name the file was opened with then.
+    for how in dict.fromkeys((runtimes.for_file(GOLDEN / name).name, backend)):
         predictor = Predictor(GOLDEN / name, backend=how, score_threshold=SCORE_THRESHOLD, batch_size=2)
         assert_same(predictor(images), expected, f"{name} (backend {how})")
 
 
 def test_golden_torchscript_gives_the_same_detections():
-    assert_same(torchscript_detections(GOLDEN / "model.torchscript", golden_images()), EXPECTED["files"]["model.torchscript"]["detections"], "model.torchscript")
+    """Read as it was then (its traced core around the eager postprocess of its config), and through the TorchScript
+    backend (the runtime its suffix names now)."""
+    expected = EXPECTED["files"]["model.torchscript"]["detections"]
+    assert_same(torchscript_detections(GOLDEN / "model.torchscript", golden_images()), expected, "model.torchscript")
+    from ssdlite.deploy import runtimes
+
+    backend = runtimes.for_file(GOLDEN / "model.torchscript").name
+    predictor = Predictor(GOLDEN / "model.torchscript", backend=backend, score_threshold=SCORE_THRESHOLD, batch_size=2)
+    assert_same(predictor(golden_images()), expected, f"model.torchscript (backend {backend})")

@@ -1,5 +1,5 @@
-"""`ssdlite export`: ONNX (raw or with in-graph NMS), TorchScript, ExecuTorch, LiteRT (TFLite) or OpenVINO,
-verified against PyTorch before it is written."""
+"""`ssdlite export`: every runtime of :mod:`ssdlite.deploy.runtimes` that exports (ONNX raw or with in-graph NMS,
+TorchScript, ExecuTorch, LiteRT (TFLite), OpenVINO), verified against PyTorch before it is written."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import argparse
 from pathlib import Path
 
 from ssdlite.cli.options import run_dataset
+from ssdlite.cli import _runtime
+from ssdlite.deploy import runtimes
 
-STATIC_FORMATS = ("executorch", "tflite", "openvino")
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")  # read by torch.jit.load, not by an ssdlite backend
+EXPORTS = runtimes.rows(exports=True)
+STATIC = runtimes.rows(exports=True, shapes="static")
+STATIC_NAMES = "/".join(r.name for r in STATIC)
 MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
 RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
 
@@ -17,10 +20,10 @@ RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's vali
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained model to ONNX, TorchScript, ExecuTorch (XNNPACK), LiteRT (TFLite) or OpenVINO, verified",
+        help="export a trained model to a runtime's file (--format), verified against PyTorch",
         description="Export the network (raw cls_logits and bbox_deltas) or, with --with-nms, the whole "
         "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). "
-        "ExecuTorch (.pte), LiteRT (.tflite) and OpenVINO (.xml + .bin) files always hold the postprocess, with static shapes "
+        f"{', '.join(f'{r.title} ({r.suffixes[0]})' for r in STATIC)} files always hold the postprocess, with static shapes "
         "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
         "Every export runs the exported file and PyTorch on real images (--images, else the first 100 validation "
         "images of the dataset the run trained on, else the first --calib images, else synthetic shapes) and fails, "
@@ -28,12 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "largest magnitude. See docs/deploy.md.",
     )
     p.add_argument("--weights", required=True, help="run directory, checkpoint .pt or .safetensors")
-    p.add_argument("--format", choices=("onnx", "torchscript") + STATIC_FORMATS, default="onnx", help="default onnx")
-    p.add_argument("--out", required=True, help="file to write (.onnx, .pt, .pte, .tflite or .xml)")
+    p.add_argument("--format", choices=runtimes.choices(exports=True), default=_runtime.EXPORT_DEFAULT,
+                   help=f"the runtime (default {_runtime.EXPORT_DEFAULT}); see docs/deploy.md")
+    p.add_argument("--out", required=True, help=f"file to write ({', '.join(f'{r.name}: ' + ' or '.join(r.suffixes) for r in EXPORTS)})")
     p.add_argument("--with-nms", action="store_true", help="ONNX: decode, scores, NonMaxSuppression and top-k in the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (else fixed at 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
-    p.add_argument("--int8", action="store_true", help="executorch/tflite/openvino: post-training INT8, calibrated on --calib")
+    p.add_argument("--int8", action="store_true", help=f"{STATIC_NAMES}: post-training INT8, calibrated on --calib")
     p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs "
                    "(default with --int8: the training images of the dataset the run trained on)")
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
@@ -42,25 +46,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the first 100 validation images of the dataset the run trained on, else the first 8 --calib images, else synthetic shapes; every format")
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
-    p.add_argument("--batch", type=int, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
-    p.add_argument("--candidates", type=int, default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections, "
+    p.add_argument("--batch", type=int, default=None, help=f"{STATIC_NAMES}: the file's fixed batch size (default 1)")
+    p.add_argument("--candidates", type=int, default=None, help=f"{STATIC_NAMES}: NMS candidates per image (default 2 x detections, "
                    "raised to what the verification images need, up to 1000)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("export"))
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def _check_options(args: argparse.Namespace, runtime: runtimes.Runtime) -> None:
+    """Refuse the runtime-specific flags given for a runtime that does not take them (the rows' ``options``)."""
+    from ssdlite.errors import UserError
+
+    flags = dict.fromkeys(f for r in EXPORTS for f in r.options)
+    wrong = [f for f in flags if f not in runtime.options and getattr(args, _dest(f)) not in (None, False, [])]
+    for flag in wrong:
+        takers = "/".join(r.name for r in EXPORTS if flag in r.options)
+        hint = f"; {runtime.title} INT8: {runtime.int8}" if flag == "--int8" and runtime.int8 else ""
+        raise UserError(f"{flag} applies to --format {takers}, not {runtime.name}{hint}")
 
 
 def run(args: argparse.Namespace) -> int:
     from ssdlite.errors import UserError
     from ssdlite.models.io import load_model
 
-    static = args.format in STATIC_FORMATS
-    if not static and (args.int8 or args.calib or args.val or args.candidates or args.batch != 1):
-        raise UserError("--int8, --calib, --val, --batch and --candidates apply to --format executorch/tflite/openvino "
-                        "(ONNX INT8: ssdlite quantize)")
+    runtime = args.runtime_of(args)
+    _check_options(args, runtime)
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
-    suffixes = _suffixes(args.format)
-    if Path(args.out).suffix.lower() not in suffixes:
-        raise UserError(f"--out {args.out}: {args.format} files are written as {' or '.join(suffixes)}, the suffix "
+    if Path(args.out).suffix.lower() not in runtime.suffixes:
+        raise UserError(f"--out {args.out}: {runtime.name} files are written as {' or '.join(runtime.suffixes)}, the suffix "
                         f"by which ssdlite's commands and the runtime's tools recognise it")
     model, info = load_model(args.weights)
     trained_on = run_dataset(info["path"])
@@ -74,38 +91,14 @@ def run(args: argparse.Namespace) -> int:
     if images is None and trained_on is not None and trained_on[2]:
         images = _check_images([trained_on[0]], trained_on[2], RUN_CHECK_IMAGES)
         print(f"verifying on {len(images)} images of {trained_on[0]} ({trained_on[2]} split), the run's validation data")
-    if static:
-        return _run_static(args, model, info, images)
-    if args.format == "torchscript":
-        if args.with_nms or args.opset is not None:
-            raise UserError("--with-nms and --opset apply to --format onnx only")
-        from ssdlite.deploy.torchscript import export_torchscript
-
-        report = export_torchscript(model, args.out, info["classes"], images)
-    else:
-        from ssdlite.deploy.onnx_export import DEFAULT_OPSET, export_onnx
-        from ssdlite.deploy.onnx_postprocess import MIN_OPSET
-
-        opset = args.opset or DEFAULT_OPSET
-        if args.with_nms and opset < MIN_OPSET:
-            raise UserError(f"--with-nms needs --opset >= {MIN_OPSET}, got {opset}")
-        report = export_onnx(
-            model, args.out, info["classes"], with_nms=args.with_nms, dynamic_batch=args.dynamic_batch, opset=opset, images=images
-        )
-    kind = f"onnx opset {report.opset}" + (" with NMS" if report.with_nms else "") if report.format == "onnx" else "torchscript"
+    if runtime.shapes == "static":
+        return _run_static(args, model, info, images, runtime)
+    options = {_dest(f): getattr(args, _dest(f)) for f in runtime.options}
+    report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], images=images, **options)
+    kind = runtime.name + (f" opset {report.opset}" if report.opset else "") + (" with NMS" if report.with_nms else "")
     print(f"exported {info['path']} -> {args.out} ({kind}, {report.seconds:.1f} s)")
     print(report.summary())
     return 0
-
-
-def _suffixes(fmt: str) -> tuple[str, ...]:
-    """The suffixes a ``fmt`` file may be written with: those by which ssdlite's backends find its runtime."""
-    from ssdlite.deploy.backends import SUFFIX_BACKENDS
-
-    if fmt == "torchscript":
-        return TORCHSCRIPT_SUFFIXES
-    runtime = "onnxruntime" if fmt == "onnx" else fmt
-    return tuple(suffix for suffix, backend in SUFFIX_BACKENDS.items() if backend == runtime)
 
 
 def _check_images(sources: list[str] | None, split: str, limit: int = MAX_CHECK_IMAGES):
@@ -125,12 +118,11 @@ def _check_images(sources: list[str] | None, split: str, limit: int = MAX_CHECK_
     return images
 
 
-def _run_static(args: argparse.Namespace, model, info, images) -> int:
+def _run_static(args: argparse.Namespace, model, info, images, runtime: runtimes.Runtime) -> int:
     from ssdlite.deploy.quantize import calibration_images
     from ssdlite.errors import UserError
 
-    if args.with_nms or args.dynamic_batch or args.opset is not None:
-        raise UserError("--with-nms, --dynamic-batch and --opset apply to --format onnx (executorch/tflite/openvino always hold NMS)")
+    args.batch = 1 if args.batch is None else args.batch
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
     try:
@@ -141,19 +133,13 @@ def _run_static(args: argparse.Namespace, model, info, images) -> int:
         raise UserError(f"{' '.join(args.calib)}: no readable image")
     images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
-    if args.format == "executorch":
-        from ssdlite.deploy.executorch_export import export_executorch as export
-    elif args.format == "tflite":
-        from ssdlite.deploy.litert_export import export_litert as export
-    else:
-        from ssdlite.deploy.openvino_export import export_openvino as export
-    report = export(model, args.out, info["classes"], **options)
+    report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], **options)
     print(f"exported {info['path']} -> {args.out} ({report.summary()}, {report.seconds:.1f} s)")
     if args.val:
         from ssdlite.deploy.accuracy import voc07_map50
 
-        fp32 = voc07_map50(args.weights, "torch", args.val, args.val_split)
-        int8 = voc07_map50(args.out, args.format, args.val, args.val_split)
-        print(f"VOC07 mAP@0.5 on {args.val} ({args.val_split}): PyTorch fp32 {fp32:.4f}, {args.format} INT8 {int8:.4f}, "
+        fp32 = voc07_map50(args.weights, runtimes.DEFAULT.name, args.val, args.val_split)
+        int8 = voc07_map50(args.out, runtime.name, args.val, args.val_split)
+        print(f"VOC07 mAP@0.5 on {args.val} ({args.val_split}): {runtimes.DEFAULT.title} fp32 {fp32:.4f}, {runtime.title} INT8 {int8:.4f}, "
               f"drop {100 * (fp32 - int8):.2f} points")
     return 0

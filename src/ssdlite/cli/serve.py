@@ -7,7 +7,8 @@ import ipaddress
 import os
 import sys
 
-from ssdlite.deploy.backends import BACKENDS
+from ssdlite.cli import _runtime
+from ssdlite.deploy import runtimes
 from ssdlite.errors import UserError
 
 API_KEY_ENV = "SSDLITE_API_KEY"
@@ -21,11 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/health/live, /health/ready, /metrics (Prometheus), /openapi.json, and a page at / that draws the boxes. "
         "Needs the extra: pip install 'ssdlite[serve]'. SIGTERM lets the requests in flight finish, then exits 0.",
     )
-    p.add_argument("--weights", required=True, help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .tflite, .xml)")
-    p.add_argument(
-        "--backend", choices=BACKENDS, default=None,
-        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .tflite tflite, .xml openvino, else torch)",
-    )
+    p.add_argument("--weights", required=True, help=f"run directory, checkpoint .pt, .safetensors, or the backend's exported file ({', '.join(runtimes.exported_suffixes())})")
+    _runtime.add_backend(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -40,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser calls from this origin (repeatable; default none)")
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds SIGTERM waits for requests in flight (default 30)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("serve"))
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -74,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
 
     _check(args)
     require_serve_extra()
-    from ssdlite.deploy.backends import backend_for_file
     from ssdlite.deploy.predictor import Predictor
     from ssdlite.serve.app import ServeSettings, create_app
     from ssdlite.serve.server import serve_forever
@@ -83,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and api_key is None:
         print(f"ssdlite serve: warning: listening on {args.host} without --api-key: anyone who can reach it can use it", file=sys.stderr)
     # Score threshold 0: every request filters the detections with its own threshold.
-    backend = args.backend or backend_for_file(args.weights)
+    backend = args.runtime_of(args).name
     predictor = Predictor(args.weights, backend=backend, device=args.device, score_threshold=0.0, batch_size=args.max_batch_size, threads=args.threads)
     settings = ServeSettings(
         max_batch_size=args.max_batch_size,

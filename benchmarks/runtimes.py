@@ -126,7 +126,8 @@ def latency(args: argparse.Namespace) -> int:
 
     from inference import interleaved_times  # benchmarks/inference.py: the one interleaved timing loop
 
-    from ssdlite.deploy.backends import backend_for_file, open_backend
+    from ssdlite.deploy import runtimes
+    from ssdlite.deploy.backends import open_backend
     from ssdlite.deploy.samples import sample_images
     from ssdlite.models.io import load_model
 
@@ -137,7 +138,7 @@ def latency(args: argparse.Namespace) -> int:
         x, sizes = model.preprocess(sample_images(1, 480, 640))  # (1, 3, S, S)
     backends = {"eager PyTorch": open_backend("torch", args.weights, torch.device("cpu"), args.threads)}
     for path in args.files:
-        runtime = backend_for_file(path)
+        runtime = runtimes.for_file(path).name
         backends[f"{runtime} {Path(path).name}"] = open_backend(runtime, path, torch.device("cpu"), args.threads)
     calls = {}
     for label, backend in backends.items():
@@ -146,7 +147,7 @@ def latency(args: argparse.Namespace) -> int:
                 return backend.run(x, sizes)
         calls[label] = call
     times = interleaved_times(calls, args.rounds, args.per_round, pause=0.05)
-    reference = next((label for label in times if label.startswith("onnxruntime") and "int8" not in label), None)
+    reference = next((label for label in times if label.startswith(runtimes.get("onnx").name) and "int8" not in label), None)
     base = statistics.median(times[reference]) if reference else float("nan")
     print(f"\nbatch 1, {args.threads} threads, {args.rounds} rounds x {args.per_round} calls, ratio to {reference}\n")
     print("| backend (file) | p50 ms | p90 ms | ratio to onnxruntime fp32 |")

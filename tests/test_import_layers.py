@@ -204,3 +204,59 @@ def test_relative_imports_resolve_against_the_importing_package():
     ]
     # In a package's __init__, "." is the package itself.
     assert imported_names(ast.parse("from .heads import Head\n"), "ssdlite.models", True, known) == [(1, "ssdlite.models.heads")]
+
+
+def import_cycles(sources: dict[str, str]) -> list[list[str]]:
+    """Every set of modules that import each other, directly or around a loop (file level: every import counts, as
+    in :func:`layer_violations`), as sorted module lists; a package's ``__init__`` is the package's own module."""
+    names = {rel: module_name(rel) for rel in sources}
+    known = set(names.values())
+    graph = {
+        names[rel]: {t for _, t in imported_names(ast.parse(text, filename=rel), names[rel], rel.endswith("__init__.py"), known)} - {names[rel]}
+        for rel, text in sources.items()
+    }
+    # Tarjan's strongly connected components; a component of more than one module is a cycle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(cycles)
+
+
+def test_no_module_imports_itself_around_a_loop():
+    cycles = import_cycles(read_sources())
+    assert not cycles, "modules that import each other (a cycle):\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_loop_through_a_lazy_import():
+    sources = {
+        "deploy/__init__.py": "",
+        "deploy/backends.py": "def f():\n    from ssdlite.deploy.static import x\n",
+        "deploy/static.py": "from ssdlite.deploy.litert import y\n",
+        "deploy/litert.py": "from ssdlite.deploy.backends import StaticBackend\n",
+        "deploy/draw.py": "from ssdlite.deploy.backends import f\n",
+    }
+    assert import_cycles(sources) == [["ssdlite.deploy.backends", "ssdlite.deploy.litert", "ssdlite.deploy.static"]]

@@ -12,7 +12,7 @@ import ssdlite
 from ssdlite.deploy.compare import compare_detections
 from ssdlite.deploy.onnx_postprocess import detections_from_outputs
 from ssdlite.deploy.samples import shapes_images
-from ssdlite.deploy.static_export import fit_nms
+from ssdlite.deploy.runtimes.static import fit_nms
 from ssdlite.deploy.static_postprocess import NMS_STEPS, StaticDetector, StaticPostProcess
 from ssdlite.errors import UserError
 from ssdlite.models.postprocess import PostProcess

@@ -40,7 +40,7 @@ def test_a_different_model_fails_the_check(exported, model):
     """The check compares against PyTorch: a perturbed class predictor on the PyTorch side is a mismatch."""
     from ssdlite.deploy.backends import open_backend
     from ssdlite.deploy.samples import shapes_images
-    from ssdlite.deploy.static_export import verify_static
+    from ssdlite.deploy.runtimes.static import verify_static
 
     runtime, path = exported
     runner = open_backend(runtime, path, torch.device("cpu"))
@@ -58,9 +58,9 @@ def test_openvino_file_with_a_perturbed_weight_fails(tmp_path, model, export_onc
     """A planted difference in the exported program itself: the IR's weights (.bin) changed after export (an
     OpenVINO IR's .bin is raw weights; a .pte's are packed inside the XNNPACK delegate)."""
     path = export_once("openvino")
-    from ssdlite.deploy.openvino_export import OpenVINOBackend
+    from ssdlite.deploy.runtimes.openvino import Backend as OpenVINOBackend
     from ssdlite.deploy.samples import shapes_images
-    from ssdlite.deploy.static_export import verify_static
+    from ssdlite.deploy.runtimes.static import verify_static
 
     weights = np.fromfile(path.with_suffix(".bin"), dtype=np.uint8).copy()
     values = weights[: len(weights) // 4 * 4].view(np.float32)
@@ -96,7 +96,7 @@ def test_int8_and_static_options_are_refused_for_onnx(weights, tmp_path, capsys)
     assert main(["export", "--weights", str(weights), "--format", "openvino", "--int8", "--out", str(tmp_path / "m.xml")]) == 2
     assert "--int8 needs --calib" in capsys.readouterr().err
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--int8", "--calib", "x", "--out", str(tmp_path / "m.onnx")]) == 2
-    assert "apply to --format executorch/tflite/openvino" in capsys.readouterr().err
+    assert "--int8 applies to --format executorch/tflite/openvino, not onnx; ONNX Runtime INT8: ssdlite quantize" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -137,7 +137,7 @@ def test_executorch_int8_holds_int8_weights(export_once, model):
     """The PT2E INT8 file is about a third of the fp32 one (per-channel int8 convolution weights in the XNNPACK
     delegate); a quantizer that left the weights in float32 gave a file of the fp32 size."""
     path = export_once("executorch")
-    from ssdlite.deploy.executorch_export import build_executorch
+    from ssdlite.deploy.runtimes.executorch import build as build_executorch
     from ssdlite.deploy.samples import shapes_images
 
     calibration = shapes_images(4, model.config.size, seed=3)
@@ -151,9 +151,9 @@ def test_tflite_file_with_a_perturbed_weight_fails(tmp_path, model, tflite_file)
     path = tflite_file
     from ai_edge_litert import schema_py_generated as schema
 
-    from ssdlite.deploy.litert_export import LiteRTBackend, read_tflite_metadata
+    from ssdlite.deploy.runtimes.litert import Backend as LiteRTBackend, read_tflite_metadata
     from ssdlite.deploy.samples import shapes_images
-    from ssdlite.deploy.static_export import verify_static
+    from ssdlite.deploy.runtimes.static import verify_static
 
     import flatbuffers
 
@@ -179,7 +179,7 @@ def test_tflite_file_with_a_perturbed_weight_fails(tmp_path, model, tflite_file)
 
 def test_tflite_without_metadata_is_refused(tmp_path, tflite_file):
     path = tflite_file
-    from ssdlite.deploy.litert_export import LiteRTBackend
+    from ssdlite.deploy.runtimes.litert import Backend as LiteRTBackend
     from ssdlite.errors import UserError
 
     (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer")
@@ -190,7 +190,7 @@ def test_tflite_without_metadata_is_refused(tmp_path, tflite_file):
 def test_tflite_int8_holds_int8_weights_and_runs(tflite_file, model, tmp_path):
     """LiteRT's PT2E INT8: int8 convolution weights (about a quarter of the fp32 file's size), the same objects as fp32."""
     path = tflite_file
-    from ssdlite.deploy.litert_export import LiteRTBackend, build_litert
+    from ssdlite.deploy.runtimes.litert import Backend as LiteRTBackend, build as build_litert
     from ssdlite.deploy.samples import shapes_images
 
     calibration = shapes_images(4, model.config.size, seed=3)

@@ -24,11 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; ``argv=None`` means the process's own arguments (the ``ssdlite`` program), which
-    may first re-execute itself with a faster allocator (:mod:`ssdlite.cli._cpu`)."""
+    may first re-execute itself with a faster allocator (:mod:`ssdlite.cli._cpu`) chosen for the runtime the
+    arguments name, before the full parser (which imports PyTorch) is built."""
     if argv is None:
-        from ssdlite.cli._cpu import relaunch_for_speed
+        from ssdlite.cli._cpu import keeps_system_allocator, relaunch_for_speed
 
-        relaunch_for_speed(sys.argv[1:])
+        relaunch_for_speed(keeps_system_allocator(sys.argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

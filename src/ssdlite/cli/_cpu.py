@@ -18,7 +18,9 @@ jemalloc the same way):
   512 pages at once. It also helps without tcmalloc, and costs nothing where THP is off.
 
 :func:`relaunch_for_speed` is called by ``ssdlite.cli.main`` when the command runs as a program (not
-when ``main(argv)`` is called from Python: a library does not re-execute its host). It does nothing
+when ``main(argv)`` is called from Python: a library does not re-execute its host), with the runtime the
+arguments choose, parsed without PyTorch (:mod:`ssdlite.cli._runtime` and the runtime table): a command whose
+runtime asks for the system allocator (:func:`keeps_system_allocator`) is not re-executed. It does nothing
 when the environment already has both settings, off Linux, or when ``SSDLITE_CPU_TUNING=0`` asks for
 the plain process. Without tcmalloc on the machine it only sets the huge-page variable in this process,
 which is early enough because the ``ssdlite`` package and command line do not import PyTorch until a
@@ -72,20 +74,24 @@ def tuned_environment(environ: dict[str, str]) -> tuple[dict[str, str], bool]:
     return env, True
 
 
-def runs_openvino(args: Sequence[str]) -> bool:
-    """Whether the command runs OpenVINO (``--format/--backend openvino`` or an ``.xml`` model): its CPU plugin
-    aborts ("double free or corruption") in a process with tcmalloc preloaded, so such commands keep the
-    system allocator."""
-    return "openvino" in args or any(a.endswith(".xml") for a in args)
+def keeps_system_allocator(argv: Sequence[str]) -> bool:
+    """Whether the command line runs a runtime whose row sets ``system_allocator`` (OpenVINO: its CPU plugin
+    aborts, "double free or corruption", in a process with tcmalloc preloaded). The runtime is the one the command
+    resolves from its parsed ``--format``/``--backend`` or its file's suffix (:func:`ssdlite.cli._runtime.runtime_of_argv`,
+    torch-free, the same resolution the command makes)."""
+    from ssdlite.cli._runtime import runtime_of_argv
+
+    runtime = runtime_of_argv(argv)
+    return runtime is not None and runtime.system_allocator
 
 
-def relaunch_for_speed(args: Sequence[str] = ()) -> None:
-    """Re-execute the running command (arguments ``args``) with tcmalloc preloaded, or set the huge-page
-    variable in place; nothing for OpenVINO commands (:func:`runs_openvino`).
+def relaunch_for_speed(system_allocator: bool = False) -> None:
+    """Re-execute the running command with tcmalloc preloaded, or set the huge-page variable in place; nothing
+    when the command's runtime needs the ``system_allocator`` (:func:`keeps_system_allocator`).
 
     Returns only when no re-execution happens. Must run before PyTorch is imported.
     """
-    if os.environ.get(SWITCH, "1") == "0" or runs_openvino(args):
+    if os.environ.get(SWITCH, "1") == "0" or system_allocator:
         return
     env, relaunch = tuned_environment(dict(os.environ))
     if not relaunch or "torch" in sys.modules:

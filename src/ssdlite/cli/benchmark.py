@@ -6,38 +6,37 @@ from __future__ import annotations
 import argparse
 import json
 
+from ssdlite.cli import _runtime
 from ssdlite.cli.options import BATCH, THREADS, add_model_arguments, model_from_args
+from ssdlite.deploy import runtimes
 from ssdlite.models.options import number
 
 #: Timed (or untimed) calls: a million is hours even for a small model; more is a typo.
 MAX_CALLS = 1_000_000
-STATIC_BACKENDS = ("executorch", "tflite", "openvino")  # runtimes that only read their exported file
+IN_MEMORY = runtimes.names(from_weights=True)  # the runtimes a model is timed on without a file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "benchmark",
-        help="parameters, MAdds, latency percentiles and images/s on torch, onnxruntime(-int8) or an exported file's runtime",
+        help="parameters, MAdds, latency percentiles and images/s of a model, or of an exported file on its runtime",
         description="Time the full pipeline (uint8 640x480 images -> detections) and the network alone on the CPU. "
-        "Builds the model from the model flags (random weights) or reads --weights.",
+        "Builds the model from the model flags (random weights) or reads --weights. "
+        f"A model is timed on {', '.join(IN_MEMORY + runtimes.int8_choices()[:1])}, an exported file on its runtime.",
     )
     p.add_argument(
         "--weights",
         help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model), or an exported "
-        ".onnx/.pte/.tflite/.xml file, timed on its own runtime (or --backend)",
+        f"{'/'.join(runtimes.exported_suffixes())} file, timed on its own runtime (or --backend)",
     )
     add_model_arguments(p)
-    p.add_argument(
-        "--backend", choices=("torch", "onnxruntime", "onnxruntime-int8") + STATIC_BACKENDS, default=None,
-        help="default: torch for a model, the file's own runtime for an exported file (executorch, tflite and openvino "
-        "need --weights FILE)",
-    )
+    _runtime.add_backend(p, runtimes.int8_choices())
     p.add_argument("--batch", type=BATCH, default=1, help="images per call (default 1)")
     p.add_argument("--threads", type=THREADS, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
     p.add_argument("--iters", type=number(int, ge=1, le=MAX_CALLS), default=50, help="timed calls (default 50)")
     p.add_argument("--warmup", type=number(int, ge=0, le=MAX_CALLS), default=5, help="untimed calls first (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("benchmark"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,15 +45,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1 or args.iters < 1 or args.warmup < 0:
         raise UserError("--batch and --iters must be >= 1 and --warmup >= 0")
-    from ssdlite.deploy.backends import backend_for_file
-
-    exported = bool(args.weights) and backend_for_file(args.weights) != "torch"
-    if exported or args.backend in STATIC_BACKENDS:
+    exported = bool(args.weights) and runtimes.for_file(args.weights) is not runtimes.DEFAULT
+    chosen, _ = runtimes.get_int8(args.backend) if args.backend else (None, False)
+    if exported or (chosen is not None and not chosen.from_weights):
         if not exported:
-            raise UserError(f"--backend {args.backend} times an exported file: --weights model.pte / .tflite / .xml (ssdlite export)")
+            raise UserError(f"--backend {args.backend} times an exported file: --weights model{' / '.join(chosen.suffixes)} (ssdlite export)")
         from ssdlite.deploy.latency import benchmark_file
 
-        result = benchmark_file(args.weights, args.backend or backend_for_file(args.weights), args.batch, args.threads, args.warmup, args.iters)
+        result = benchmark_file(args.weights, args.runtime_of(args).name, args.batch, args.threads, args.warmup, args.iters)
         if not args.json:
             lat, net = result["latency_ms"], result["network_latency_ms"]
             print(
@@ -71,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             model, _ = load_model(args.weights)
         else:
             model = model_from_args(args)
-        result = benchmark(model, args.backend or "torch", args.batch, args.threads, args.warmup, args.iters)
+        result = benchmark(model, args.backend or runtimes.DEFAULT.name, args.batch, args.threads, args.warmup, args.iters)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -15,7 +15,9 @@ import json
 import sys
 from typing import Any
 
+from ssdlite.cli import _runtime
 from ssdlite.cli.options import BATCH, SCORE, WORKERS, add_data_arguments, data_from_run
+from ssdlite.deploy import runtimes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--weights", metavar="W",
-        help="run directory, checkpoint (.pt), model.safetensors, or an exported file (.onnx, .pte, .xml: run by its runtime)",
+        help=f"run directory, checkpoint (.pt), model.safetensors, or an exported file ({', '.join(runtimes.exported_suffixes())}: "
+        "run by its runtime)",
     )
+    _runtime.add_backend(p)
     source.add_argument(
         "--predictions",
         metavar="PRED.json",
@@ -52,12 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--strict", action="store_true", help="an image that cannot be decoded is an error (default: a warning naming "
                    "it, and the metrics cover the others; no decodable image at all is always an error)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("eval"))
 
 
 def _check_args(args: argparse.Namespace) -> None:
     from ssdlite.errors import UserError
 
+    if args.backend and not args.weights:
+        raise UserError("--backend applies to --weights (the model to run)")
     if args.save_predictions and not args.weights:
         raise UserError("--save-predictions needs --weights (with --predictions the detections are already saved)")
     if args.batch_size < 1:
@@ -101,7 +107,7 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
         device = resolve_device(args.device)
     except RuntimeError as err:  # torch.device("gpu") and the like
         raise UserError(f"--device {args.device}: {err}") from err
-    model, info = _load(args.weights, device)
+    model, info = _load(args.weights, device, args.backend)
     # The model's class list fixes the label order; the dataset is read against it (unknown names are an error).
     classes = list(info.get("classes") or []) or None
     try:
@@ -132,13 +138,12 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _load(weights: str, device):
+def _load(weights: str, device, backend: str | None = None):
     """``(model, info)``: a weights file as the PyTorch model, an exported file behind its runtime's ``Predictor``."""
-    from ssdlite.deploy.backends import backend_for_file
     from ssdlite.models.io import load_model
 
-    backend = backend_for_file(weights)
-    if backend == "torch":
+    backend = runtimes.chosen(backend, weights).name
+    if backend == runtimes.DEFAULT.name:
         return load_model(weights, map_location=device)
     from ssdlite.deploy.predictor import Predictor, PredictorModule
 

@@ -1,5 +1,5 @@
-"""`ssdlite export`: ONNX (raw or with in-graph NMS), TorchScript, ExecuTorch, LiteRT (TFLite) or OpenVINO,
-verified against PyTorch before it is written."""
+"""`ssdlite export`: every runtime of :mod:`ssdlite.deploy.runtimes` that exports (ONNX raw or with in-graph NMS,
+TorchScript, ExecuTorch, LiteRT (TFLite), OpenVINO), verified against PyTorch before it is written."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ssdlite.cli import _runtime
 from ssdlite.cli.options import BATCH, CALIB_IMAGES, run_dataset
+from ssdlite.deploy import runtimes
 from ssdlite.models.options import number
 
 #: The newest ONNX opset of the onnx package this is tested with (1.19: 28); the oldest its version converter
@@ -16,8 +18,9 @@ MAX_OPSET = 28
 #: NMS candidates per image: far beyond any real detector's top-k (the default is 2 x detections per image).
 MAX_CANDIDATES = 100_000
 
-STATIC_FORMATS = ("executorch", "tflite", "openvino")
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")  # read by torch.jit.load, not by an ssdlite backend
+EXPORTS = runtimes.rows(exports=True)
+STATIC = runtimes.rows(exports=True, shapes="static")
+STATIC_NAMES = "/".join(r.name for r in STATIC)
 MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
 RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
 
@@ -25,10 +28,10 @@ RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's vali
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a trained model to ONNX, TorchScript, ExecuTorch (XNNPACK), LiteRT (TFLite) or OpenVINO, verified",
+        help="export a trained model to a runtime's file (--format), verified against PyTorch",
         description="Export the network (raw cls_logits and bbox_deltas) or, with --with-nms, the whole "
         "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). "
-        "ExecuTorch (.pte), LiteRT (.tflite) and OpenVINO (.xml + .bin) files always hold the postprocess, with static shapes "
+        f"{', '.join(f'{r.title} ({r.suffixes[0]})' for r in STATIC)} files always hold the postprocess, with static shapes "
         "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
         "Every export runs the exported file and PyTorch on real images (--images, else the first 100 validation "
         "images of the dataset the run trained on, else the first --calib images, else synthetic shapes) and fails, "
@@ -36,12 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "largest magnitude. See docs/deploy.md.",
     )
     p.add_argument("--weights", required=True, help="run directory, checkpoint .pt or .safetensors")
-    p.add_argument("--format", choices=("onnx", "torchscript") + STATIC_FORMATS, default="onnx", help="default onnx")
-    p.add_argument("--out", required=True, help="file to write (.onnx, .pt, .pte, .tflite or .xml)")
+    p.add_argument("--format", choices=runtimes.choices(exports=True), default=_runtime.EXPORT_DEFAULT,
+                   help=f"the runtime (default {_runtime.EXPORT_DEFAULT}); see docs/deploy.md")
+    p.add_argument("--out", required=True, help=f"file to write ({', '.join(f'{r.name}: ' + ' or '.join(r.suffixes) for r in EXPORTS)})")
     p.add_argument("--with-nms", action="store_true", help="ONNX: decode, scores, NonMaxSuppression and top-k in the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (else fixed at 1)")
     p.add_argument("--opset", type=number(int, ge=7, le=MAX_OPSET), default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
-    p.add_argument("--int8", action="store_true", help="executorch/tflite/openvino: post-training INT8, calibrated on --calib")
+    p.add_argument("--int8", action="store_true", help=f"{STATIC_NAMES}: post-training INT8, calibrated on --calib")
     p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs "
                    "(default with --int8: the training images of the dataset the run trained on)")
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
@@ -50,29 +54,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the first 100 validation images of the dataset the run trained on, else the first 8 --calib images, else synthetic shapes; every format")
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
-    p.add_argument("--batch", type=BATCH, default=1, help="executorch/tflite/openvino: the file's fixed batch size (default 1)")
+    p.add_argument("--batch", type=BATCH, default=None, help=f"{STATIC_NAMES}: the file's fixed batch size (default 1)")
     p.add_argument("--strict", action="store_true", help="an unreadable --images or --calib image is an error (default: a warning "
                    "naming it; no readable image at all is always an error)")
-    p.add_argument("--candidates", type=number(int, ge=1, le=MAX_CANDIDATES), default=None, help="executorch/tflite/openvino: NMS candidates per image (default 2 x detections, "
+    p.add_argument("--candidates", type=number(int, ge=1, le=MAX_CANDIDATES), default=None, help=f"{STATIC_NAMES}: NMS candidates per image (default 2 x detections, "
                    "raised to what the verification images need, up to 1000)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("export"))
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def _check_options(args: argparse.Namespace, runtime: runtimes.Runtime) -> None:
+    """Refuse the runtime-specific flags given for a runtime that does not take them (the rows' ``options``)."""
+    from ssdlite.errors import UserError
+
+    flags = dict.fromkeys(f for r in EXPORTS for f in r.options)
+    wrong = [f for f in flags if f not in runtime.options and getattr(args, _dest(f)) not in (None, False, [])]
+    for flag in wrong:
+        takers = "/".join(r.name for r in EXPORTS if flag in r.options)
+        hint = f"; {runtime.title} INT8: {runtime.int8}" if flag == "--int8" and runtime.int8 else ""
+        raise UserError(f"{flag} applies to --format {takers}, not {runtime.name}{hint}")
 
 
 def run(args: argparse.Namespace) -> int:
     from ssdlite.errors import UserError
     from ssdlite.models.io import load_model
 
-    static = args.format in STATIC_FORMATS
-    if not static and (args.int8 or args.calib or args.val or args.candidates or args.batch != 1):
-        raise UserError("--int8, --calib, --val, --batch and --candidates apply to --format executorch/tflite/openvino "
-                        "(ONNX INT8: ssdlite quantize)")
+    runtime = args.runtime_of(args)
+    _check_options(args, runtime)
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
-    suffixes = _suffixes(args.format)
-    if Path(args.out).suffix.lower() not in suffixes:
-        raise UserError(f"--out {args.out}: {args.format} files are written as {' or '.join(suffixes)}, the suffix "
+    if Path(args.out).suffix.lower() not in runtime.suffixes:
+        raise UserError(f"--out {args.out}: {runtime.name} files are written as {' or '.join(runtime.suffixes)}, the suffix "
                         f"by which ssdlite's commands and the runtime's tools recognise it")
-    _check_out(args)
+    _check_out(args, runtime)
     model, info = load_model(args.weights)
     trained_on = run_dataset(info["path"])
     if args.int8 and not args.calib:
@@ -85,50 +102,26 @@ def run(args: argparse.Namespace) -> int:
     if images is None and trained_on is not None and trained_on[2]:
         images, args.images_note = _check_images([trained_on[0]], trained_on[2], args.strict, RUN_CHECK_IMAGES)
         print(f"verifying on {len(images)} images of {trained_on[0]} ({trained_on[2]} split), the run's validation data")
-    if static:
-        return _run_static(args, model, info, images)
-    if args.format == "torchscript":
-        if args.with_nms or args.opset is not None:
-            raise UserError("--with-nms and --opset apply to --format onnx only")
-        from ssdlite.deploy.torchscript import export_torchscript
-
-        report = export_torchscript(model, args.out, info["classes"], images)
-    else:
-        from ssdlite.deploy.onnx_export import DEFAULT_OPSET, export_onnx
-        from ssdlite.deploy.onnx_postprocess import MIN_OPSET
-
-        opset = args.opset or DEFAULT_OPSET
-        if args.with_nms and opset < MIN_OPSET:
-            raise UserError(f"--with-nms needs --opset >= {MIN_OPSET}, got {opset}")
-        report = export_onnx(
-            model, args.out, info["classes"], with_nms=args.with_nms, dynamic_batch=args.dynamic_batch, opset=opset, images=images
-        )
-    kind = f"onnx opset {report.opset}" + (" with NMS" if report.with_nms else "") if report.format == "onnx" else "torchscript"
+    if runtime.shapes == "static":
+        return _run_static(args, model, info, images, runtime)
+    options = {_dest(f): getattr(args, _dest(f)) for f in runtime.options}
+    report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], images=images, **options)
+    kind = runtime.name + (f" opset {report.opset}" if report.opset else "") + (" with NMS" if report.with_nms else "")
     print(f"exported {info['path']} -> {args.out} ({kind}, {report.seconds:.1f} s)")
     print(report.summary() + args.images_note)
     return 0
 
 
-def _check_out(args: argparse.Namespace) -> None:
+def _check_out(args: argparse.Namespace, runtime: runtimes.Runtime) -> None:
     """--out can be written (an OpenVINO model's .bin too) and is not the --weights; an existing file is replaced only
     once the new export has passed its check (a failed check writes nothing)."""
     from ssdlite.files import check_output_path, refuse_overwriting_input
 
-    outs = [Path(args.out)] + ([Path(args.out).with_suffix(".bin")] if args.format == "openvino" else [])
+    outs = [Path(args.out)] + ([Path(args.out).with_suffix(".bin")] if runtime.name == "openvino" else [])
     for out in outs:
         refuse_overwriting_input(out, "--out", {"--weights": args.weights})
         if check_output_path(out, "--out"):
             print(f"note: {out} exists; it is replaced if the new export passes its check", file=sys.stderr)
-
-
-def _suffixes(fmt: str) -> tuple[str, ...]:
-    """The suffixes a ``fmt`` file may be written with: those by which ssdlite's backends find its runtime."""
-    from ssdlite.deploy.backends import SUFFIX_BACKENDS
-
-    if fmt == "torchscript":
-        return TORCHSCRIPT_SUFFIXES
-    runtime = "onnxruntime" if fmt == "onnx" else fmt
-    return tuple(suffix for suffix, backend in SUFFIX_BACKENDS.items() if backend == runtime)
 
 
 def _check_images(sources: list[str] | None, split: str, strict: bool, limit: int = MAX_CHECK_IMAGES, what: str = "--images images"):
@@ -147,31 +140,24 @@ def _check_images(sources: list[str] | None, split: str, strict: bool, limit: in
     return found.images, found.check(what, strict)
 
 
-def _run_static(args: argparse.Namespace, model, info, images) -> int:
+def _run_static(args: argparse.Namespace, model, info, images, runtime: runtimes.Runtime) -> int:
     from ssdlite.errors import UserError
 
-    if args.with_nms or args.dynamic_batch or args.opset is not None:
-        raise UserError("--with-nms, --dynamic-batch and --opset apply to --format onnx (executorch/tflite/openvino always hold NMS)")
+    args.batch = 1 if args.batch is None else args.batch
     if args.batch < 1:
         raise UserError(f"--batch must be >= 1, got {args.batch}")
     calibration, calibration_note = _check_images(args.calib, args.calib_split, args.strict, args.calib_images, "calibration images")
     calibration = calibration or []
     images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
-    if args.format == "executorch":
-        from ssdlite.deploy.executorch_export import export_executorch as export
-    elif args.format == "tflite":
-        from ssdlite.deploy.litert_export import export_litert as export
-    else:
-        from ssdlite.deploy.openvino_export import export_openvino as export
-    report = export(model, args.out, info["classes"], **options)
+    report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], **options)
     notes = args.images_note + (f"; calibration images{calibration_note}" if calibration_note else "")
     print(f"exported {info['path']} -> {args.out} ({report.summary()}{notes}, {report.seconds:.1f} s)")
     if args.val:
         from ssdlite.deploy.accuracy import voc07_map50
 
-        fp32 = voc07_map50(args.weights, "torch", args.val, args.val_split)
-        int8 = voc07_map50(args.out, args.format, args.val, args.val_split)
-        print(f"VOC07 mAP@0.5 on {args.val} ({args.val_split}): PyTorch fp32 {fp32:.4f}, {args.format} INT8 {int8:.4f}, "
+        fp32 = voc07_map50(args.weights, runtimes.DEFAULT.name, args.val, args.val_split)
+        int8 = voc07_map50(args.out, runtime.name, args.val, args.val_split)
+        print(f"VOC07 mAP@0.5 on {args.val} ({args.val_split}): {runtimes.DEFAULT.title} fp32 {fp32:.4f}, {runtime.title} INT8 {int8:.4f}, "
               f"drop {100 * (fp32 - int8):.2f} points")
     return 0

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ssdlite.cli import _runtime
 from ssdlite.cli.options import BATCH, SCORE, THREADS
-from ssdlite.deploy.backends import BACKENDS
+from ssdlite.deploy import runtimes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,20 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image or video file, folder or glob pattern (quote it)")
     p.add_argument(
         "--weights", required=True,
-        help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .tflite, .xml)",
+        help=f"run directory, checkpoint .pt, .safetensors, or the backend's exported file ({', '.join(runtimes.exported_suffixes())})",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--score-threshold", type=SCORE, default=0.3, help="keep detections scored at least this (default 0.3)")
-    p.add_argument(
-        "--backend", choices=BACKENDS, default=None,
-        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .tflite tflite, .xml openvino, else torch)",
-    )
+    _runtime.add_backend(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=BATCH, default=8, help="images per network call (default 8)")
     p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--no-draw", action="store_true", help="write only the JSON files")
     p.add_argument("--strict", action="store_true", help="stop with an error at the first unreadable input")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("predict"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ssdlite.deploy.prediction_writer import PredictionWriter
     from ssdlite.deploy.predictor import Prediction, Predictor
-    from ssdlite.deploy.backends import backend_for_file
     from ssdlite.deploy.sources import Unusable, check_unusable, expand_sources, note_ignored
     from ssdlite.deploy.video import VideoError, is_video, video_rate
     from ssdlite.files import check_output_path
@@ -56,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     ignored: list[Path] = []
     paths = expand_sources(args.sources, ignored)
     note_ignored(ignored)
-    args.backend = args.backend or backend_for_file(args.weights)
+    args.backend = args.runtime_of(args).name
     predictor = Predictor(
         args.weights,
         backend=args.backend,

@@ -8,6 +8,11 @@ import sys
 
 from ssdlite.cli.options import CALIB_IMAGES
 
+from ssdlite.cli import _runtime
+from ssdlite.deploy import runtimes
+
+(RUNTIME,) = runtimes.rows(int8=runtimes.QUANTIZE)  # the runtime whose INT8 path this command is
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -27,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="an unreadable calibration image is an error (default: a warning naming it; "
                    "no readable image at all is always an error)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("quantize"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +85,7 @@ def _accuracy(fp32: str, int8: str, dataset_path: str, split: str) -> dict:
     dataset = build_dataset(dataset_path, split=split, keep_difficult=True, hold_out=True)
     scores = {}
     for name, path in (("fp32", fp32), ("int8", int8)):
-        predictor = Predictor(path, backend="onnxruntime", score_threshold=0.0)
+        predictor = Predictor(path, backend=RUNTIME.name, score_threshold=0.0)
         scores[name] = evaluate(PredictorModule(predictor), dataset, progress=False)["voc07_map50"]
     return {
         "val": dataset_path,

@@ -7,8 +7,9 @@ import ipaddress
 import os
 import sys
 
+from ssdlite.cli import _runtime
 from ssdlite.cli.options import THREADS
-from ssdlite.deploy.backends import BACKENDS
+from ssdlite.deploy import runtimes
 from ssdlite.errors import UserError
 
 API_KEY_ENV = "SSDLITE_API_KEY"
@@ -25,11 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/health/live, /health/ready, /metrics (Prometheus), /openapi.json, and a page at / that draws the boxes. "
         "Needs the extra: pip install 'ssdlite[serve]'. SIGTERM lets the requests in flight finish, then exits 0.",
     )
-    p.add_argument("--weights", required=True, help="run directory, checkpoint .pt, .safetensors, or the backend's exported file (.onnx, .pte, .tflite, .xml)")
-    p.add_argument(
-        "--backend", choices=BACKENDS, default=None,
-        help="inference engine (default: the one that reads --weights: .onnx onnxruntime, .pte executorch, .tflite tflite, .xml openvino, else torch)",
-    )
+    p.add_argument("--weights", required=True, help=f"run directory, checkpoint .pt, .safetensors, or the backend's exported file ({', '.join(runtimes.exported_suffixes())})")
+    _runtime.add_backend(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -51,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-studio-api-key", default=None, metavar="KEY", help=f"Label Studio API key (legacy token or personal access token) to fetch task images (or set {LABEL_STUDIO_API_KEY_ENV})")
     p.add_argument("--local-files-root", default=None, metavar="DIR", help="task images given as file paths (or Label Studio /data/local-files/?d=...) are read under DIR only")
     p.add_argument("--model-name", default="ssdlite", help="the model's name in the Open Inference Protocol routes /v2/models/NAME (default ssdlite)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, runtime_of=_runtime.resolver("serve"))
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -98,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
     args.label_studio_url = args.label_studio_url or os.environ.get(LABEL_STUDIO_URL_ENV) or None
     _check(args)
     require_serve_extra()
-    from ssdlite.deploy.backends import backend_for_file
     from ssdlite.deploy.predictor import Predictor
     from ssdlite.serve.app import ServeSettings, create_app
     from ssdlite.serve.server import serve_forever
@@ -107,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and api_key is None:
         print(f"ssdlite serve: warning: listening on {args.host} without --api-key: anyone who can reach it can use it", file=sys.stderr)
     # Score threshold 0: every request filters the detections with its own threshold.
-    backend = args.backend or backend_for_file(args.weights)
+    backend = args.runtime_of(args).name
     predictor = Predictor(args.weights, backend=backend, device=args.device, score_threshold=0.0, batch_size=args.max_batch_size, threads=args.threads)
     settings = ServeSettings(
         max_batch_size=args.max_batch_size,

@@ -9,24 +9,34 @@
 ONNX, onnxruntime and onnxscript are imported only when used (``pip install 'ssdlite[export]'``).
 """
 
-from ssdlite.deploy.latency import benchmark
-from ssdlite.deploy.compare import compare_detections
-from ssdlite.deploy.onnx_export import ExportMismatchError, ExportReport, build_onnx, export_onnx
-from ssdlite.deploy.predictor import Prediction, Predictor, PredictorModule
-from ssdlite.deploy.quantize import quantize_onnx
-from ssdlite.deploy.torchscript import export_torchscript, load_torchscript
+from __future__ import annotations
 
-__all__ = [
-    "ExportMismatchError",
-    "ExportReport",
-    "Prediction",
-    "Predictor",
-    "PredictorModule",
-    "benchmark",
-    "build_onnx",
-    "compare_detections",
-    "export_onnx",
-    "export_torchscript",
-    "load_torchscript",
-    "quantize_onnx",
-]
+import importlib
+
+#: Public names and the module that defines each, imported on first use (PEP 562): the command line reads the
+#: torch-free runtime table (:mod:`ssdlite.deploy.runtimes`) before PyTorch may be loaded (ssdlite.cli._cpu).
+_EXPORTS = {
+    "ExportMismatchError": "ssdlite.deploy.onnx_export",
+    "ExportReport": "ssdlite.deploy.onnx_export",
+    "Prediction": "ssdlite.deploy.predictor",
+    "Predictor": "ssdlite.deploy.predictor",
+    "PredictorModule": "ssdlite.deploy.predictor",
+    "benchmark": "ssdlite.deploy.latency",
+    "build_onnx": "ssdlite.deploy.onnx_export",
+    "compare_detections": "ssdlite.deploy.compare",
+    "export_onnx": "ssdlite.deploy.onnx_export",
+    "export_torchscript": "ssdlite.deploy.torchscript",
+    "load_torchscript": "ssdlite.deploy.torchscript",
+    "quantize_onnx": "ssdlite.deploy.quantize",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ssdlite.deploy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -5,7 +5,7 @@
 - **network**: the preprocessed ``(B, 3, S, S)`` tensor -> raw head outputs.
 
 Each is called ``warmup`` times, then timed ``iters`` times; reported as p50/p90/p99 in
-milliseconds and images per second at the median. The onnxruntime-int8 backend is calibrated on
+milliseconds and images per second at the median. The onnx-int8 backend is calibrated on
 the synthetic sample images: its latency does not depend on the calibration data; its accuracy
 does and is measured by ``ssdlite quantize --val`` instead.
 """
@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssdlite.deploy import runtimes
 from ssdlite.deploy.samples import sample_batch, sample_images
 from ssdlite.models.ssdlite import SSDLite
 from ssdlite.models.summary import count_madds, count_parameters
 
-BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+#: What :func:`benchmark` times a model in memory on: the runtimes that run from weights, and their INT8 variants.
+BENCH_BACKENDS = runtimes.choices(from_weights=True) + runtimes.int8_choices()
 
 
 def time_ms(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
@@ -60,7 +62,7 @@ def onnx_sessions(model: SSDLite, int8: bool, threads: int | None):
 
 def benchmark(
     model: SSDLite,
-    backend: str = "torch",
+    backend: str = runtimes.DEFAULT.name,
     batch: int = 1,
     threads: int | None = None,
     warmup: int = 5,
@@ -73,12 +75,14 @@ def benchmark(
     """
     if backend not in BENCH_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BENCH_BACKENDS)}")
+    runtime, int8 = runtimes.get_int8(backend)
+    backend = runtime.name + (runtimes.INT8_SUFFIX if int8 else "")
     if threads:
         torch.set_num_threads(threads)
     model = model.cpu().eval()
     images = sample_images(batch, 480, 640)
     x = sample_batch(model.preprocess, batch)  # (B, 3, S, S)
-    if backend == "torch":
+    if runtime is runtimes.DEFAULT:
         def pipeline():
             with torch.inference_mode():
                 return model(images)
@@ -89,7 +93,7 @@ def benchmark(
     else:
         from ssdlite.deploy.onnx_postprocess import detections_from_outputs
 
-        net_session, full_session = onnx_sessions(model, backend.endswith("int8"), threads)
+        net_session, full_session = onnx_sessions(model, int8, threads)
         feed = {"images": x.numpy()}
 
         def pipeline():
@@ -135,6 +139,7 @@ def benchmark_file(
     if threads:
         torch.set_num_threads(threads)
     predictor = Predictor(path, backend=backend, score_threshold=0.0, batch_size=batch, threads=threads)
+    backend = predictor.backend
     images = sample_images(batch, 480, 640)
     with torch.inference_mode():
         x, sizes = predictor.preprocess(images)
@@ -147,7 +152,7 @@ def benchmark_file(
     network_ms = time_ms(network, warmup, iters)
     latency = percentiles(pipeline_ms)
     files = [Path(path)] + ([Path(path).with_suffix(".bin")] if Path(path).suffix == ".xml" else [])
-    model = getattr(predictor.runner, "model", None) if backend == "torch" else None
+    model = getattr(predictor.runner, "model", None) if backend == runtimes.DEFAULT.name else None
     return {
         "backend": backend,
         "file": str(path),

@@ -3,8 +3,8 @@
 One preprocessing for every backend (:class:`ssdlite.models.Preprocess` built from the model config:
 resize to ``S x S``, scale to [0, 1], normalize), one output format: the model's eval-mode contract,
 one ``{"boxes" (D, 4) xyxy in the image's pixels, "scores" (D,), "labels" (D,) in 1..K}`` per image,
-keeping scores >= ``score_threshold``. The backends (``torch``, ``onnxruntime``, ``executorch``,
-``openvino``) are small classes in :mod:`ssdlite.deploy.backends`.
+keeping scores >= ``score_threshold``. The backends are one class per runtime (the table
+:mod:`ssdlite.deploy.runtimes`), opened by :func:`ssdlite.deploy.backends.open_backend`.
 
 Files: :meth:`Predictor.predict_paths` (images) and :meth:`Predictor.predict_video` (frames of a video).
 """
@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from ssdlite.data.decode import ImageError, decode_image
-from ssdlite.deploy.backends import BACKENDS, open_backend
+from ssdlite.deploy import runtimes
+from ssdlite.deploy.backends import open_backend
 from ssdlite.errors import UserError
 from ssdlite.models.transform import Preprocess
 
-__all__ = ["BACKENDS", "Prediction", "Predictor", "PredictorModule"]
+__all__ = ["Prediction", "Predictor", "PredictorModule"]
 
 
 @dataclass
@@ -40,9 +41,8 @@ class Predictor:
     """Run a trained detector on images.
 
     Args:
-        weights: run directory, checkpoint ``.pt``, ``.safetensors``, or the backend's exported file
-            (``.onnx``, ``.pte``, ``.xml``).
-        backend: one of :data:`ssdlite.deploy.backends.BACKENDS`.
+        weights: run directory, checkpoint ``.pt``, ``.safetensors``, or the backend's exported file.
+        backend: a runtime of :mod:`ssdlite.deploy.runtimes` (its name or an older alias).
         device: torch device (``cpu``, ``cuda``, ``cuda:1``); onnxruntime uses CUDA when it has it; the
             other runtimes run on the CPU.
         score_threshold: keep detections scored at least this.
@@ -53,17 +53,15 @@ class Predictor:
     def __init__(
         self,
         weights: str | os.PathLike,
-        backend: str = "torch",
+        backend: str = runtimes.DEFAULT.name,
         device: str | torch.device = "cpu",
         score_threshold: float = 0.3,
         batch_size: int = 8,
         threads: int | None = None,
     ) -> None:
-        if backend not in BACKENDS:
-            raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}")
-        self.backend = backend
+        self.backend = runtimes.get(backend).name  # an unknown name: a UserError listing the runtimes
         self.device = torch.device(device)
         self.score_threshold = float(score_threshold)
         self.batch_size = batch_size

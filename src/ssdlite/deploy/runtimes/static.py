@@ -1,5 +1,5 @@
-"""What the ExecuTorch, LiteRT and OpenVINO exports share: the static-shape detector, its metadata, the images it is
-calibrated and verified on, PT2E quantization of its network, and the verification of the exported file itself.
+"""What the static-shape runtimes (ExecuTorch, LiteRT, OpenVINO) share: one base for their exports and one for
+their backends, so that each runtime's module holds only its conversion and its file's loading.
 
 Every such file holds :class:`~ssdlite.deploy.static_postprocess.StaticDetector` for a fixed batch ``B``:
 input ``images (B, 3, S, S)`` float32, RGB scaled to [0, 1], resized to ``S x S`` without keeping the aspect
@@ -7,21 +7,33 @@ ratio, then ``(x - image_mean) / image_std``; outputs ``boxes (B, D, 4)`` float3
 ``scores (B, D)`` float32 descending, ``labels (B, D)`` int64 in ``1..K-1`` (``classes[label - 1]``),
 ``count (B,)`` int64; entries past ``count`` are zero. Its metadata (JSON, :func:`metadata`) carries the
 model config, the class names and these conventions.
+
+:class:`StaticRuntime` is an export's common start (the NMS sized on the verification images: :func:`fit_nms`;
+detector, metadata, images, example input, calibration batches: :func:`prepare_static`) and its verified end
+(the converted file run by the runtime's own backend, :func:`verify_static`; written only after). A subclass
+gives ``convert`` (and ``write`` where the file is not one blob). :class:`StaticBackend` is the backends' common
+part: the row's package required, the metadata read, the fixed batch padded; a subclass gives ``load`` and
+``outputs``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ssdlite.deploy.backends import run_in_fixed_batches
 from ssdlite.deploy.compare import Comparison, compare_detections
+from ssdlite.deploy.onnx_postprocess import detections_from_outputs
+from ssdlite.deploy.optional import require
+from ssdlite.deploy.runtimes import Runtime
 from ssdlite.deploy.samples import shapes_images
 from ssdlite.deploy.static_postprocess import NMS_STEPS, StaticDetector, StaticPostProcess
 from ssdlite.deploy.verify import verify_detections
@@ -56,28 +68,8 @@ class StaticExportReport:
         return "; ".join(parts + self.notes)
 
 
-def file_bytes(source: str | os.PathLike | bytes, what: str) -> tuple[bytes, str]:
-    """``(bytes, name for messages)`` of an exported file, or of bytes already in memory (named ``what``)."""
-    if isinstance(source, bytes):
-        return source, what
-    if not os.path.isfile(source):
-        raise UserError(f"{source}: no such file")
-    with open(source, "rb") as f:
-        return f.read(), str(source)
-
-
-def write_verified(build: Callable[..., tuple[bytes, StaticExportReport]], model, path, classes, **options) -> StaticExportReport:
-    """``build(model, classes, **options)`` (which verifies the file), then write ``path`` atomically."""
-    from ssdlite.files import write_bytes_atomic
-
-    data, report = build(model, classes, **options)
-    write_bytes_atomic(path, data)
-    report.path = str(path)
-    return report
-
-
 def metadata(model, classes: Sequence[str], batch: int, int8: bool, candidates: int, nms_steps: int) -> dict[str, Any]:
-    """What an app (and :mod:`ssdlite.deploy.backends`) needs to feed and read the file."""
+    """What an app (and :class:`StaticBackend`) needs to feed and read the file."""
     config = model.config.to_dict()
     return {
         "ssdlite_config": config,
@@ -197,9 +189,6 @@ def verify_static(
     and reported as the same objects (same label, IoU >= 0.5, any score): its detections legitimately differ,
     its accuracy is measured with ``--val``.
     """
-    from ssdlite.deploy.backends import run_in_fixed_batches
-    from ssdlite.deploy.onnx_postprocess import detections_from_outputs
-
     def run_batch(x, sizes):
         boxes, scores, labels, count = (torch.as_tensor(o) for o in outputs(x.contiguous()))
         return detections_from_outputs(count, boxes, scores, labels, sizes)
@@ -221,32 +210,139 @@ def verify_static(
 
 @dataclass
 class StaticBuild:
-    """What every static export starts from (:func:`prepare_static`) and ends with (:meth:`finish`)."""
+    """What every static export starts from (:func:`prepare_static`): the converter's inputs."""
 
     model: Any
     module: StaticDetector  # the network + static NMS to convert (a quantized copy replaces it for INT8)
     metadata: str  # the JSON the file carries (:func:`metadata`)
     images: list[torch.Tensor]  # the verification images
     example: torch.Tensor  # (batch, 3, S, S): the conversion's example input
+    calibration: list[torch.Tensor]  # (batch, 3, S, S) preprocessed calibration batches; empty for fp32
     report: StaticExportReport
     start: float
 
-    def finish(self, outputs: Callable[[torch.Tensor], Sequence[Any]], runtime: str) -> StaticExportReport:
-        """Verify the converted file's ``outputs`` (:func:`verify_static`) and time the whole export."""
-        self.report.detections = verify_static(self.model, outputs, self.report.batch, self.images, runtime, self.report.int8)
-        self.report.seconds = time.perf_counter() - self.start
-        return self.report
-
 
 def prepare_static(
-    model, classes: Sequence[str], fmt: str, int8: bool, images: Sequence[torch.Tensor] | None, batch: int, candidates: int | None
+    model, classes: Sequence[str], runtime: Runtime, int8: bool, images: Sequence[torch.Tensor] | None, batch: int,
+    candidates: int | None, calibration: Sequence[torch.Tensor] = (),
 ) -> StaticBuild:
-    """The detector module, its metadata, the verification images and the example input of a static export."""
+    """The detector module, its metadata, the verification images, the example input and the calibration batches
+    of a static export."""
     start = time.perf_counter()
     images = check_images(images, model)
     candidates, steps, fitted = fit_nms(model, images, candidates)
     module = detector(model, candidates, steps)
     example, _ = module_input(model, images, batch)
     meta = json.dumps(metadata(model, classes, batch, int8, candidates, steps))
-    report = StaticExportReport(path="", format=fmt, int8=int8, batch=batch, notes=[fitted])
-    return StaticBuild(model, module, meta, images, example, report, start)
+    report = StaticExportReport(path="", format=runtime.name, int8=int8, batch=batch, notes=[fitted])
+    batches = static_calibration(model, calibration, batch, runtime.title) if int8 else []
+    report.calibration_images = batch * len(batches)
+    return StaticBuild(model, module, meta, images, example, batches, report, start)
+
+
+class StaticBackend:
+    """A file holding :class:`~ssdlite.deploy.static_postprocess.StaticDetector`: ``x (B, 3, S, S)`` ->
+    ``boxes (B, D, 4)`` normalized, ``scores (B, D)``, ``labels (B, D)``, ``count (B,)``, for its fixed ``B``.
+
+    A subclass sets ``runtime`` (its row) and ``package`` (what it imports), and implements ``load(source,
+    where, threads)`` (returning the metadata text the file carries) and ``outputs(x)``. ``load`` gets the file's
+    bytes (kept by the backend: the runtimes run from them), or its path where ``reads_path`` is set.
+    """
+
+    runtime: Runtime
+    package: str
+    reads_path = False
+    batch = 1
+    config: ModelConfig
+    classes: list[str]
+
+    def __init__(self, source: str | os.PathLike | bytes, device: Any = None, threads: int | None = None) -> None:
+        """``device`` is ignored: these runtimes run on the CPU (the argument keeps one signature for every backend)."""
+        require(self.package, f"the {self.runtime.title} backend", self.runtime.extra)
+        where = f"the {self.runtime.title} model" if isinstance(source, bytes) else str(source)
+        if not isinstance(source, bytes):
+            if not os.path.isfile(source):
+                raise UserError(f"{source}: no such file")
+            if not self.reads_path:
+                with open(source, "rb") as f:
+                    source = f.read()
+        self.config, self.classes, self.batch = read_metadata(self.load(source, where, threads), where)
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    def load(self, source: str | os.PathLike | bytes, where: str, threads: int | None) -> str:
+        raise NotImplementedError
+
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def run(self, x, sizes):
+        if x.shape[0] != self.batch:
+            return run_in_fixed_batches(self.run, x, sizes, self.batch)
+        boxes, scores, labels, count = self.outputs(x.float().cpu().contiguous())
+        return detections_from_outputs(count, boxes, scores, labels, sizes)
+
+
+class StaticRuntime:
+    """A static runtime's export: :meth:`build` converts (``convert``, the subclass's), verifies and returns the
+    file's content; :meth:`export` also writes it (``write``: atomically, one blob by default).
+
+    A subclass sets ``runtime`` (its row), ``backend`` (its :class:`StaticBackend`), ``packages`` (what the
+    conversion imports: required before any work) and implements ``convert``.
+    """
+
+    runtime: Runtime
+    backend: type[StaticBackend]
+    packages: tuple[str, ...]
+
+    def convert(self, build: StaticBuild) -> Any:
+        """The file's content (bytes, or the runtime's model object) from ``build.module`` (INT8 with
+        ``build.calibration`` when ``build.report.int8``)."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def opened(self, content: Any) -> Iterator[StaticBackend]:
+        """The content as its backend will read it from the file."""
+        yield self.backend(content)
+
+    def write(self, content: Any, path: str | os.PathLike) -> None:
+        from ssdlite.files import write_bytes_atomic
+
+        write_bytes_atomic(path, content)
+
+    def build(
+        self,
+        model,
+        classes: Sequence[str] = (),
+        *,
+        int8: bool = False,
+        calibration: Sequence[torch.Tensor] = (),
+        images: Sequence[torch.Tensor] | None = None,
+        batch: int = 1,
+        candidates: int | None = None,
+    ) -> tuple[Any, StaticExportReport]:
+        """Convert (and quantize) ``model``, verify the result; returns ``(content, report)``, writes nothing.
+
+        Args:
+            calibration: uint8 ``(3, H, W)`` images for INT8 (required with ``int8``).
+            images: verification images (default: synthetic shapes).
+            batch: the file's fixed batch size.
+            candidates: NMS candidates per image (:class:`~ssdlite.deploy.static_postprocess.StaticPostProcess`).
+        """
+        for package in self.packages:
+            require(package, f"{self.runtime.title} export", self.runtime.extra)
+        build = prepare_static(model, classes, self.runtime, int8, images, batch, candidates, calibration)
+        content = self.convert(build)
+        with self.opened(content) as backend:
+            build.report.detections = verify_static(model, backend.outputs, batch, build.images, self.runtime.title, int8)
+        build.report.seconds = time.perf_counter() - build.start
+        return content, build.report
+
+    def export(self, model, path: str | os.PathLike, classes: Sequence[str] = (), **options) -> StaticExportReport:
+        """:meth:`build`, then write ``path`` (only after the check passed)."""
+        content, report = self.build(model, classes, **options)
+        self.write(content, path)
+        report.path = str(path)
+        return report

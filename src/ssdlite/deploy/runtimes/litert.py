@@ -1,20 +1,20 @@
-"""LiteRT (TFLite) export, optionally INT8 through PT2E, verified before it is written.
+"""LiteRT (TFLite): a ``.tflite``, optionally INT8 through PT2E, verified before it is written.
 
 ``litert_torch.convert`` (Google's PyTorch -> LiteRT converter, built on ``torch.export``; no TensorFlow) of
 :class:`~ssdlite.deploy.static_postprocess.StaticDetector`: the network and the static-shape NMS in one
 ``.tflite`` flatbuffer with builtin ops only, so NNAPI, the GPU delegate and XNNPACK need no custom
-``TFLite_Detection_PostProcess`` op. The metadata of :func:`ssdlite.deploy.static_export.metadata` (JSON) is
+``TFLite_Detection_PostProcess`` op. The metadata of :func:`ssdlite.deploy.runtimes.static.metadata` (JSON) is
 added to the flatbuffer's own ``metadata`` table under the name ``ssdlite_metadata``, which LiteRT's
 ``Interpreter`` ignores and any flatbuffer reader (or :func:`read_tflite_metadata`) finds.
 
 LiteRT has 32-bit integers at its interface (the converter's default, what Android's and iOS's APIs feed and
 read): ``labels (B, D)`` and ``count (B,)`` are int32 in the file, int64 in ssdlite's other files.
 
-INT8: the PT2E flow (:func:`~ssdlite.deploy.static_export.quantize_core_pt2e`) with LiteRT's own
+INT8: the PT2E flow (:func:`~ssdlite.deploy.runtimes.static.quantize_core_pt2e`) with LiteRT's own
 ``PT2EQuantizer`` (symmetric per-channel weights, static int8 activations), then the converter's static
 quantize/dequantize folding, calibrated on the given images; only the network is INT8, the postprocess stays
 float32. The converter folds the network's first quantize into the input, so an INT8 file takes int8 images
-(the input tensor's scale and zero point; :class:`LiteRTBackend` quantizes). The file is verified from its own
+(the input tensor's scale and zero point; :class:`Backend` quantizes). The file is verified from its own
 bytes with LiteRT's ``Interpreter`` (XNNPACK on the CPU) and written only when the check passes.
 """
 
@@ -23,27 +23,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ssdlite.deploy.backends import StaticBackend
-from ssdlite.deploy.optional import require
-from ssdlite.deploy.static_export import (
-    StaticExportReport,
-    file_bytes,
-    prepare_static,
-    quantize_core_pt2e,
-    read_metadata,
-    static_calibration,
-    write_verified,
-)
+from ssdlite.deploy.runtimes import get
+from ssdlite.deploy.runtimes.static import StaticBackend, StaticBuild, StaticRuntime, quantize_core_pt2e
 from ssdlite.errors import UserError
 
-EXTRA = "tflite"
+RUNTIME = get("tflite")
 METADATA_NAME = "ssdlite_metadata"
 
 
@@ -92,58 +81,16 @@ def read_tflite_metadata(data: bytes, name: str = METADATA_NAME) -> str | None:
     return None
 
 
-def build_litert(
-    model,
-    classes: Sequence[str] = (),
-    *,
-    int8: bool = False,
-    calibration: Sequence[torch.Tensor] = (),
-    images: Sequence[torch.Tensor] | None = None,
-    batch: int = 1,
-    candidates: int | None = None,
-) -> tuple[bytes, StaticExportReport]:
-    """Convert (and quantize) ``model``; returns the ``.tflite`` bytes and the report after verifying them.
+class Backend(StaticBackend):
+    """A ``.tflite`` written by :func:`export`, run by LiteRT's ``Interpreter`` (XNNPACK on the CPU)."""
 
-    Arguments as :func:`ssdlite.deploy.executorch_export.build_executorch`.
-    """
-    litert_torch = require("litert_torch", "LiteRT export", EXTRA)
-    require("ai_edge_litert", "LiteRT export", EXTRA)
+    runtime = RUNTIME
+    package = "ai_edge_litert"
 
-    build = prepare_static(model, classes, "tflite", int8, images, batch, candidates)
-    module, example, report = build.module, build.example, build.report
-    with _quiet():
-        options = {}
-        if int8:
-            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-            from litert_torch.quantize.quant_config import QuantConfig
-
-            batches = static_calibration(model, calibration, batch, "LiteRT")
-            quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            module = quantize_core_pt2e(module, example, batches, quantizer, fold_quantize=False)
-            options["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
-            report.calibration_images = batch * len(batches)
-        with torch.no_grad():
-            converted = litert_torch.convert(module, (example,), **options)
-        data = with_metadata(converted.model_content(), METADATA_NAME, build.metadata)
-    return data, build.finish(LiteRTBackend(data).outputs, "LiteRT")
-
-
-def export_litert(model, path: str | os.PathLike, classes: Sequence[str] = (), **options) -> StaticExportReport:
-    """:func:`build_litert`, then write ``path`` atomically (only after the check passed)."""
-    return write_verified(build_litert, model, path, classes, **options)
-
-
-class LiteRTBackend(StaticBackend):
-    """A ``.tflite`` written by :func:`export_litert`, run by LiteRT's ``Interpreter`` (XNNPACK on the CPU)."""
-
-    name = "tflite"
-
-    def __init__(self, source: str | os.PathLike | bytes, threads: int | None = None) -> None:
-        require("ai_edge_litert", "the LiteRT backend", EXTRA)
+    def load(self, data: bytes, where: str, threads: int | None) -> str:
         from ai_edge_litert.interpreter import Interpreter
 
-        source, where = file_bytes(source, "the LiteRT model")
-        self.data = source  # the interpreter reads the model from these bytes: they must live as long as it does
+        self.data = data  # the interpreter reads the model from these bytes: they must live as long as it does
         try:
             text = read_tflite_metadata(self.data)
         except Exception as err:  # the flatbuffer reader fails with whatever a truncated or foreign file makes it hit
@@ -156,14 +103,14 @@ class LiteRTBackend(StaticBackend):
         except (RuntimeError, ValueError, IndexError) as err:
             raise UserError(f"{where}: LiteRT cannot load it ({err})") from err
         if text is None:
-            raise UserError(f"{where}: no {METADATA_NAME} in the file; export it with 'ssdlite export --format tflite'")
-        self.config, self.classes, self.batch = read_metadata(text, where)
+            raise UserError(f"{where}: no {METADATA_NAME} in the file; export it with 'ssdlite export --format {RUNTIME.name}'")
         self.input_name = self.interpreter.get_signature_list()["serving_default"]["inputs"][0]
         detail = self.runner.get_input_details()[self.input_name]
         # An INT8 file's converter folds the network's first quantize into the input: it takes int8 images,
         # q = round(x / scale) + zero_point with the input tensor's own quantization parameters.
         self.input_dtype = detail["dtype"]
         self.input_quantization = detail.get("quantization", (0.0, 0))
+        return text
 
     def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = x.numpy()
@@ -175,3 +122,29 @@ class LiteRTBackend(StaticBackend):
         # litert_torch names a tuple's outputs output_0..output_3, in order: boxes, scores, labels, count
         boxes, scores, labels, count = (torch.from_numpy(result[f"output_{i}"]) for i in range(4))
         return boxes, scores, labels.long(), count.long()
+
+
+class LiteRT(StaticRuntime):
+    runtime = RUNTIME
+    backend = Backend
+    packages = ("litert_torch", "ai_edge_litert")
+
+    def convert(self, build: StaticBuild) -> bytes:
+        import litert_torch
+
+        module, options = build.module, {}
+        with _quiet():
+            if build.report.int8:
+                from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+                from litert_torch.quantize.quant_config import QuantConfig
+
+                quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                module = quantize_core_pt2e(module, build.example, build.calibration, quantizer, fold_quantize=False)
+                options["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
+            with torch.no_grad():
+                converted = litert_torch.convert(module, (build.example,), **options)
+            return with_metadata(converted.model_content(), METADATA_NAME, build.metadata)
+
+
+_EXPORTER = LiteRT()
+build, export = _EXPORTER.build, _EXPORTER.export

@@ -24,7 +24,7 @@ def test_flags_are_generated_from_fields_and_only_given_ones_override():
     assert config.optim.milestones == (0.5, 0.8)
     assert config.optim.momentum == TrainConfig().optim.momentum  # untouched fields keep their defaults
     with pytest.raises(SystemExit):
-        _parse(["--augment", "mosaic"])  # choices come from the field
+        _parse(["--augment", "cutmix"])  # choices come from the field
 
 
 def test_yaml_sets_defaults_and_round_trips(tmp_path):

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ssdlite.engine.budget import validation_seconds
+from ssdlite.engine.config import MAX_EPOCHS as EPOCHS_LIMIT
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.trainer import measure_speed
 from ssdlite.errors import UserError
@@ -202,7 +203,7 @@ def budget_epochs(minutes: float, images_per_s: float, config: TrainConfig, trai
     seconds = (minutes * 60 - spent_s) * 0.92  # checkpoints, the loader's start and the final plot take the rest
     per_validation = validation_seconds(val_images, min(config.precise_bn_images, train_images), images_per_s)
     train_seconds = seconds - validations * per_validation
-    return int(train_seconds * images_per_s // train_images)
+    return min(int(train_seconds * images_per_s // train_images), EPOCHS_LIMIT)  # a very fast machine: the setting's bound
 
 
 def fit_to_budget(

@@ -23,11 +23,11 @@ def test_candidate_space_starts_with_the_rules_choice_and_fixes_given_settings()
 
 def test_one_factor_design_changes_one_setting_at_a_time_after_the_prior():
     design = search.one_factor_design({"augment": ["a", "b", "c"], "size": [320, 384], "lr": [1.0]})
-    assert design == [
+    assert design == [  # the settings take turns, so that a short search has tried each
         {"augment": "a", "size": 320, "lr": 1.0},
         {"augment": "b", "size": 320, "lr": 1.0},
-        {"augment": "c", "size": 320, "lr": 1.0},
         {"augment": "a", "size": 384, "lr": 1.0},
+        {"augment": "c", "size": 320, "lr": 1.0},
     ]
 
 
@@ -47,7 +47,8 @@ def test_search_runs_trials_on_the_training_split_and_fits_the_final_schedule(tr
     )
     text = "\n".join(lines)
     assert "input 128: training 200.0 img/s" in text and "ms per image" in text
-    assert "trials of 3 epochs on 13 images, first validation after 1" in text  # 0.96 s for 4 trials at 200 img/s, 3 validations each
+    # 0.96 s of trials at 200 img/s: 2.67 full trials' worth for 4 (three are pruned early or not), 3 validations each
+    assert "4 trials of 4 epochs on 13 images, first validation after 1" in text
     trial_lines = [line for line in lines if line.strip().startswith("trial ")]
     assert trial_lines[0].startswith("  trial 0: augment ssdlite") and "failed" not in text
     augments = [line.split("augment ")[1].split()[0] for line in trial_lines]
@@ -65,5 +66,18 @@ def test_search_refuses_a_time_too_short_for_its_trials(train_voc, tiny_config, 
     config = tiny_config.replace(data=str(train_voc)).resolved()
     with pytest.raises(UserError, match="give a longer --time-budget"):
         search.search_recipe(config, set(), 0.01, torch.device("cpu"), 0.0, 4, print_fn=lambda _: None)
+
+
+def test_a_short_budget_runs_fewer_trials_instead_of_refusing(train_voc, tiny_config, monkeypatch, tmp_path):
+    """When even the shortest trials do not fit the planned number, the design's first ones run (two at least)."""
+    monkeypatch.setattr(search, "measure_speed", lambda *args, **kwargs: 200.0)
+    config = tiny_config.replace(data=str(train_voc), augment="ssdlite").resolved()
+    lines: list[str] = []
+    # 0.02 minutes: 0.48 s of trials; a 3-epoch trial of 13 images with 3 validations costs 0.28 s: 1.7 full
+    # trials' worth, which is two trials (the second probably pruned).
+    search.search_recipe(config, {"size", "lr"}, 0.02, torch.device("cpu"), 0.0, 4, print_fn=lines.append,
+                         workdir=tmp_path, clock=lambda: 0.0)
+    assert any(line.startswith("  2 trials of 3 epochs") for line in lines), lines
+    assert len([line for line in lines if line.startswith("  trial ")]) == 2
     with pytest.raises(UserError, match="leave out --epochs"):
         search.search_recipe(config, {"epochs"}, 10, torch.device("cpu"), 0.0, 4, print_fn=lambda _: None)

@@ -92,7 +92,7 @@ class Trial:
         return f"  trial {self.number}: {what}: {result}, {self.seconds:.0f} s"
 
 
-def inference_ms(config: TrainConfig, num_classes: int, repeats: int = 5) -> float:
+def inference_ms(config: TrainConfig, num_classes: int, repeats: int = 15) -> float:
     """Median milliseconds of one image's forward pass (network and postprocess) at ``config``'s size, here."""
     model = build_model(config.model.resolved().replace(num_classes=num_classes, backbone_weights=None), load_backbone=False).eval()
     size = config.model.resolved().size
@@ -131,12 +131,19 @@ def candidate_space(config: TrainConfig, given: set[str], small_share: float) ->
 
 
 def one_factor_design(space: dict[str, list]) -> list[dict[str, Any]]:
-    """The prior (every setting's first value), then each other value of one setting with the rest at the prior."""
+    """The prior (every setting's first value), then one other value of one setting at a time with the rest at the
+    prior, the settings taking turns (augment, size, lr, augment, ...): when time allows only a few trials, each
+    setting has had one."""
     prior = {name: values[0] for name, values in space.items()}
-    design = [prior]
-    for name, values in space.items():
-        design += [{**prior, name: v} for v in values[1:]]
-    return design
+    alternatives = [[{**prior, name: v} for v in values[1:]] for name, values in space.items()]
+    turns = (alt[i] for i in range(max(map(len, alternatives), default=0)) for alt in alternatives if i < len(alt))
+    return [prior, *turns]
+
+
+def _full_trials(planned: int) -> float:
+    """Trials' worth of full schedules that ``planned`` trials cost: the first runs through, and successive halving
+    at a reduction of 3 stops about two of every three others at a third of the way."""
+    return 1 + (planned - 1) * (1 / 3 + 1 / 3 * 2 / 3) if planned > 0 else 0.0
 
 
 def search_recipe(
@@ -190,21 +197,29 @@ def search_recipe(
                  f"inference {cost.inference_ms:.1f} ms per image here ({cost.inference_ms / base.inference_ms:.2f}x)")
 
     # One schedule for every trial, sized so that PLANNED_TRIALS of them fit at the prior's speed, counting
-    # the pruned ones' third and the validations (a forward pass is about a third of a training step).
+    # the pruned ones' third and the validations (a forward pass is about a third of a training step). When even
+    # MIN_TRIAL_EPOCHS do not fit that many, fewer trials run (the design's first ones), down to two.
     search_seconds = total * 60 * SEARCH_SHARE - (clock() - started)
     n = len(search_train.records)
     per_epoch = n / base.train_images_per_s
     per_validation = validation_seconds(len(search_val), min(config.precise_bn_images, n), base.train_images_per_s)
-    expected_share = (1 + 2 * (PLANNED_TRIALS - 1) / 3) / PLANNED_TRIALS  # the first runs through, 2/3 of the rest are pruned
-    trial_epochs = int((search_seconds / PLANNED_TRIALS / expected_share - RUNGS * per_validation) // per_epoch)
+    planned = PLANNED_TRIALS
+    trial_epochs = int((search_seconds / _full_trials(planned) - RUNGS * per_validation) // per_epoch)
     if trial_epochs < MIN_TRIAL_EPOCHS:
-        raise UserError(
-            f"--search: {total:g} minutes leave {search_seconds / 60:.1f} for trials, {PLANNED_TRIALS} trials of "
-            f"{MIN_TRIAL_EPOCHS} epochs of {n} images at {base.train_images_per_s:.1f} img/s need "
-            f"{PLANNED_TRIALS * MIN_TRIAL_EPOCHS * per_epoch / 60 / SEARCH_SHARE:.0f}; give a longer --time-budget"
-        )
+        trial_epochs = MIN_TRIAL_EPOCHS
+        fits = search_seconds / (MIN_TRIAL_EPOCHS * per_epoch + RUNGS * per_validation)  # full trials that fit
+        planned = int(1 + (fits - 1) * 9 / 5) if fits >= 1 else 0  # the most for which _full_trials(planned) <= fits
+        if planned < 2:
+            trial_cost = MIN_TRIAL_EPOCHS * per_epoch + RUNGS * per_validation
+            raise UserError(
+                f"--search: {total:g} minutes leave {search_seconds / 60:.1f} for trials; two trials of {MIN_TRIAL_EPOCHS} "
+                f"epochs of {n} images at {base.train_images_per_s:.1f} img/s need {_full_trials(2) * trial_cost / 60:.1f} "
+                f"(about {(_full_trials(2) * trial_cost + (clock() - started)) / 60 / SEARCH_SHARE:.0f} minutes in all); "
+                "give a longer --time-budget"
+            )
+    planned = min(planned, MAX_TRIALS)
     rung = max(1, trial_epochs // RUNGS)
-    print_fn(f"  trials of {trial_epochs} epochs on {n} images, first validation after {rung}: "
+    print_fn(f"  {planned} trials of {trial_epochs} epochs on {n} images, first validation after {rung}: "
              f"up to {search_seconds / 60:.1f} minutes")
 
     metric = config.best_metric
@@ -248,7 +263,7 @@ def search_recipe(
     for params in one_factor_design(space):
         study.enqueue_trial(params, skip_if_exists=True)
     try:
-        study.optimize(objective, n_trials=MAX_TRIALS, callbacks=[stop_when_out_of_time], catch=())
+        study.optimize(objective, n_trials=planned, callbacks=[stop_when_out_of_time], catch=())
     finally:
         if scratch is not None:
             scratch.cleanup()

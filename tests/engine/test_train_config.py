@@ -141,3 +141,24 @@ def test_ssdlite_train_refuses_an_out_of_range_setting_before_any_work(tmp_path,
             main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, value])
         assert exit.value.code == 2 and f"argument {flag}: invalid value '{value}'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_never_overwrites_an_earlier_run(tmp_path, capsys):
+    """--out naming a finished (or interrupted) run is refused before any work, pointing to --resume; a file is not a
+    run directory; an empty existing folder is fine (the data check then refuses the empty dataset, not the folder)."""
+    from ssdlite.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"earlier work")
+    assert main(["train", "--data", str(tmp_path), "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {run}: holds a training run (best.pt); continue it with --resume {run}" in err and "Traceback" not in err
+    assert (run / "best.pt").read_bytes() == b"earlier work"
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder to write into" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a training run" not in err and "not a folder" not in err and "Traceback" not in err

@@ -68,12 +68,29 @@ def resolve_config(args: argparse.Namespace):
         return config.replace(**overrides), run_dir, ckpt, set()
     if not args.out:
         raise UserError("--out RUN_DIR is required (or --resume RUN_DIR to continue a run)")
+    _check_new_run_dir(Path(args.out))
     config = load_yaml(args.config_file) if args.config_file else TrainConfig()
     config = config.replace(**overrides)
     if not config.data.data:
         raise UserError("--data PATH is required (or a data: section with data: PATH in --config)")
     given = set(overrides) | (fields_in_yaml(args.config_file) if args.config_file else set())
     return config, Path(args.out), None, given
+
+
+#: What a run directory holds that a new run would overwrite (the trainer writes each of these).
+RUN_FILES = ("last.pt", "best.pt", "model.safetensors", "metrics.jsonl")
+
+
+def _check_new_run_dir(out: Path) -> None:
+    """A new run's --out can be written and holds no earlier run: training would overwrite its checkpoints."""
+    from ssdlite.errors import UserError
+    from ssdlite.files import check_output_path
+
+    if check_output_path(out, "--out", folder=True):
+        found = [name for name in RUN_FILES if (out / name).exists()]
+        if found:
+            raise UserError(f"--out {out}: holds a training run ({', '.join(found)}); continue it with --resume {out}, "
+                            "or give another --out (a new run would overwrite it)")
 
 
 def apply_recipe(config, given: set[str], time_budget: float | None, started: float | None = None, search: bool = False):

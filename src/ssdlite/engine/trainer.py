@@ -385,6 +385,10 @@ class _Trainer:
             plot_training_curves(self.run_dir / METRICS_FILE, self.run_dir / "training_curves.png")
         barrier(info)
         self.log.close()
+        # The kept workers end here, in this process: left to the garbage collector, the loader could be collected
+        # in a process forked later (the next train() call's workers: `ssdlite train --search` trains several times),
+        # whose __del__ then fails with "can only test a child process" and prints a traceback.
+        self._train_loader = None
         history = []
         if info.is_main:
             history = [r for r in read_metrics(self.run_dir / METRICS_FILE) if r.get("kind") == "epoch"]

@@ -104,8 +104,8 @@ def apply_recipe(config, given: set[str], time_budget: float | None, started: fl
     from ssdlite.engine.recipe import DataStats, derive_recipe, fit_to_budget, recipe_text
     from ssdlite.errors import UserError
 
-    if time_budget is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("--time-budget measures one process's speed; under torchrun give --epochs instead")
+    if (time_budget is not None or search) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--time-budget and --search measure one process's training; under torchrun give --epochs instead")
     device = resolve_device(config.device)
     plain = build_dataset(config.data.data, config.data.format, config.data.train_split, hold_out=True)
     stats = DataStats.of(plain)

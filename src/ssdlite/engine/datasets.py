@@ -5,7 +5,19 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 
 from ssdlite.data import Mosaic, build_dataset, train_transforms
+from ssdlite.data.build import raise_if_unusable, read_catalog
+from ssdlite.data.catalog import Catalog
+from ssdlite.data.dataset import DetectionDataset
 from ssdlite.engine.config import TrainConfig
+
+
+def training_dataset(config: TrainConfig, catalog: Catalog) -> Dataset:
+    """The split ``catalog`` with ``config``'s augmentation (``mosaic`` mixes samples: a wrapper over the split's
+    untransformed images), resized to the resolved model's input and zoom-out filled with its normalization mean."""
+    model = config.resolved().model
+    if config.data.augment == "mosaic":
+        return Mosaic(DetectionDataset(catalog), model.size, mean_fill=model.image_mean)
+    return DetectionDataset(catalog, transforms=train_transforms(config.data.augment, model.size, mean_fill=model.image_mean))
 
 
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
@@ -15,14 +27,10 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None]:
     model's normalization mean (zeros at the network input, SSD paper section 2.2 "expansion"), both
     read from the resolved model configuration: the same values the model is built with.
     """
-    model = config.resolved().model
     d = config.data
-    if d.augment == "mosaic":  # mixes samples: a wrapper over the split's untransformed images
-        plain = build_dataset(d.data, d.format, d.train_split, hold_out=True)
-        train_set = Mosaic(plain, model.size, mean_fill=model.image_mean)
-    else:
-        transforms = train_transforms(d.augment, model.size, mean_fill=model.image_mean)
-        train_set = build_dataset(d.data, d.format, d.train_split, transforms=transforms, hold_out=True)
+    catalog = read_catalog(d.data, d.format, d.train_split, hold_out=True)
+    raise_if_unusable(catalog)
+    train_set = training_dataset(config, catalog)
     val_set = None
     if d.val_split:
         val_set = build_dataset(d.data, d.format, d.val_split, transforms=None, keep_difficult=True, classes=train_set.classes, hold_out=True)

@@ -37,12 +37,12 @@ from typing import Any
 
 import torch
 
-from ssdlite.data import Mosaic, train_transforms
 from ssdlite.data.build import held_out_split, read_catalog
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.engine.budget import validation_seconds
 from ssdlite.engine.checkpoint import load_checkpoint
 from ssdlite.engine.config import TrainConfig
+from ssdlite.engine.datasets import training_dataset
 from ssdlite.engine.recipe import Choice, budget_epochs
 from ssdlite.engine.trainer import measure_speed, train
 from ssdlite.errors import UserError
@@ -105,14 +105,6 @@ def inference_ms(config: TrainConfig, num_classes: int, repeats: int = 15) -> fl
             if i >= 2:  # the first calls allocate and pick kernels
                 times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
-
-
-def _training_set(config: TrainConfig, catalog) -> torch.utils.data.Dataset:
-    """The augmented training dataset of ``catalog`` as ``config`` describes it (the same as build_datasets)."""
-    model = config.model.resolved()
-    if config.data.augment == "mosaic":
-        return Mosaic(DetectionDataset(catalog), model.size, mean_fill=model.image_mean)
-    return DetectionDataset(catalog, transforms=train_transforms(config.data.augment, model.size, mean_fill=model.image_mean))
 
 
 def candidate_space(config: TrainConfig, given: set[str], small_share: float) -> dict[str, list]:
@@ -188,7 +180,7 @@ def search_recipe(
     costs = {}
     for size in space["size"]:
         sized = config.replace(size=size, augment=space["augment"][0])
-        costs[size] = SizeCost(size, measure_speed(sized, _training_set(sized, search_train), device),
+        costs[size] = SizeCost(size, measure_speed(sized, training_dataset(sized, search_train), device),
                                inference_ms(sized, num_classes))
     base = costs[space["size"][0]]
     for cost in costs.values():
@@ -234,7 +226,7 @@ def search_recipe(
         trials.append(record)
         t0 = clock()
         trial_config = config.replace(**params, epochs=trial_epochs, val_every=rung, stop_after=rung)
-        train_set = _training_set(trial_config, search_train)
+        train_set = training_dataset(trial_config, search_train)
         run_dir = root / f"trial{trial.number}"
         result = train(trial_config, train_set, search_val, run_dir, plain_progress=True)
         record.first = float(result.last_val[metric])

@@ -9,6 +9,7 @@ from pathlib import Path
 from ssdlite.cli import _runtime
 from ssdlite.cli.options import BATCH, SCORE, THREADS
 from ssdlite.deploy import runtimes
+from ssdlite.deploy.preannotations import FORMATS as PREANNOTATION_FORMATS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=BATCH, default=8, help="images per network call (default 8)")
     p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
     p.add_argument("--no-draw", action="store_true", help="write only the JSON files")
+    p.add_argument(
+        "--annotations", choices=tuple(PREANNOTATION_FORMATS),
+        help="also write the images and their detections as a dataset in OUT/FORMAT/ to correct in a labelling tool: "
+        "voc (labelImg: XML beside the images), yolo (labelImg's YOLO mode: .txt beside the images, classes.txt), "
+        "coco (images/ + annotations/instances_default.json, as CVAT), label-studio (tasks.json with the detections "
+        "as predictions, label_config.xml, images/); ssdlite data check and train --data read it back",
+    )
     p.add_argument("--strict", action="store_true", help="stop with an error at the first unreadable input")
     p.set_defaults(func=run, runtime_of=_runtime.resolver("predict"))
 
@@ -62,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
     )
-    writer = PredictionWriter(args.out, predictor.classes, draw=not args.no_draw)
+    writer = PredictionWriter(args.out, predictor.classes, draw=not args.no_draw, annotations=args.annotations,
+                              model_version=f"ssdlite {Path(args.weights).name}")
 
     def unusable() -> list[Unusable]:
         return [Unusable(str(failed.path), failed.error) for failed in writer.errors]
@@ -98,4 +107,8 @@ def run(args: argparse.Namespace) -> int:
         f"{writer.images} images or frames of {len(paths) - len(writer.errors)} files, {writer.detections} detections "
         f"(score >= {args.score_threshold:g}, {args.backend}) -> {args.out}{note}"
     )
+    if args.annotations:
+        videos = sum(1 for p in paths if is_video(p))
+        print(f"{len(writer.annotated)} images and their detections as a {args.annotations} dataset -> "
+              f"{Path(args.out) / args.annotations}" + (f" ({videos} videos not included)" if videos else ""))
     return 0

@@ -8,7 +8,9 @@
   ``{"file", "error"}`` for a file that could not be read;
 - ``coco_results.json``: COCO results format (``image_id`` = the file name, ``<name>#<frame>`` for a
   video frame, ``category_id`` = the label 1..K, ``bbox`` = ``[x, y, w, h]``), which
-  ``ssdlite.engine.evaluate_predictions`` reads.
+  ``ssdlite.engine.evaluate_predictions`` reads;
+- with ``annotations``: the images and their detections as a dataset in ``<out>/<format>/`` for a labelling
+  tool (:mod:`ssdlite.deploy.preannotations`; videos are not part of it).
 
 Every file is written atomically.
 """
@@ -25,6 +27,8 @@ from PIL import Image
 
 from ssdlite.deploy.draw import class_name, draw_detections
 from ssdlite.deploy.predictor import Prediction
+from ssdlite.deploy.preannotations import FORMATS as PREANNOTATION_FORMATS
+from ssdlite.deploy.preannotations import Annotated, write_preannotations
 from ssdlite.files import atomic_write, check_output_path
 
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -33,7 +37,8 @@ _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", "
 class PredictionWriter:
     """Collects :class:`Prediction` s, draws them as they come, writes the two JSON files on :meth:`close`."""
 
-    def __init__(self, out_dir: str | Path, classes: list[str], draw: bool = True) -> None:
+    def __init__(self, out_dir: str | Path, classes: list[str], draw: bool = True, annotations: str | None = None,
+                 model_version: str = "ssdlite") -> None:
         self.out_dir = Path(out_dir)
         check_output_path(self.out_dir, "output folder", folder=True)  # a file there is a UserError, not a FileExistsError
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,11 +50,14 @@ class PredictionWriter:
         self.errors: list[Prediction] = []
         self.images = 0
         self.detections = 0
+        self.annotations = annotations
+        self.model_version = model_version
+        self.annotated: list[Annotated] = []
 
     def _output_name(self, path: Path, suffix: str | None = None) -> str:
         suffix = suffix or (path.suffix.lower() if path.suffix.lower() in _PIL_FORMATS else ".png")
         name, n = f"{path.stem}{suffix}", 0
-        while name in self.used_names or name in ("predictions.jsonl", "coco_results.json"):
+        while name in self.used_names or name in ("predictions.jsonl", "coco_results.json", *PREANNOTATION_FORMATS):
             n += 1
             name = f"{path.stem}_{n}{suffix}"
         self.used_names.add(name)
@@ -69,6 +77,9 @@ class PredictionWriter:
             atomic_write(self.out_dir / name, lambda tmp: Image.fromarray(drawn).save(tmp, format=fmt))
             record["image"] = name
         line, coco = self._record(record, image, det, prediction.path.name)
+        if self.annotations:
+            self.annotated.append(Annotated(Path(prediction.path), int(image.shape[-2]), int(image.shape[-1]),
+                                            det["boxes"].tolist(), det["labels"].tolist(), det["scores"].tolist()))
         self.lines.append(line)
         self.coco += coco
         self.images += 1
@@ -130,4 +141,6 @@ class PredictionWriter:
         atomic_write(self.out_dir / "predictions.jsonl", lambda tmp: Path(tmp).write_bytes(text))
         coco = json.dumps(self.coco).encode("utf-8")
         atomic_write(self.out_dir / "coco_results.json", lambda tmp: Path(tmp).write_bytes(coco))
+        if self.annotations:
+            write_preannotations(self.out_dir / self.annotations, self.annotations, self.annotated, self.classes, self.model_version)
 

@@ -45,6 +45,7 @@ from defusedxml import ElementTree
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ssdlite.deploy.preannotations import label_studio_region
 from ssdlite.serve.service import Detected, Service, select
 from ssdlite.serve.uploads import RequestError, parse_json, read_body
 
@@ -258,30 +259,11 @@ def regions(found: Detected, control: RectangleControl, classes: list[str], scor
     kept = select({"boxes": found.boxes, "scores": found.scores, "labels": found.labels}, score_threshold, None, len(found.scores))
     height, width = found.image_size
     out = []
-    for (x1, y1, x2, y2), score, label in zip(kept["boxes"].tolist(), kept["scores"].tolist(), kept["labels"].tolist()):
+    for box, score, label in zip(kept["boxes"].tolist(), kept["scores"].tolist(), kept["labels"].tolist()):
         name = classes[label - 1] if 1 <= label <= len(classes) else None
         if name not in control.label_map:
             continue
-        out.append(
-            {
-                "id": f"{control.from_name}-{control.to_name}-{len(out)}",
-                "from_name": control.from_name,
-                "to_name": control.to_name,
-                "type": "rectanglelabels",
-                "original_width": width,
-                "original_height": height,
-                "image_rotation": 0,
-                "value": {
-                    "x": x1 / width * 100,
-                    "y": y1 / height * 100,
-                    "width": (x2 - x1) / width * 100,
-                    "height": (y2 - y1) / height * 100,
-                    "rotation": 0,
-                    "rectanglelabels": [control.label_map[name]],
-                },
-                "score": score,
-            }
-        )
+        out.append(label_studio_region(box, score, control.label_map[name], height, width, len(out), control.from_name, control.to_name))
     return out
 
 

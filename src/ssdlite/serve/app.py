@@ -52,7 +52,8 @@ from ssdlite.serve.uploads import RequestError, media_type, read_body
 # uvicorn configures its own loggers only: log through its error logger so these lines reach the server's output.
 log = logging.getLogger("uvicorn.error")
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parent / "static"  # this page: index.html, app.js
+PAGE = Path(__file__).resolve().parents[1] / "deploy" / "page"  # what it shares with export --format web's page: draw.js, style.css
 #: The most detections one answer may ask for: far above a model's per-image limit, low enough to refuse nonsense.
 MAX_DETECTIONS = 1000
 #: The page loads nothing from elsewhere; the policy makes the browser refuse it too (and blob: URLs hold the upload).
@@ -375,6 +376,7 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
     app.include_router(label_studio_router(service, max_body, key_checker(settings.api_key, basic=True)))
     app.include_router(inference_protocol_router(service, max_body, protected))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/page", StaticFiles(directory=PAGE), name="page")
 
     if settings.cors_origins:
         app.add_middleware(

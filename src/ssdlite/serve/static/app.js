@@ -1,10 +1,10 @@
 // The page of `ssdlite serve`: send an image (file, drop, paste or webcam frame) to POST /v1/detect and draw the
-// answer. The service is asked for every detection down to the slider's lowest score, so moving the slider
-// filters the drawn boxes at once, without asking again.
+// answer (drawDetections, showCount: draw.js, shared with the page of `ssdlite export --format web`). The service
+// is asked for every detection down to the slider's lowest score, so moving the slider filters the drawn boxes at
+// once, without asking again.
 "use strict";
 
 const LOWEST_SCORE = 0.05; // the slider's minimum
-const MIN_VIEW_PX = 512; // smaller images are shown enlarged to this
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -38,12 +38,6 @@ async function api(path, options = {}) {
 function setStatus(text, isError = false) {
   $("status").textContent = text;
   $("status").classList.toggle("error", isError);
-}
-
-// Class k's colour: the palette the `ssdlite predict` drawings use, sent by the service in the metadata.
-function colourOf(classId) {
-  const colours = state.meta.colors;
-  return colours[(classId - 1) % colours.length];
 }
 
 async function loadMetadata() {
@@ -101,45 +95,9 @@ async function showFile(file) {
 function draw() {
   const { image, answer } = state;
   if (!image || !answer) return;
-  const canvas = $("canvas");
-  const ctx = canvas.getContext("2d");
-  // A small image is drawn enlarged, so that its labels stay readable; boxes are scaled with it.
-  const scale = Math.max(1, MIN_VIEW_PX / Math.max(image.width, image.height));
-  canvas.width = Math.round(image.width * scale);
-  canvas.height = Math.round(image.height * scale);
-  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
   const threshold = Number($("threshold").value);
-  const shown = answer.detections.filter((d) => d.score >= threshold);
-  const line = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 300)); // thicker on large photos
-  const fontPx = Math.max(12, 6 * line);
-  ctx.font = `${fontPx}px system-ui, sans-serif`;
-  ctx.textBaseline = "top";
-  const list = $("detections");
-  list.replaceChildren();
-  for (const d of shown) {
-    const { xmin, ymin, xmax, ymax } = d.box; // in the image's pixels
-    const [x, y, w, h] = [xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale];
-    const colour = colourOf(d.class_id);
-    const text = `${d.label} ${d.score.toFixed(2)}`;
-    ctx.lineWidth = line;
-    ctx.strokeStyle = colour;
-    ctx.strokeRect(x, y, w, h);
-    const width = ctx.measureText(text).width + 6;
-    const top = y >= fontPx + 4 ? y - fontPx - 4 : y; // above the box, or inside it at the top edge
-    ctx.fillStyle = colour;
-    ctx.fillRect(x - line / 2, top, width, fontPx + 4);
-    ctx.fillStyle = "#fff";
-    ctx.fillText(text, x + 3 - line / 2, top + 2);
-
-    const item = document.createElement("li");
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = colour;
-    item.append(swatch, `${text} at (${xmin.toFixed(0)}, ${ymin.toFixed(0)}, ${xmax.toFixed(0)}, ${ymax.toFixed(0)})`);
-    list.append(item);
-  }
-  $("count").textContent = `${shown.length} box${shown.length === 1 ? "" : "es"} with score ≥ ${threshold.toFixed(2)} (of ${answer.detections.length} ≥ ${LOWEST_SCORE})`;
-  $("count").dataset.boxes = String(shown.length);
+  const shown = drawDetections($("canvas"), $("detections"), image, answer.detections, threshold, state.meta.colors);
+  showCount($("count"), shown, threshold, answer.detections.length, LOWEST_SCORE);
   const t = answer.timing_ms;
   $("latency").textContent =
     `${state.roundTripMs.toFixed(0)} ms round trip; in the service: queue ${t.queue.toFixed(1)}, ` +

@@ -1,0 +1,53 @@
+// Boxes, class names and scores drawn on a canvas, and listed: the one drawing of the browser pages (`ssdlite
+// serve`'s page, which asks the service, and the page of `ssdlite export --format web`, which detects in the
+// browser). The colours are `ssdlite predict`'s palette (ssdlite.deploy.draw.PALETTE), given by each page.
+"use strict";
+
+const MIN_VIEW_PX = 512; // smaller images are shown enlarged to this
+
+// Draw `image` (an ImageBitmap or a video frame's canvas) on `canvas` with the detections scored >= threshold,
+// and list them in `list`. A detection is {box: {xmin, ymin, xmax, ymax} in the image's pixels, score, label
+// (the class name), class_id (1..K)}. Returns how many were drawn.
+function drawDetections(canvas, list, image, detections, threshold, colours) {
+  const ctx = canvas.getContext("2d");
+  // A small image is drawn enlarged, so that its labels stay readable; boxes are scaled with it.
+  const scale = Math.max(1, MIN_VIEW_PX / Math.max(image.width, image.height));
+  canvas.width = Math.round(image.width * scale);
+  canvas.height = Math.round(image.height * scale);
+  ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  const shown = detections.filter((d) => d.score >= threshold);
+  const line = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 300)); // thicker on large photos
+  const fontPx = Math.max(12, 6 * line);
+  ctx.font = `${fontPx}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  list.replaceChildren();
+  for (const d of shown) {
+    const { xmin, ymin, xmax, ymax } = d.box;
+    const [x, y, w, h] = [xmin * scale, ymin * scale, (xmax - xmin) * scale, (ymax - ymin) * scale];
+    const colour = colours[(d.class_id - 1) % colours.length];
+    const text = `${d.label} ${d.score.toFixed(2)}`;
+    ctx.lineWidth = line;
+    ctx.strokeStyle = colour;
+    ctx.strokeRect(x, y, w, h);
+    const width = ctx.measureText(text).width + 6;
+    const top = y >= fontPx + 4 ? y - fontPx - 4 : y; // above the box, or inside it at the top edge
+    ctx.fillStyle = colour;
+    ctx.fillRect(x - line / 2, top, width, fontPx + 4);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, x + 3 - line / 2, top + 2);
+
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colour;
+    item.append(swatch, `${text} at (${xmin.toFixed(0)}, ${ymin.toFixed(0)}, ${xmax.toFixed(0)}, ${ymax.toFixed(0)})`);
+    list.append(item);
+  }
+  return shown.length;
+}
+
+// "3 boxes with score >= 0.30 (of 12 >= 0.05)", and the count as #count's data-boxes (what the tests read).
+function showCount(element, shown, threshold, total, lowest) {
+  element.textContent = `${shown} box${shown === 1 ? "" : "es"} with score ≥ ${threshold.toFixed(2)} (of ${total} ≥ ${lowest})`;
+  element.dataset.boxes = String(shown);
+}

@@ -36,6 +36,30 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def replace_folder(folder: str | os.PathLike, build: Callable[[Path], object]) -> Path:
+    """Call ``build(tmp_folder)`` on an empty folder beside ``folder``, then put it in place of ``folder``: a
+    failure leaves no half-written folder, and an earlier ``folder`` is replaced whole (none of its files stay)."""
+    import shutil
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        build(building)
+        os.chmod(building, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder what mkdir would
+        old = None
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+            os.replace(folder, old / folder.name)
+        os.replace(building, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return folder
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

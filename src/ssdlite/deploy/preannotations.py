@@ -31,14 +31,13 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssdlite.files import _umask
+from ssdlite.files import replace_folder
 
 FROM_NAME, TO_NAME = "label", "image"  # the names of label_config.xml's RectangleLabels and Image
 
@@ -178,25 +177,9 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
 def write_preannotations(folder: str | os.PathLike, fmt: str, items: list[Annotated], classes: list[str],
                          model_version: str = "ssdlite") -> Path:
     """Write ``items`` as dataset ``folder`` in format ``fmt`` (:data:`FORMATS`), replacing an earlier one whole."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    named = list(zip(unique_names([item.source for item in items]), items))
     from ssdlite.deploy.draw import class_name
 
+    named = list(zip(unique_names([item.source for item in items]), items))
     top = max((label for item in items for label in item.labels), default=0)
     classes = [class_name(label, classes) for label in range(1, max(top, len(classes)) + 1)]  # a name for every label
-    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
-        FORMATS[fmt](building, named, classes, model_version)
-        os.chmod(building, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder what mkdir would
-        old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-            os.replace(folder, old / folder.name)
-        os.replace(building, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    return folder
+    return replace_folder(folder, lambda building: FORMATS[fmt](building, named, classes, model_version))

@@ -1,0 +1,151 @@
+// The page of `ssdlite export --format web`: the model runs in the browser, in MediaPipe Tasks' ObjectDetector
+// (WebAssembly, from the folder's mediapipe/: no CDN, no server beyond the static files). A file, a drop, a paste
+// or the webcam; drawn by draw.js as `ssdlite serve`'s page draws. The detector is asked for every detection
+// down to the slider's lowest score, so the slider filters the drawn boxes without running the model again.
+// `window.ssdlite.detections` holds the last image's detections ({box, score, label, class_id} in its pixels),
+// for scripts and tests.
+import { FilesetResolver, ObjectDetector } from "./mediapipe/vision_bundle.mjs";
+
+const LOWEST_SCORE = 0.05; // the slider's minimum
+const $ = (id) => document.getElementById(id);
+const state = { meta: null, detector: null, mode: "IMAGE", image: null, detections: [], stream: null };
+window.ssdlite = state;
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+// MediaPipe's detections -> {box: {xmin, ymin, xmax, ymax} in pixels, score, label, class_id 1..K}, best first.
+function converted(result) {
+  return result.detections
+    .map((d) => {
+      const c = d.categories[0];
+      const b = d.boundingBox;
+      return {
+        box: { xmin: b.originX, ymin: b.originY, xmax: b.originX + b.width, ymax: b.originY + b.height },
+        score: c.score,
+        label: c.categoryName || state.meta.classes[c.index] || `class${c.index + 1}`,
+        class_id: c.index + 1,
+      };
+    })
+    .sort((a, b) => b.score - a.score);
+}
+
+async function runningMode(mode) {
+  if (state.mode !== mode) {
+    await state.detector.setOptions({ runningMode: mode });
+    state.mode = mode;
+  }
+}
+
+function draw(ms) {
+  if (!state.image) return;
+  const threshold = Number($("threshold").value);
+  const shown = drawDetections($("canvas"), $("detections"), state.image, state.detections, threshold, state.meta.colors);
+  showCount($("count"), shown, threshold, state.detections.length, LOWEST_SCORE);
+  if (ms !== undefined) $("latency").textContent = `${ms.toFixed(1)} ms in the browser (MediaPipe, WebAssembly on the CPU)`;
+}
+
+async function showFile(file) {
+  if (!file || !state.detector) return;
+  stopCamera();
+  setStatus(`Detecting in ${file.name || "the pasted image"}…`);
+  try {
+    const image = await createImageBitmap(file, { imageOrientation: "from-image" });
+    await runningMode("IMAGE");
+    const started = performance.now();
+    const result = state.detector.detect(image);
+    const ms = performance.now() - started;
+    state.image = image;
+    state.detections = converted(result);
+    draw(ms);
+    setStatus(`${file.name || "Pasted image"}: ${image.width} x ${image.height} px`);
+  } catch (err) {
+    setStatus(`Cannot detect in ${file.name || "the pasted image"}: ${err.message}`, true);
+  }
+}
+
+// ---- The webcam: each frame detected as it comes (MediaPipe's video mode), drawn on that frame. ----
+async function startCamera() {
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    setStatus(`No webcam: ${err.message}`, true);
+    return;
+  }
+  const video = $("video");
+  video.srcObject = state.stream;
+  await video.play();
+  await runningMode("VIDEO");
+  $("camera").textContent = "Stop the webcam";
+  setStatus("Webcam: detecting continuously.");
+  const frame = document.createElement("canvas");
+  const step = () => {
+    if (!state.stream) return;
+    frame.width = video.videoWidth;
+    frame.height = video.videoHeight;
+    frame.getContext("2d").drawImage(video, 0, 0);
+    const started = performance.now();
+    state.detections = converted(state.detector.detectForVideo(frame, started));
+    state.image = frame;
+    draw(performance.now() - started);
+    requestAnimationFrame(step);
+  };
+  requestAnimationFrame(step);
+}
+
+function stopCamera() {
+  if (!state.stream) return;
+  for (const track of state.stream.getTracks()) track.stop();
+  state.stream = null;
+  $("video").srcObject = null;
+  $("camera").textContent = "Use the webcam";
+}
+
+async function setUp() {
+  $("file").addEventListener("change", (event) => showFile(event.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    showFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const item = Array.from(event.clipboardData.items).find((i) => i.type.startsWith("image/"));
+    if (item) showFile(item.getAsFile());
+  });
+  $("camera").addEventListener("click", () => (state.stream ? stopCamera() : startCamera()));
+  $("threshold").addEventListener("input", () => {
+    $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+    draw();
+  });
+  try {
+    const answer = await fetch("metadata.json");
+    state.meta = await answer.json();
+    const m = state.meta;
+    $("model").textContent = `${m.arch} at ${m.input_size} px; ${m.classes.length} classes: ${m.classes.join(", ")} (ssdlite ${m.version})`;
+    setStatus("Loading MediaPipe…");
+    const fileset = await FilesetResolver.forVisionTasks("./mediapipe/wasm");
+    state.detector = await ObjectDetector.createFromOptions(fileset, {
+      baseOptions: { modelAssetPath: "model.tflite", delegate: "CPU" },
+      scoreThreshold: LOWEST_SCORE,
+      maxResults: -1,
+      runningMode: "IMAGE",
+    });
+  } catch (err) {
+    const hint = location.protocol === "file:" ? " (open the folder through a web server, e.g. python -m http.server)" : "";
+    setStatus(`Cannot load the model: ${err.message}${hint}`, true);
+    return;
+  }
+  $("threshold").value = state.meta.default_score_threshold;
+  $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+  setStatus("Ready: choose, drop or paste an image, or use the webcam.");
+}
+
+setUp();

@@ -35,13 +35,15 @@ import torch
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ssdlite.deploy.draw import PALETTE
+from ssdlite.deploy.page import FOLDER as PAGE_FOLDER
+from ssdlite.deploy.page import render as render_page
 from ssdlite.serve.batcher import MicroBatcher
 from ssdlite.serve.inference_protocol import inference_protocol_router
 from ssdlite.serve.label_studio import label_studio_router
@@ -52,8 +54,20 @@ from ssdlite.serve.uploads import RequestError, media_type, read_body
 # uvicorn configures its own loggers only: log through its error logger so these lines reach the server's output.
 log = logging.getLogger("uvicorn.error")
 
-STATIC = Path(__file__).resolve().parent / "static"  # this page: index.html, app.js
-PAGE = Path(__file__).resolve().parents[1] / "deploy" / "page"  # what it shares with export --format web's page: draw.js, style.css
+STATIC = Path(__file__).resolve().parent / "static"  # this page's own script, app.js
+#: The page: ssdlite.deploy.page's page.html (shared with the page of `ssdlite export --format web`), with the API-key form.
+PAGE_HTML = render_page(
+    title="ssdlite serve",
+    script='<script src="/static/app.js" defer></script>',
+    loading="Loading the model's description…",
+    footer='API: <code>POST /v1/detect</code> &middot; <a href="/openapi.json">OpenAPI schema</a> &middot; <a href="/v1/metadata">metadata</a>',
+    before_controls="""<form id="key-form" hidden>
+        <label for="key">This service needs an API key</label>
+        <input id="key" type="password" autocomplete="off" placeholder="API key">
+        <button type="submit">Use key</button>
+      </form>""",
+    page="/page/",
+)
 #: The most detections one answer may ask for: far above a model's per-image limit, low enough to refuse nonsense.
 MAX_DETECTIONS = 1000
 #: The page loads nothing from elsewhere; the policy makes the browser refuse it too (and blob: URLs hold the upload).
@@ -370,13 +384,13 @@ def create_app(predictor, settings: ServeSettings = ServeSettings()) -> FastAPI:
         )
 
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE_HTML, headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
 
     app.include_router(label_studio_router(service, max_body, key_checker(settings.api_key, basic=True)))
     app.include_router(inference_protocol_router(service, max_body, protected))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount("/page", StaticFiles(directory=PAGE), name="page")
+    app.mount("/page", StaticFiles(directory=PAGE_FOLDER), name="page")
 
     if settings.cors_origins:
         app.add_middleware(

@@ -51,3 +51,36 @@ function showCount(element, shown, threshold, total, lowest) {
   element.textContent = `${shown} box${shown === 1 ? "" : "es"} with score ≥ ${threshold.toFixed(2)} (of ${total} ≥ ${lowest})`;
   element.dataset.boxes = String(shown);
 }
+
+// The page's inputs: the file chooser, a drop on #drop, a paste anywhere (each gives `onFile(file)`), the webcam
+// button (`onCamera()`) and the score slider (its value shown, then `onThreshold()`).
+function connectInputs(onFile, onCamera, onThreshold) {
+  const $ = (id) => document.getElementById(id);
+  $("file").addEventListener("change", (event) => onFile(event.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    onFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const item = Array.from(event.clipboardData.items).find((i) => i.type.startsWith("image/"));
+    if (item) onFile(item.getAsFile());
+  });
+  $("camera").addEventListener("click", onCamera);
+  $("threshold").addEventListener("input", () => {
+    showThreshold();
+    onThreshold();
+  });
+}
+
+// The slider's value beside it.
+function showThreshold() {
+  const value = Number(document.getElementById("threshold").value);
+  document.getElementById("threshold-value").textContent = value.toFixed(2);
+}

@@ -104,27 +104,7 @@ function stopCamera() {
 }
 
 async function setUp() {
-  $("file").addEventListener("change", (event) => showFile(event.target.files[0]));
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    showFile(event.dataTransfer.files[0]);
-  });
-  document.addEventListener("paste", (event) => {
-    const item = Array.from(event.clipboardData.items).find((i) => i.type.startsWith("image/"));
-    if (item) showFile(item.getAsFile());
-  });
-  $("camera").addEventListener("click", () => (state.stream ? stopCamera() : startCamera()));
-  $("threshold").addEventListener("input", () => {
-    $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
-    draw();
-  });
+  connectInputs(showFile, () => (state.stream ? stopCamera() : startCamera()), () => draw());
   try {
     const answer = await fetch("metadata.json");
     state.meta = await answer.json();
@@ -144,7 +124,7 @@ async function setUp() {
     return;
   }
   $("threshold").value = state.meta.default_score_threshold;
-  $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
+  showThreshold();
   setStatus("Ready: choose, drop or paste an image, or use the webcam.");
 }
 

@@ -104,10 +104,6 @@ function draw() {
     `preprocess ${t.preprocess.toFixed(1)}, inference ${t.inference.toFixed(1)}, postprocess ${t.postprocess.toFixed(1)} ms`;
 }
 
-function showThreshold() {
-  $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
-}
-
 // ---- The webcam: one frame in flight at a time, each frame's boxes drawn on that frame. ----
 async function startCamera() {
   if (!state.meta) return;
@@ -149,27 +145,7 @@ function stopCamera() {
 }
 
 function setUp() {
-  $("file").addEventListener("change", (event) => showFile(event.target.files[0]));
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    showFile(event.dataTransfer.files[0]);
-  });
-  document.addEventListener("paste", (event) => {
-    const item = Array.from(event.clipboardData.items).find((i) => i.type.startsWith("image/"));
-    if (item) showFile(item.getAsFile());
-  });
-  $("camera").addEventListener("click", () => (state.stream ? stopCamera() : startCamera()));
-  $("threshold").addEventListener("input", () => {
-    showThreshold();
-    draw();
-  });
+  connectInputs(showFile, () => (state.stream ? stopCamera() : startCamera()), draw);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.key = $("key").value.trim();

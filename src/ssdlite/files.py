@@ -91,12 +91,18 @@ def check_output_path(path: str | os.PathLike, flag: str, folder: bool = False) 
     return path.exists()
 
 
-def refuse_overwriting_input(out: str | os.PathLike, flag: str, inputs: dict[str, str | os.PathLike | None]) -> None:
-    """``UserError`` when the output ``out`` is one of the command's ``inputs`` (``{flag: path}``): writing it
-    would destroy what the command reads (e.g. ``--out`` naming the ``--weights`` checkpoint)."""
+def refuse_overwriting_input(out: str | os.PathLike, flag: str, inputs: dict[str, str | os.PathLike | None],
+                             folder: bool = False) -> None:
+    """``UserError`` when the output ``out`` is one of the command's ``inputs`` (``{flag: path}``), or, for an output
+    ``folder`` that is replaced whole, holds one: writing it would destroy what the command reads (e.g. ``--out``
+    naming the ``--weights`` checkpoint, or the folder of the run directory)."""
     from ssdlite.errors import UserError
 
     target = Path(out).resolve()
     for name, path in inputs.items():
-        if path is not None and Path(path).resolve() == target:
-            raise UserError(f"{flag} {out}: is the {name} input; writing it would destroy it (choose another name)")
+        if path is None:
+            continue
+        source = Path(path).resolve()
+        if source == target or (folder and target in source.parents):
+            what = "is" if source == target else "holds"
+            raise UserError(f"{flag} {out}: {what} the {name} input; writing it would destroy it (choose another name)")

@@ -28,10 +28,11 @@ def test_every_command_offers_exactly_the_tables_runtimes():
     parsers = command_parsers()
     assert choices(parsers["export"], "--format") == runtimes.choices(exports=True)
     for command in ("predict", "serve", "eval"):
-        assert choices(parsers[command], "--backend") == runtimes.choices(), command
-    assert choices(parsers["benchmark"], "--backend") == runtimes.choices() + runtimes.int8_choices()
+        assert choices(parsers[command], "--backend") == runtimes.choices(backend=True), command
+    assert choices(parsers["benchmark"], "--backend") == runtimes.choices(backend=True) + runtimes.int8_choices()
     # The choices are the rows (then their older spellings), nothing typed beside them.
     assert runtimes.choices()[: len(runtimes.RUNTIMES)] == tuple(r.name for r in runtimes.RUNTIMES)
+    assert "web" in runtimes.choices(exports=True) and "web" not in runtimes.choices(backend=True)
     assert set(runtimes.choices(exports=True)) == {n for r in runtimes.RUNTIMES if r.exports for n in (r.name, *r.aliases)}
     # Every command that runs a runtime says how it resolves it, and the torch-free pre-parse knows it.
     resolving = {name for name, p in parsers.items() if p.get_default("runtime_of") is not None}
@@ -81,19 +82,20 @@ def test_the_old_backend_name_still_selects_onnx():
 def test_each_row_has_its_module_and_its_files():
     for row in runtimes.RUNTIMES:
         module = runtimes.implementation(row.name)
-        assert module.RUNTIME is row and module.Backend is not None, row.name
+        assert module.RUNTIME is row and (getattr(module, "Backend", None) is not None) == row.backend, row.name
         assert callable(getattr(module, "export", None)) == row.exports, row.name
-        assert row.shapes in ("static", "dynamic") and row.suffixes and all(s.startswith(".") for s in row.suffixes)
-        if row is not runtimes.DEFAULT:
+        assert row.shapes in ("static", "dynamic") and row.output in ("file", "folder")
+        assert bool(row.suffixes) == (row.output == "file") and all(s.startswith(".") for s in row.suffixes)
+        if row.suffixes and row is not runtimes.DEFAULT:
             assert runtimes.for_file(f"model{row.suffixes[0]}") is row  # its usual suffix finds it
     assert runtimes.for_file("runs/raccoon") is runtimes.DEFAULT and runtimes.for_file("m.PT") is runtimes.DEFAULT
-    assert {r.name for r in runtimes.RUNTIMES if r.shapes == "static"} == {"executorch", "tflite", "openvino"}
+    assert set(runtimes.names(shapes="static", backend=True)) == {"executorch", "tflite", "openvino"}
 
 
 def test_static_runtimes_share_one_base():
     from ssdlite.deploy.runtimes.static import StaticBackend, StaticRuntime
 
-    for row in runtimes.rows(shapes="static"):
+    for row in runtimes.rows(shapes="static", backend=True):
         module = runtimes.implementation(row.name)
         assert issubclass(module.Backend, StaticBackend) and module.Backend.runtime is row
         runtime = module.export.__self__

@@ -36,7 +36,7 @@ def _dest(flag: str | None) -> str | None:
 def add_backend(parser: argparse.ArgumentParser, choices: Sequence[str] = (), what: str = "--weights") -> None:
     """``--backend``: every runtime (the table's names and older spellings, then ``choices``), default by suffix."""
     parser.add_argument(
-        "--backend", choices=runtimes.choices() + tuple(choices), default=None,
+        "--backend", choices=runtimes.choices(backend=True) + tuple(choices), default=None,
         help=f"runtime (default: the one that reads {what}: {runtimes.described()}, else {runtimes.DEFAULT.name})",
     )
 

@@ -19,8 +19,13 @@ MAX_OPSET = 28
 MAX_CANDIDATES = 100_000
 
 EXPORTS = runtimes.rows(exports=True)
-STATIC = runtimes.rows(exports=True, shapes="static")
-STATIC_NAMES = "/".join(r.name for r in STATIC)
+STATIC = runtimes.rows(exports=True, shapes="static", output="file")
+
+
+def takers(flag: str) -> str:
+    """``executorch/tflite/...``: the formats whose rows take ``flag``, for its help."""
+    return "/".join(r.name for r in EXPORTS if flag in r.options)
+
 MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
 RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
 
@@ -33,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). "
         f"{', '.join(f'{r.title} ({r.suffixes[0]})' for r in STATIC)} files always hold the postprocess, with static shapes "
         "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
+        "--format web writes a folder whose page detects in the browser with the LiteRT file (MediaPipe). "
         "Every export runs the exported file and PyTorch on real images (--images, else the first 100 validation "
         "images of the dataset the run trained on, else the first --calib images, else synthetic shapes) and fails, "
         "writing nothing, when a detection does not match one to one (same label, IoU >= 0.99, score within 1e-3) or a network output differs by more than 1e-4 + 1e-3 x its "
@@ -41,11 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, help="run directory, checkpoint .pt or .safetensors")
     p.add_argument("--format", choices=runtimes.choices(exports=True), default=_runtime.EXPORT_DEFAULT,
                    help=f"the runtime (default {_runtime.EXPORT_DEFAULT}); see docs/deploy.md")
-    p.add_argument("--out", required=True, help=f"file to write ({', '.join(f'{r.name}: ' + ' or '.join(r.suffixes) for r in EXPORTS)})")
+    p.add_argument("--out", required=True, help="file to write (" + ", ".join(
+        f"{r.name}: " + (" or ".join(r.suffixes) if r.output == "file" else "a folder") for r in EXPORTS) + ")")
     p.add_argument("--with-nms", action="store_true", help="ONNX: decode, scores, NonMaxSuppression and top-k in the graph")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (else fixed at 1)")
     p.add_argument("--opset", type=number(int, ge=7, le=MAX_OPSET), default=None, help="ONNX opset (default 18; >= 13 with --with-nms)")
-    p.add_argument("--int8", action="store_true", help=f"{STATIC_NAMES}: post-training INT8, calibrated on --calib")
+    p.add_argument("--int8", action="store_true", help=f"{takers('--int8')}: post-training INT8, calibrated on --calib")
     p.add_argument("--calib", nargs="+", metavar="DATA", help="calibration images: a dataset folder, or image files/folders/globs "
                    "(default with --int8: the training images of the dataset the run trained on)")
     p.add_argument("--calib-split", default="train", help="split of a --calib dataset (default train)")
@@ -54,10 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "the first 100 validation images of the dataset the run trained on, else the first 8 --calib images, else synthetic shapes; every format")
     p.add_argument("--val", help="with --int8: dataset on which to report VOC07 mAP@0.5 of PyTorch fp32 and of the INT8 file")
     p.add_argument("--val-split", default="val", help="split of --val (default val)")
-    p.add_argument("--batch", type=BATCH, default=None, help=f"{STATIC_NAMES}: the file's fixed batch size (default 1)")
+    p.add_argument("--batch", type=BATCH, default=None, help=f"{takers('--batch')}: the file's fixed batch size (default 1)")
     p.add_argument("--strict", action="store_true", help="an unreadable --images or --calib image is an error (default: a warning "
                    "naming it; no readable image at all is always an error)")
-    p.add_argument("--candidates", type=number(int, ge=1, le=MAX_CANDIDATES), default=None, help=f"{STATIC_NAMES}: NMS candidates per image (default 2 x detections, "
+    p.add_argument("--mediapipe", metavar="DIR", help="web: a copy of the npm package @mediapipe/tasks-vision (default: "
+                   "./node_modules, ssdlite's cache, else fetched once with npm)")
+    p.add_argument("--candidates", type=number(int, ge=1, le=MAX_CANDIDATES), default=None, help=f"{takers('--candidates')}: NMS candidates per image (default 2 x detections, "
                    "raised to what the verification images need, up to 1000)")
     p.set_defaults(func=run, runtime_of=_runtime.resolver("export"))
 
@@ -73,9 +82,8 @@ def _check_options(args: argparse.Namespace, runtime: runtimes.Runtime) -> None:
     flags = dict.fromkeys(f for r in EXPORTS for f in r.options)
     wrong = [f for f in flags if f not in runtime.options and getattr(args, _dest(f)) not in (None, False, [])]
     for flag in wrong:
-        takers = "/".join(r.name for r in EXPORTS if flag in r.options)
         hint = f"; {runtime.title} INT8: {runtime.int8}" if flag == "--int8" and runtime.int8 else ""
-        raise UserError(f"{flag} applies to --format {takers}, not {runtime.name}{hint}")
+        raise UserError(f"{flag} applies to --format {takers(flag)}, not {runtime.name}{hint}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args, runtime)
     if args.val and not args.int8:
         raise UserError("--val applies to --int8 (an fp32 export must match PyTorch exactly)")
-    if Path(args.out).suffix.lower() not in runtime.suffixes:
+    if runtime.output == "file" and Path(args.out).suffix.lower() not in runtime.suffixes:
         raise UserError(f"--out {args.out}: {runtime.name} files are written as {' or '.join(runtime.suffixes)}, the suffix "
                         f"by which ssdlite's commands and the runtime's tools recognise it")
     _check_out(args, runtime)
@@ -118,10 +126,12 @@ def _check_out(args: argparse.Namespace, runtime: runtimes.Runtime) -> None:
     from ssdlite.files import check_output_path, refuse_overwriting_input
 
     outs = [Path(args.out)] + ([Path(args.out).with_suffix(".bin")] if runtime.name == "openvino" else [])
+    folder = runtime.output == "folder"
     for out in outs:
-        refuse_overwriting_input(out, "--out", {"--weights": args.weights})
-        if check_output_path(out, "--out"):
-            print(f"note: {out} exists; it is replaced if the new export passes its check", file=sys.stderr)
+        refuse_overwriting_input(out, "--out", {"--weights": args.weights}, folder=folder)
+        if check_output_path(out, "--out", folder=folder):
+            whole = ", whole," if folder else ""
+            print(f"note: {out} exists; it is replaced{whole} if the new export passes its check", file=sys.stderr)
 
 
 def _check_images(sources: list[str] | None, split: str, strict: bool, limit: int = MAX_CHECK_IMAGES, what: str = "--images images"):
@@ -150,6 +160,7 @@ def _run_static(args: argparse.Namespace, model, info, images, runtime: runtimes
     calibration = calibration or []
     images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
+    options |= {_dest(f): getattr(args, _dest(f)) for f in runtime.options if f not in runtimes.STATIC_OPTIONS}  # the row's own
     report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], **options)
     notes = args.images_note + (f"; calibration images{calibration_note}" if calibration_note else "")
     print(f"exported {info['path']} -> {args.out} ({report.summary()}{notes}, {report.seconds:.1f} s)")

@@ -18,6 +18,7 @@ import torch
 
 from ssdlite.deploy import runtimes
 from ssdlite.deploy.model_files import check_model_file
+from ssdlite.errors import UserError
 from ssdlite.models.config import ModelConfig
 
 
@@ -43,5 +44,9 @@ def run_in_fixed_batches(run, x: torch.Tensor, sizes: list[tuple[int, int]], bat
 def open_backend(name: str, weights: str | os.PathLike, device: torch.device, threads: int | None = None) -> Backend:
     """The backend of runtime ``name`` (or an alias) on ``weights``; a missing optional package is a one-line error
     naming its extra. The static runtimes run on the CPU (``device`` is the torch side's)."""
+    row = runtimes.get(name)
+    if not row.backend:
+        raise UserError(f"{row.name} ({row.title}) is an export format that ssdlite does not run; choose one of "
+                        f"{', '.join(runtimes.names(backend=True))}")
     check_model_file(weights)  # a corrupt file is a UserError here, never an abort in a runtime's C++ loader
     return runtimes.implementation(name).Backend(weights, device, threads)

@@ -38,10 +38,12 @@ class Runtime:
     shapes: str  # "dynamic" (any batch) or "static" (fixed batch and sizes, NMS in the file)
     int8: str | None  # how to get an INT8 file of this runtime, None where there is none
     system_allocator: bool = False  # its library aborts under a preloaded tcmalloc: keep glibc's malloc
-    exports: bool = True  # `ssdlite export --format NAME` writes it (every row is a --backend)
+    exports: bool = True  # `ssdlite export --format NAME` writes it
     from_weights: bool = False  # its backend also runs a weights file (converted in memory): benchmark needs no file
     options: tuple[str, ...] = ()  # the export flags only it takes (the others: --weights, --out, --images)
     aliases: tuple[str, ...] = ()  # older names that still select it
+    backend: bool = True  # predict, eval, serve and benchmark run its files (--backend NAME)
+    output: str = "file"  # what export's --out names: "file" (with one of `suffixes`) or "folder"
 
 
 QUANTIZE = "ssdlite quantize"  # the INT8 path that also runs in memory (ssdlite benchmark --backend NAME-int8)
@@ -61,6 +63,9 @@ RUNTIMES: tuple[Runtime, ...] = (
             options=STATIC_OPTIONS),
     Runtime("openvino", "OpenVINO", "openvino", (".xml",), "openvino", "static", EXPORT_INT8,
             system_allocator=True, options=STATIC_OPTIONS),
+    # A folder with a page that runs the LiteRT file in the browser (MediaPipe Tasks, WebAssembly); batch 1.
+    Runtime("web", "MediaPipe web page", "web", (), "tflite", "static", EXPORT_INT8,
+            options=("--int8", "--calib", "--candidates", "--mediapipe"), backend=False, output="folder"),
 )
 DEFAULT = RUNTIMES[0]  # weights files and run directories
 INT8_SUFFIX = "-int8"  # `benchmark --backend onnx-int8`: the runtime's INT8 path (ssdlite quantize's) applied in memory
@@ -121,10 +126,11 @@ def implementation(name: str) -> ModuleType:
 
 
 def exported_suffixes() -> tuple[str, ...]:
-    """The usual suffix of each runtime's exported file: ``(".onnx", ".torchscript", ...)``, for help texts."""
-    return tuple(r.suffixes[0] for r in rows(exports=True))
+    """The usual suffix of each runtime's exported file that a backend runs: ``(".onnx", ".torchscript", ...)``,
+    for help texts."""
+    return tuple(r.suffixes[0] for r in rows(exports=True, backend=True))
 
 
 def described(rows: tuple[Runtime, ...] = RUNTIMES) -> str:
-    """``.onnx onnx, .pte executorch, ...``: the suffix -> runtime part of help texts."""
-    return ", ".join(f"{r.suffixes[0]} {r.name}" for r in rows if r is not DEFAULT)
+    """``.onnx onnx, .pte executorch, ...``: the suffix -> runtime part of help texts (rows whose files have one)."""
+    return ", ".join(f"{r.suffixes[0]} {r.name}" for r in rows if r is not DEFAULT and r.suffixes)

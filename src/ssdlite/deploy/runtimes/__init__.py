@@ -58,7 +58,7 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("executorch", "ExecuTorch", "executorch", (".pte",), "executorch", "static", EXPORT_INT8,
             options=STATIC_OPTIONS),
     Runtime("tflite", "LiteRT", "litert", (".tflite",), "tflite", "static", EXPORT_INT8,
-            options=STATIC_OPTIONS),
+            options=STATIC_OPTIONS + ("--input-type",)),
     Runtime("openvino", "OpenVINO", "openvino", (".xml",), "openvino", "static", EXPORT_INT8,
             system_allocator=True, options=STATIC_OPTIONS),
 )

@@ -68,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "./node_modules, ssdlite's cache, else fetched once with npm)")
     p.add_argument("--candidates", type=number(int, ge=1, le=MAX_CANDIDATES), default=None, help=f"{takers('--candidates')}: NMS candidates per image (default 2 x detections, "
                    "raised to what the verification images need, up to 1000)")
+    p.add_argument("--input-type", choices=("uint8", "float32"), default=None, help="tflite, web: the input tensor, 1 x S x S x 3 RGB: "
+                   "uint8 0..255 (default; MediaPipe's and Frigate's) or float32 in [0, 1] (pixel / 255); the model's normalization is in the file")
     p.set_defaults(func=run, runtime_of=_runtime.resolver("export"))
 
 
@@ -160,7 +162,8 @@ def _run_static(args: argparse.Namespace, model, info, images, runtime: runtimes
     calibration = calibration or []
     images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
-    options |= {_dest(f): getattr(args, _dest(f)) for f in runtime.options if f not in runtimes.STATIC_OPTIONS}  # the row's own
+    # the options only this runtime takes (its row's, beyond the static ones), where given
+    options |= {_dest(f): getattr(args, _dest(f)) for f in runtime.options if f not in runtimes.STATIC_OPTIONS and getattr(args, _dest(f)) is not None}
     report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], **options)
     notes = args.images_note + (f"; calibration images{calibration_note}" if calibration_note else "")
     print(f"exported {info['path']} -> {args.out} ({report.summary()}{notes}, {report.seconds:.1f} s)")

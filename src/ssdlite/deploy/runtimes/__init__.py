@@ -60,12 +60,12 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("executorch", "ExecuTorch", "executorch", (".pte",), "executorch", "static", EXPORT_INT8,
             options=STATIC_OPTIONS),
     Runtime("tflite", "LiteRT", "litert", (".tflite",), "tflite", "static", EXPORT_INT8,
-            options=STATIC_OPTIONS),
+            options=STATIC_OPTIONS + ("--input-type",)),
     Runtime("openvino", "OpenVINO", "openvino", (".xml",), "openvino", "static", EXPORT_INT8,
             system_allocator=True, options=STATIC_OPTIONS),
     # A folder with a page that runs the LiteRT file in the browser (MediaPipe Tasks, WebAssembly); batch 1.
     Runtime("web", "MediaPipe web page", "web", (), "tflite", "static", EXPORT_INT8,
-            options=("--int8", "--calib", "--candidates", "--mediapipe"), backend=False, output="folder"),
+            options=("--int8", "--calib", "--candidates", "--input-type", "--mediapipe"), backend=False, output="folder"),
 )
 DEFAULT = RUNTIMES[0]  # weights files and run directories
 INT8_SUFFIX = "-int8"  # `benchmark --backend onnx-int8`: the runtime's INT8 path (ssdlite quantize's) applied in memory

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BASE := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
 
-.PHONY: venv chromium test demo clean
+.PHONY: venv chromium mediapipe-web test demo clean
 
 $(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,10 +36,20 @@ chromium:
 		  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }; } || \
 		echo "note: chromium is not installed (Debian/Ubuntu: apt-get install chromium); the browser test of ssdlite serve will skip"
 
+# MediaPipe's web files (npm @mediapipe/tasks-vision, the version ssdlite.deploy.runtimes.web pins), fetched once with
+# the product's own fetch, for the test of `ssdlite export --format web`; without npm that test skips, saying why.
+MEDIAPIPE_WEB := $(VENV)/mediapipe-web/package/vision_bundle.mjs
+$(MEDIAPIPE_WEB): $(BASE)
+	@if command -v npm >/dev/null; then $(BIN)/python -c "from pathlib import Path; from ssdlite.deploy.runtimes.web import \
+		fetch_mediapipe; fetch_mediapipe(Path('$(VENV)/mediapipe-web'))"; \
+	else echo "note: npm is not installed (Debian/Ubuntu: apt-get install npm); the web export test will skip"; fi
+
+mediapipe-web: $(MEDIAPIPE_WEB)
+
 # One pytest-xdist worker per core, each on one thread (tests/conftest.py), a test file per worker at a time (the
 # session-scoped exports of a file are made once): most of the suite's time is single-threaded Python (the runtimes'
 # exporters, the serve tests), so two workers take about 0.6x of one worker on two threads.
-test: $(STAMP) chromium
+test: $(STAMP) chromium mediapipe-web
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 demo: $(BASE)

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 from torchvision.io import decode_image
-from torchvision.ops import box_iou
 
 from ssdlite.cli import main
 from ssdlite.deploy.samples import sample_images
@@ -22,7 +21,11 @@ from ssdlite.deploy.samples import sample_images
 MEDIAPIPE = Path(__file__).resolve().parents[2] / ".venv" / "mediapipe-web" / "package"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCORE, MIN_IOU, SCORE_TOL = 0.3, 0.95, 2e-3  # issue 33's bar: every detection above 0.3, IoU >= 0.95, score within 2e-3
+# Issue 33's bar: every detection above 0.3, the same class, score within 2e-3. MediaPipe's boxes are whole pixels:
+# origin and size each rounded down (measured: PyTorch's 14.72..33.01 is 14 + 18), so the far corner may be up to
+# 2 px off. On these 128 px images with boxes of 15-40 px that is the bound (issue 33's IoU >= 0.95 is for the
+# larger boxes of real photos at 320 px; here 2 px of 18 would not pass it whatever the model).
+SCORE, MAX_PX, SCORE_TOL = 0.3, 2.0, 2e-3
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -61,13 +64,13 @@ def _matched(expected: dict, got: list[dict], classes: list[str]) -> list[str]:
     boxes = torch.tensor([[d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for d in got]).reshape(-1, 4)
     scores = torch.tensor([d["score"] for d in got])
     names = [d["label"] for d in got]
-    iou = box_iou(expected["boxes"], boxes) if len(got) and len(expected["boxes"]) else torch.zeros(len(expected["boxes"]), len(got))
+    far = (expected["boxes"][:, None, :] - boxes[None, :, :]).abs().amax(dim=2)  # (expected, got): worst corner, px
     used = set()
     for i, (score, label) in enumerate(zip(expected["scores"].tolist(), expected["labels"].tolist())):
         candidates = [j for j in range(len(got)) if j not in used and names[j] == classes[label - 1]
-                      and iou[i, j] >= MIN_IOU and abs(scores[j] - score) <= SCORE_TOL]
+                      and far[i, j] <= MAX_PX and abs(scores[j] - score) <= SCORE_TOL]
         if candidates:
-            used.add(max(candidates, key=lambda j: float(iou[i, j])))
+            used.add(min(candidates, key=lambda j: float(far[i, j])))
         elif score >= SCORE + SCORE_TOL:
             problems.append(f"PyTorch {classes[label - 1]} {score:.4f} at {expected['boxes'][i].tolist()} not in the page")
     problems += [f"page {names[j]} {float(scores[j]):.4f} not in PyTorch" for j in range(len(got))
@@ -105,6 +108,7 @@ def test_the_page_detects_what_pytorch_detects(web_folder, model):
                     keep = expected["scores"] >= SCORE - SCORE_TOL
                     expected = {k: v[keep] for k, v in expected.items()}
                     assert not _matched(expected, got, CLASSES), (png.name, _matched(expected, got, CLASSES))
+                    assert all(d["class_id"] == CLASSES.index(d["label"]) + 1 for d in got)
                     compared += int((expected["scores"] >= SCORE).sum())
                 assert not problems, problems
                 assert all(r.startswith(url) for r in requested), "the page loaded something from elsewhere"
@@ -113,3 +117,34 @@ def test_the_page_detects_what_pytorch_detects(web_folder, model):
     finally:
         server.shutdown()
     assert compared > 0  # the model detects something above the threshold on these images
+
+
+def test_a_folder_without_mediapipes_files_is_refused_before_any_work(weights, tmp_path, capsys):
+    code = main(["export", "--weights", str(weights), "--format", "web", "--out", str(tmp_path / "site"), "--mediapipe", str(tmp_path)])
+    assert code != 0 and not (tmp_path / "site").exists()
+    assert "not a copy of the npm package @mediapipe/tasks-vision (no vision_bundle.mjs" in capsys.readouterr().err
+
+
+def test_without_npm_or_a_copy_the_error_says_how_to_get_one(monkeypatch, tmp_path):
+    from ssdlite.deploy.runtimes import web
+    from ssdlite.errors import UserError
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(web.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match=r"install npm .* 'npm pack @mediapipe/tasks-vision@1\.1\.0'.* --mediapipe DIR"):
+        web.find_mediapipe()
+    # ./node_modules, as `npm install @mediapipe/tasks-vision` leaves it, is found without a flag.
+    installed = tmp_path / "node_modules" / "@mediapipe" / "tasks-vision"
+    for name in web.MEDIAPIPE_FILES:
+        (installed / name).parent.mkdir(parents=True, exist_ok=True)
+        (installed / name).write_bytes(b"x")
+    (installed / "package.json").write_text('{"version": "1.1.0"}')
+    assert web.find_mediapipe() == (installed, "")
+
+
+def test_the_folder_may_not_hold_the_weights(weights, capsys):
+    """The folder is replaced whole: --out naming the folder the weights are in would delete them."""
+    code = main(["export", "--weights", str(weights), "--format", "web", "--out", str(weights.parent)])
+    assert code != 0 and weights.is_file()
+    assert "holds the --weights input" in capsys.readouterr().err

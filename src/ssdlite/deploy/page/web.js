@@ -21,12 +21,14 @@ function converted(result) {
   return result.detections
     .map((d) => {
       const c = d.categories[0];
-      const b = d.boundingBox;
+      const b = d.boundingBox; // whole pixels: MediaPipe rounds the model's boxes
+      // With the labels packed in the model, MediaPipe names the class and leaves its index at -1.
+      const id = c.categoryName ? state.meta.classes.indexOf(c.categoryName) + 1 : c.index + 1;
       return {
         box: { xmin: b.originX, ymin: b.originY, xmax: b.originX + b.width, ymax: b.originY + b.height },
         score: c.score,
-        label: c.categoryName || state.meta.classes[c.index] || `class${c.index + 1}`,
-        class_id: c.index + 1,
+        label: c.categoryName || state.meta.classes[c.index] || `class${id}`,
+        class_id: id,
       };
     })
     .sort((a, b) => b.score - a.score);

@@ -62,7 +62,7 @@ def _version(folder: Path) -> str | None:
         return None
 
 
-def _npm_pack(target: Path) -> Path:
+def fetch_mediapipe(target: Path) -> Path:
     """``npm pack`` the pinned package and extract it to ``target/package`` (built beside, then moved in place)."""
     npm = shutil.which("npm")
     spec = f"{NPM_PACKAGE}@{MEDIAPIPE_VERSION}"
@@ -106,7 +106,7 @@ def find_mediapipe(explicit: str | os.PathLike | None = None) -> tuple[Path, str
                     f"elsewhere with 'npm pack {NPM_PACKAGE}@{MEDIAPIPE_VERSION}', extract the archive and pass "
                     "--mediapipe DIR"
                 )
-            folder = _npm_pack(cache_folder())
+            folder = fetch_mediapipe(cache_folder())
     version = _version(folder)
     note = "" if version == MEDIAPIPE_VERSION else f"; MediaPipe {version} (tested with {MEDIAPIPE_VERSION})"
     return folder, note

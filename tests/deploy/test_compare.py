@@ -7,8 +7,7 @@ import torch
 from deploy_helpers import CLASSES, varied_model
 
 from ssdlite.deploy.compare import compare_detections, raw_difference, score_floors
-from ssdlite.models.box_coder import BoxCoder
-from ssdlite.models.postprocess import PostProcess
+from ssdlite.models.postprocess import PostProcess, PostprocessSettings
 
 
 def _det(boxes, scores, labels):
@@ -52,7 +51,7 @@ def test_a_detection_at_its_class_s_top_k_cut_on_one_side_only_is_borderline():
     """The runtime returns a class-1 box scored 0.43988 that PyTorch does not: with more default boxes than the top-k
     candidates, class 1's 2nd best score (k = 2) is 0.43988 too, so the two traded places at the cut (the LiteRT
     case of a raccoon model after one epoch). The same score for class 2, whose cut is lower, is a real difference."""
-    post = PostProcess(BoxCoder((0.1, 0.1, 0.2, 0.2)), score_threshold=0.01, nms_threshold=0.45, topk_candidates=2, detections_per_image=10)
+    post = PostProcess(PostprocessSettings((0.1, 0.1, 0.2, 0.2), score_threshold=0.01, nms_threshold=0.45, topk_candidates=2, detections_per_image=10))
     probs = torch.tensor([[[0.1, 0.9, 0.0], [0.56012, 0.43988, 0.0], [0.56012, 0.4398784, 0.0], [0.5, 0.0, 0.5], [0.7, 0.0, 0.3]]])
     floors = score_floors(post, probs.clamp(min=1e-9).log())  # (1, 5, 3) logits of these probabilities
     assert floors[0].tolist() == pytest.approx([0.43988, 0.3], abs=1e-6)

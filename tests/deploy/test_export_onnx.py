@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import onnx
 import pytest
 import torch
@@ -10,10 +11,10 @@ from ssdlite.deploy.compare import compare_detections
 from ssdlite.deploy.onnx_export import (
     ExportMismatchError,
     export_onnx,
-    postprocess_settings,
     verify_onnx,
 )
-from ssdlite.deploy.onnx_postprocess import NMS_OUTPUTS, append_postprocess, detections_from_outputs, postprocess_model
+from ssdlite.deploy.onnx_postprocess import NMS_OUTPUTS, append_postprocess, detections_from_padded, postprocess_model
+from ssdlite.models.postprocess import PostprocessSettings
 from ssdlite.deploy.onnx_runtime import make_session, read_metadata
 from ssdlite.deploy.samples import sample_images
 
@@ -49,7 +50,7 @@ def test_nms_export_gives_the_same_detections_as_pytorch(onnx_nms, model, n):
     images = sample_images(n, 150, 200, seed=11)
     x, sizes = model.preprocess(images)
     out = _run(session, x)
-    got = detections_from_outputs(*(out[k] for k in NMS_OUTPUTS), sizes)
+    got = detections_from_padded(*(out[k] for k in NMS_OUTPUTS), sizes)
     with torch.no_grad():
         expected = model(images)
     assert all(len(d["scores"]) > 0 for d in expected)
@@ -60,8 +61,8 @@ def test_nms_export_gives_the_same_detections_as_pytorch(onnx_nms, model, n):
 
 def test_in_graph_postprocess_no_detections_and_more_candidates_than_the_cap(model):
     """The same nodes as the export, fed chosen network outputs: an empty image and an over-full one."""
-    settings = postprocess_settings(model)
-    tail = postprocess_model(model.num_classes, model.default_boxes.boxes, 18, **settings)
+    settings = PostprocessSettings.of(model.config)
+    tail = postprocess_model(model.num_classes, model.default_boxes.boxes, 18, settings)
     a, k = model.default_boxes.boxes.shape[0], model.num_classes
     g = torch.Generator().manual_seed(3)
     cls_logits = torch.randn(3, a, k, generator=g) * 3  # (3, A, K)
@@ -72,9 +73,9 @@ def test_in_graph_postprocess_no_detections_and_more_candidates_than_the_cap(mod
     names = [o.name for o in session.get_outputs()]
     out = dict(zip(names, session.run(None, {"cls_logits_in": cls_logits.numpy(), "bbox_deltas_in": bbox_deltas.numpy()})))
     unit = [(1, 1)] * 3
-    got = detections_from_outputs(*(out[name] for name in NMS_OUTPUTS), unit)
+    got = detections_from_padded(*(out[name] for name in NMS_OUTPUTS), unit)
     expected = model.postprocess(cls_logits, bbox_deltas, unit)
-    cap = settings["detections_per_image"]
+    cap = settings.detections_per_image
     assert out["num_detections"].tolist()[0] == 0 and len(expected[0]["scores"]) == 0
     assert out["num_detections"].tolist()[1] == cap  # capped ...
     uncapped = model.postprocess_detections
@@ -100,8 +101,8 @@ def test_verification_fails_on_a_wrong_network(onnx_raw, model):
 
 def test_verification_fails_on_a_wrong_postprocess(onnx_raw, model):
     raw = onnx.load(onnx_raw[0])
-    settings = postprocess_settings(model) | {"nms_threshold": 0.2}  # not the model's 0.45
-    wrong = append_postprocess(raw, model.default_boxes.boxes, **settings)
+    settings = dataclasses.replace(PostprocessSettings.of(model.config), nms_threshold=0.2)  # not the model's 0.45
+    wrong = append_postprocess(raw, model.default_boxes.boxes, settings)
     with pytest.raises(ExportMismatchError, match="postprocess differs"):
         verify_onnx(model, wrong, raw, with_nms=True, batches=[1])
 
@@ -110,7 +111,7 @@ def test_tied_scores_are_noted_not_failed(model):
     """Equal scores (an untrained model gives them) make the detections not unique; the check says so."""
     from ssdlite.deploy.onnx_export import ExportReport, _check_detections
 
-    tail = postprocess_model(model.num_classes, model.default_boxes.boxes, 18, **postprocess_settings(model))
+    tail = postprocess_model(model.num_classes, model.default_boxes.boxes, 18, PostprocessSettings.of(model.config))
     a = model.default_boxes.boxes.shape[0]
     cls_logits = torch.zeros(1, a, model.num_classes)  # every class of every box scores exactly 1/K
     bbox_deltas = torch.zeros(1, a, 4)

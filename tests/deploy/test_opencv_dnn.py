@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from ssdlite.deploy.compare import compare_detections
-from ssdlite.deploy.onnx_postprocess import NMS_OUTPUTS, detections_from_outputs
+from ssdlite.deploy.onnx_postprocess import NMS_OUTPUTS, detections_from_padded
 from ssdlite.deploy.onnx_runtime import make_session
 from ssdlite.deploy.samples import sample_images
 
@@ -82,7 +82,7 @@ def test_opencv_runs_the_nms_export_with_the_same_detections(onnx_nms, model, n)
     x, sizes = model.preprocess(images)
     got = _forward(onnx_nms, x.numpy())
     assert set(got) == set(NMS_OUTPUTS)
-    detections = detections_from_outputs(*(got[k] for k in NMS_OUTPUTS), sizes)
+    detections = detections_from_padded(*(got[k] for k in NMS_OUTPUTS), sizes)
     with torch.no_grad():
         expected = model(images)
     assert sum(len(d["scores"]) for d in expected) > 0

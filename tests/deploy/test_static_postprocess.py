@@ -10,12 +10,12 @@ from torchvision.ops import batched_nms
 
 import ssdlite
 from ssdlite.deploy.compare import compare_detections
-from ssdlite.deploy.onnx_postprocess import detections_from_outputs
+from ssdlite.deploy.onnx_postprocess import detections_from_padded
 from ssdlite.deploy.samples import shapes_images
 from ssdlite.deploy.runtimes.static import fit_nms
 from ssdlite.deploy.static_postprocess import NMS_STEPS, StaticDetector, StaticPostProcess
 from ssdlite.errors import UserError
-from ssdlite.models.postprocess import PostProcess
+from ssdlite.models.postprocess import PostProcess, PostprocessSettings
 
 EXACT = {"min_iou": 0.9999, "score_tol": 1e-6}
 
@@ -40,7 +40,7 @@ def test_static_postprocess_equals_batched_nms_and_the_model(spread):
     assert static.exact(cls_logits, bbox_deltas, count).all()
     assert int(count[0]) == 0 and int(count[1]) == 50  # empty, capped
     assert (scores[0] == 0).all() and (labels[0] == 0).all() and (boxes[0] == 0).all()  # padding is zero
-    got = detections_from_outputs(count, boxes, scores, labels, [(1, 1)] * 3)
+    got = detections_from_padded(boxes, scores, labels, count, [(1, 1)] * 3)
     reference = reference_postprocess(model.postprocess_detections, cls_logits, bbox_deltas, model.default_boxes.boxes)
     comparison = compare_detections(reference, got, **EXACT)
     assert comparison.ok and comparison.matched == int(count.sum()), comparison.problems
@@ -59,7 +59,7 @@ def test_too_few_candidates_is_detected_not_hidden():
     bbox_deltas[..., 2:] = 3.0  # every box blown up to the whole image: all overlap
     static = StaticPostProcess.from_model(model, candidates=30)
     boxes, scores, labels, count = static(cls_logits, bbox_deltas)
-    got = detections_from_outputs(count, boxes, scores, labels, [(1, 1)])
+    got = detections_from_padded(boxes, scores, labels, count, [(1, 1)])
     expected = model.postprocess(cls_logits, bbox_deltas, [(1, 1)])
     if compare_detections(expected, got, **EXACT).ok:
         pytest.fail("the crafted outputs should need more than M candidates")
@@ -72,22 +72,21 @@ def test_static_detector_exports_and_matches_the_model_on_real_images():
     x, sizes = model.preprocess(shapes_images(2, model.config.size))
     program = torch.export.export(detector, (x,), strict=False)
     with torch.no_grad():
-        got = detections_from_outputs(*_reorder(program.module()(x)), sizes)
+        got = detections_from_padded(*program.module()(x), sizes)  # the one output order
         expected = model.postprocess(*model.core(x), sizes)
     comparison = compare_detections(expected, got)
     assert comparison.ok and comparison.matched > 0, comparison.problems
 
 
-def _reorder(outputs):
-    boxes, scores, labels, count = outputs
-    return count, boxes, scores, labels
+def _settings(topk: int, detections: int) -> PostprocessSettings:
+    return PostprocessSettings((0.1, 0.1, 0.2, 0.2), 0.01, 0.45, topk, detections)
 
 
 def test_nms_steps_odd_iterates_keep_no_suppressed_box_and_converge():
     """A suppression chain A > B > C (A suppresses B, B would suppress C, A does not overlap C): greedy NMS keeps
     A and C. One step keeps only A (a subset: nothing greedy NMS suppresses), three steps reach {A, C}."""
     default_boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 3)
-    post = StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, 3, 3, num_classes=2, candidates=3)
+    post = StaticPostProcess(default_boxes, _settings(3, 3), num_classes=2, candidates=3)
     scores = torch.tensor([[0.9, 0.8, 0.7]])
     boxes = torch.tensor([[[0.0, 0.0, 0.4, 0.4], [0.1, 0.0, 0.5, 0.4], [0.2, 0.0, 0.6, 0.4]]])  # IoU(A,B) = IoU(B,C) = 0.6, IoU(A,C) = 1/3
     labels = torch.ones(1, 3, dtype=torch.int64)
@@ -95,7 +94,7 @@ def test_nms_steps_odd_iterates_keep_no_suppressed_box_and_converge():
     assert post.keep(scores, suppresses, 1).tolist() == [[1.0, 0.0, 0.0]]
     assert post.keep(scores, suppresses, 3).tolist() == [[1.0, 0.0, 1.0]] == post.keep(scores, suppresses, 4).tolist()
     with pytest.raises(ValueError, match="odd"):
-        StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, 3, 3, num_classes=2, nms_steps=2)
+        StaticPostProcess(default_boxes, _settings(3, 3), num_classes=2, nms_steps=2)
 
 
 def _chain(n: int, detections: int):
@@ -103,7 +102,7 @@ def _chain(n: int, detections: int):
     boxes two apart do not (IoU 1/3), scores fall along the row. Greedy NMS keeps every other box, and whether box
     ``i`` survives depends on the whole row before it: a suppression chain of length ``n - 1``."""
     default_boxes = torch.tensor([[0.1 + 0.025 * i, 0.5, 0.1, 0.1] for i in range(n)])  # (n, 4) cx, cy, w, h
-    post = StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, n, detections, num_classes=2, candidates=n)
+    post = StaticPostProcess(default_boxes, _settings(n, detections), num_classes=2, candidates=n)
     cls_logits = torch.zeros(1, n, 2)
     cls_logits[0, :, 1] = 10.0 - 0.1 * torch.arange(n)  # (1, n, 2): descending scores along the row
     return post, cls_logits, torch.zeros(1, n, 4)
@@ -134,13 +133,13 @@ def test_candidates_needed_is_the_position_of_the_last_detection_kept():
     post, cls_logits, bbox_deltas = _chain(25, detections=20)
     assert post.candidates_needed(cls_logits, bbox_deltas).tolist() == [25]
     default_boxes = torch.cat([post.default_boxes, post.default_boxes[:1]])  # (26, 4): a copy of box 0, scored last
-    post = StaticPostProcess(default_boxes, (0.1, 0.1, 0.2, 0.2), 0.01, 0.45, 26, 20, num_classes=2, candidates=25, nms_steps=25)
+    post = StaticPostProcess(default_boxes, _settings(26, 20), num_classes=2, candidates=25, nms_steps=25)
     cls_logits = torch.cat([cls_logits, torch.tensor([[[0.0, 5.0]]])], dim=1)  # (1, 26, 2)
     bbox_deltas = torch.zeros(1, 26, 4)
     assert post.candidates_needed(cls_logits, bbox_deltas).tolist() == [25]
     boxes, scores, labels, count = post(cls_logits, bbox_deltas)
-    got = detections_from_outputs(count, boxes, scores, labels, [(1, 1)])
-    reference = reference_postprocess(PostProcess(post.box_coder, 0.01, 0.45, 26, 20), cls_logits, bbox_deltas, default_boxes)
+    got = detections_from_padded(boxes, scores, labels, count, [(1, 1)])
+    reference = reference_postprocess(PostProcess(_settings(26, 20)), cls_logits, bbox_deltas, default_boxes)
     assert compare_detections(reference, got, **EXACT).ok and int(count[0]) == 13
 
 

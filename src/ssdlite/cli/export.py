@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a trained model to a runtime's file (--format), verified against PyTorch",
         description="Export the network (raw cls_logits and bbox_deltas) or, with --with-nms, the whole "
-        "postprocess in the ONNX graph (outputs num_detections, boxes normalized xyxy, scores, labels). "
+        "postprocess in the ONNX graph (outputs boxes normalized xyxy, scores, labels, num_detections). "
         f"{', '.join(f'{r.title} ({r.suffixes[0]})' for r in STATIC)} files always hold the postprocess, with static shapes "
         "(outputs boxes, scores, labels, count for a fixed maximum per image), optionally INT8 (--int8 --calib). "
         "--format web writes a folder whose page detects in the browser with the LiteRT file (MediaPipe). "

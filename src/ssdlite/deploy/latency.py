@@ -47,7 +47,8 @@ def percentiles(times_ms: list[float]) -> dict[str, float]:
 
 def onnx_sessions(model: SSDLite, int8: bool, threads: int | None):
     """``(network session, pipeline session)``: the raw graph and the graph with in-graph NMS."""
-    from ssdlite.deploy.onnx_export import export_core_onnx, postprocess_settings
+    from ssdlite.deploy.onnx_export import export_core_onnx
+    from ssdlite.models.postprocess import PostprocessSettings
     from ssdlite.deploy.onnx_postprocess import append_postprocess
     from ssdlite.deploy.onnx_runtime import make_session
 
@@ -56,7 +57,7 @@ def onnx_sessions(model: SSDLite, int8: bool, threads: int | None):
         from ssdlite.deploy.quantize import quantize_model
 
         raw, _ = quantize_model(raw, [sample_batch(model.preprocess, 1, seed=s) for s in range(8)])
-    full = append_postprocess(raw, model.default_boxes.boxes, **postprocess_settings(model))
+    full = append_postprocess(raw, model.default_boxes.boxes, PostprocessSettings.of(model.config))
     return make_session(raw, threads), make_session(full, threads)
 
 
@@ -91,7 +92,7 @@ def benchmark(
             with torch.inference_mode():
                 return model.core(x)
     else:
-        from ssdlite.deploy.onnx_postprocess import detections_from_outputs
+        from ssdlite.deploy.onnx_postprocess import detections_from_padded
 
         net_session, full_session = onnx_sessions(model, int8, threads)
         feed = {"images": x.numpy()}
@@ -99,7 +100,7 @@ def benchmark(
         def pipeline():
             with torch.inference_mode():
                 inputs, sizes = model.preprocess(images)
-            return detections_from_outputs(*full_session.run(None, {"images": inputs.numpy()}), sizes)
+            return detections_from_padded(*full_session.run(None, {"images": inputs.numpy()}), sizes)
 
         def network():
             return net_session.run(None, feed)

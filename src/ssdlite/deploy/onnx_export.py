@@ -35,12 +35,13 @@ from typing import Any
 import torch
 
 from ssdlite.deploy.compare import Comparison, compare_detections
-from ssdlite.deploy.onnx_postprocess import NMS_OUTPUTS, append_postprocess, detections_from_outputs, postprocess_model
+from ssdlite.deploy.onnx_postprocess import NMS_OUTPUTS, append_postprocess, detections_from_padded, postprocess_model
 from ssdlite.deploy.onnx_runtime import make_session, write_metadata
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.samples import sample_batch, shapes_images
 from ssdlite.deploy.verify import RAW_OUTPUTS, ExportMismatchError, verify_detections
 from ssdlite.files import atomic_write
+from ssdlite.models.postprocess import PostprocessSettings
 from ssdlite.models.ssdlite import SSDLite
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own opset; lower ones go through onnx's version converter
@@ -119,18 +120,6 @@ def _with_raw_outputs(model, raw_model):
     return probe
 
 
-def postprocess_settings(model: SSDLite) -> dict[str, Any]:
-    """The keyword arguments of :func:`append_postprocess` that reproduce ``model.postprocess``."""
-    post = model.postprocess_detections
-    return {
-        "variances": model.box_coder.variances,
-        "score_threshold": post.score_threshold,
-        "nms_threshold": post.nms_threshold,
-        "topk_candidates": post.topk_candidates,
-        "detections_per_image": post.detections_per_image,
-    }
-
-
 def synthetic_head_outputs(num_anchors: int, num_classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Network outputs ``(3, A, K)``, ``(3, A, 4)`` that exercise the postprocess's edge cases.
 
@@ -168,7 +157,7 @@ def _check_detections(model: SSDLite, cls_logits, bbox_deltas, outputs, report: 
     unit = [(1, 1)] * cls_logits.shape[0]  # normalized coordinates, as the graph returns them
     with torch.no_grad():
         reference = model.postprocess(cls_logits, bbox_deltas, unit)
-    got = detections_from_outputs(*(outputs[k] for k in NMS_OUTPUTS), unit)
+    got = detections_from_padded(*(outputs[k] for k in NMS_OUTPUTS), unit)
     comparison = compare_detections(reference, got, **tol)
     if not comparison.ok:
         if _has_ties(model, cls_logits):
@@ -211,12 +200,12 @@ def verify_onnx(
             what = f"the network outputs of {len(chunk)} images"
             if not _check_detections(model, logits, deltas, outputs, report, what, EXACT_POSTPROCESS):
                 report.tied_batches.append(len(chunk))
-        return detections_from_outputs(*(outputs[k] for k in NMS_OUTPUTS), sizes), (logits, deltas)
+        return detections_from_padded(*(outputs[k] for k in NMS_OUTPUTS), sizes), (logits, deltas)
 
     report.detections, report.max_raw_diff = verify_detections(model, run, images, batches, "ONNX")
     if with_nms:
         opset = next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx"))
-        tail = postprocess_model(model.num_classes, model.default_boxes.boxes, opset, **postprocess_settings(model))
+        tail = postprocess_model(model.num_classes, model.default_boxes.boxes, opset, PostprocessSettings.of(model.config))
         logits, deltas = synthetic_head_outputs(model.default_boxes.boxes.shape[0], model.num_classes)
         tail_session = make_session(tail)
         names = [o.name for o in tail_session.get_outputs()]
@@ -242,7 +231,7 @@ def build_onnx(
     start = time.perf_counter()
     model = copy.deepcopy(model).cpu().eval()
     raw = export_core_onnx(model, dynamic_batch, opset)
-    exported = append_postprocess(raw, model.default_boxes.boxes, **postprocess_settings(model)) if with_nms else raw
+    exported = append_postprocess(raw, model.default_boxes.boxes, PostprocessSettings.of(model.config)) if with_nms else raw
     write_metadata(exported, model.config.to_dict(), list(classes or []), "nms" if with_nms else "raw")
     onnx.checker.check_model(exported)
     batches = [1, 3] if dynamic_batch else [1]

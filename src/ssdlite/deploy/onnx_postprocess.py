@@ -13,10 +13,12 @@ onnxruntime returns final detections:
    ``iou_threshold``, the same strict comparisons as the PyTorch path;
 5. the ``detections_per_image`` best survivors per image by score.
 
-Outputs are padded to a fixed ``D = min(detections_per_image, classes * topk_candidates)``:
-``num_detections (N,)`` int64, ``boxes (N, D, 4)`` float xyxy **normalized to [0, 1]** (multiply by
-``(W, H, W, H)`` of the original image), ``scores (N, D)`` sorted descending, ``labels (N, D)``
-int64 in ``1..K``; entries past ``num_detections`` are zero.
+Outputs are padded to a fixed ``D = min(detections_per_image, classes * topk_candidates)``, in the order of
+every exported postprocess (:data:`ssdlite.models.postprocess.OUTPUTS`): ``boxes (N, D, 4)`` float xyxy
+**normalized to [0, 1]** (multiply by ``(W, H, W, H)`` of the original image), ``scores (N, D)`` sorted
+descending, ``labels (N, D)`` int64 in ``1..K``, ``num_detections (N,)`` int64; entries past
+``num_detections`` are zero. Files written before this order (ssdlite 0.x up to round 3) put
+``num_detections`` first; ssdlite reads outputs by name, so both load.
 
 The tail is built with ``onnx.helper`` rather than traced, so it is written once for every
 exporter, and the with-NMS model is the raw export plus these nodes: the network part is exactly
@@ -30,19 +32,16 @@ import torch
 
 from ssdlite.deploy.optional import require
 from ssdlite.models.box_coder import BBOX_XFORM_CLIP
+from ssdlite.models.postprocess import PostprocessSettings
 
-NMS_OUTPUTS = ("num_detections", "boxes", "scores", "labels")
+NMS_OUTPUTS = ("boxes", "scores", "labels", "num_detections")  # OUTPUTS's order, the count by its ONNX name
 MIN_OPSET = 13  # Squeeze/Unsqueeze/ReduceSum with axes as inputs
 
 
 def append_postprocess(
     model,
     default_boxes: torch.Tensor,
-    variances: tuple[float, ...],
-    score_threshold: float,
-    nms_threshold: float,
-    topk_candidates: int,
-    detections_per_image: int,
+    settings: PostprocessSettings,
     cls_name: str = "cls_logits",
     box_name: str = "bbox_deltas",
 ):
@@ -51,8 +50,7 @@ def append_postprocess(
 
     Args:
         default_boxes: ``(A, 4)`` as ``(cx, cy, w, h)`` in ``[0, 1]``, the model's anchors.
-        variances, score_threshold, nms_threshold, topk_candidates, detections_per_image: the model's
-            postprocess settings.
+        settings: the model's postprocess (:meth:`PostprocessSettings.of` its config).
     """
     onnx = require("onnx", "ONNX export")
     from onnx import TensorProto, helper, numpy_helper
@@ -68,8 +66,9 @@ def append_postprocess(
         raise ValueError(f"{cls_name} must have a static class dimension, got {outputs[cls_name].type.tensor_type.shape}")
     a = int(default_boxes.shape[0])
     c = num_classes - 1  # foreground classes
-    k = min(topk_candidates, a)
-    d = min(detections_per_image, c * k)
+    k = min(settings.topk_candidates, a)
+    d = min(settings.detections_per_image, c * k)
+    variances, nms_threshold, score_threshold = settings.variances, settings.nms_threshold, settings.score_threshold
 
     nodes, inits = [], []
 
@@ -149,10 +148,10 @@ def append_postprocess(
     det_boxes = node("GatherND", [boxes, det_anchor], "det_boxes", batch_dims=1)  # (N, D, 4)
     valid3 = node("Unsqueeze", [valid, i64("axis_last2", [-1])], "valid3")  # (N, D, 1)
 
-    nodes.append(helper.make_node("Identity", [num], ["num_detections"], name="num_detections"))
     nodes.append(helper.make_node("Where", [valid3, det_boxes, const("zero_b", np.array(0.0, f32))], ["boxes"], name="boxes"))
     nodes.append(helper.make_node("Where", [valid, best, const("zero_s", np.array(0.0, f32))], ["scores"], name="scores"))
     nodes.append(helper.make_node("Where", [valid, labels, i64("zero_l", 0)], ["labels"], name="labels"))
+    nodes.append(helper.make_node("Identity", [num], ["num_detections"], name="num_detections"))
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -163,21 +162,21 @@ def append_postprocess(
     n_dim = batch.dim_param or batch.dim_value
     out.graph.output.extend(
         [
-            helper.make_tensor_value_info("num_detections", TensorProto.INT64, [n_dim]),
             helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n_dim, d, 4]),
             helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n_dim, d]),
             helper.make_tensor_value_info("labels", TensorProto.INT64, [n_dim, d]),
+            helper.make_tensor_value_info("num_detections", TensorProto.INT64, [n_dim]),
         ]
     )
     onnx.checker.check_model(out)
     return out
 
 
-def postprocess_model(num_classes: int, default_boxes: torch.Tensor, opset: int, **settings):
+def postprocess_model(num_classes: int, default_boxes: torch.Tensor, opset: int, settings: PostprocessSettings):
     """The postprocess alone as an ONNX model: inputs ``cls_logits_in (N, A, K)``, ``bbox_deltas_in (N, A, 4)``.
 
-    The same nodes as :func:`append_postprocess` (``settings`` are its keyword arguments), so it can be
-    checked on chosen network outputs (no detections, more candidates than the cap, ...).
+    The same nodes as :func:`append_postprocess`, so it can be checked on chosen network outputs (no detections,
+    more candidates than the cap, ...).
     """
     require("onnx", "ONNX export")
     from onnx import TensorProto, helper
@@ -199,19 +198,20 @@ def postprocess_model(num_classes: int, default_boxes: torch.Tensor, opset: int,
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    return append_postprocess(model, default_boxes, **settings)
+    return append_postprocess(model, default_boxes, settings)
 
 
-def detections_from_outputs(num_detections, boxes, scores, labels, image_sizes) -> list[dict[str, torch.Tensor]]:
-    """Padded final outputs (this in-graph NMS's, or :mod:`ssdlite.deploy.static_postprocess`'s) -> the model's
-    eval-mode list of ``{"boxes", "scores", "labels"}`` in each image's pixels.
+def detections_from_padded(boxes, scores, labels, num_detections, image_sizes) -> list[dict[str, torch.Tensor]]:
+    """Padded final outputs in :data:`~ssdlite.models.postprocess.OUTPUTS`'s order (this in-graph NMS's, or
+    :mod:`ssdlite.deploy.static_postprocess`'s) -> the model's eval-mode list of ``{"boxes", "scores", "labels"}``
+    in each image's pixels.
 
     Args:
-        num_detections ``(N,)``, boxes ``(N, D, 4)`` normalized, scores ``(N, D)``, labels ``(N, D)``: numpy arrays
+        boxes ``(N, D, 4)`` normalized, scores ``(N, D)``, labels ``(N, D)``, num_detections ``(N,)``: numpy arrays
             or tensors;
         image_sizes: ``(H, W)`` per image.
     """
-    num_detections, boxes, scores, labels = (torch.as_tensor(np.asarray(v)) for v in (num_detections, boxes, scores, labels))
+    boxes, scores, labels, num_detections = (torch.as_tensor(np.asarray(v)) for v in (boxes, scores, labels, num_detections))
     detections = []
     for i, (h, w) in enumerate(image_sizes):
         n = int(num_detections[i])

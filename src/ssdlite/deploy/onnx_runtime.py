@@ -3,8 +3,8 @@
 Every ONNX file written by ssdlite carries, in ``metadata_props``: ``ssdlite_config`` (the model
 config as JSON, which rebuilds the preprocess and postprocess), ``classes`` (JSON list),
 ``outputs`` (``raw`` or ``nms``), and, for other runtimes, ``input_size``, ``image_mean`` and
-``image_std`` (input = (RGB in [0, 1] resized to S x S without keeping the aspect ratio - mean) / std)
-and ``box_format``.
+``image_std`` (input = (RGB in [0, 1] resized to S x S without keeping the aspect ratio - mean) / std),
+``box_format`` and ``output_names`` (the outputs in their order).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def write_metadata(model, config: dict[str, Any], classes: list[str], outputs: s
         "image_mean": json.dumps(config.get("image_mean")),
         "image_std": json.dumps(config.get("image_std")),
         "box_format": "xyxy normalized to [0, 1]" if outputs == "nms" else "deltas against the default boxes",
+        "output_names": json.dumps([o.name for o in model.graph.output]),  # their order (files before round 3: count first)
     }
     del model.metadata_props[:]
     for key, value in values.items():

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from ssdlite.models.box_coder import BoxCoder
+from ssdlite.models.postprocess import PostprocessSettings
 
-OUTPUTS = ("boxes", "scores", "labels", "count")
 NMS_STEPS = 15  # the default matrix steps of step 4 (module doc); an export fits them to its images
 
 
@@ -51,7 +51,7 @@ class StaticPostProcess(nn.Module):
 
     Args:
         default_boxes: ``(A, 4)`` ``(cx, cy, w, h)`` in ``[0, 1]`` (the model's anchors).
-        variances, score_threshold, nms_threshold, topk_candidates, detections_per_image: the model's settings.
+        settings: the model's postprocess (:class:`~ssdlite.models.postprocess.PostprocessSettings`).
         candidates: ``M``, the candidates per image that go through NMS (default ``2 * D``, the first
             pass of ``PostProcess``); more costs an ``(M, M)`` matrix.
         nms_steps: matrix steps of the NMS (odd; module doc).
@@ -60,11 +60,7 @@ class StaticPostProcess(nn.Module):
     def __init__(
         self,
         default_boxes: torch.Tensor,
-        variances: tuple[float, ...],
-        score_threshold: float,
-        nms_threshold: float,
-        topk_candidates: int,
-        detections_per_image: int,
+        settings: PostprocessSettings,
         num_classes: int,
         candidates: int | None = None,
         nms_steps: int = NMS_STEPS,
@@ -74,24 +70,20 @@ class StaticPostProcess(nn.Module):
             raise ValueError(f"nms_steps must be odd (an odd iterate keeps no suppressed box), got {nms_steps}")
         self.nms_steps = nms_steps
         self.register_buffer("default_boxes", default_boxes.detach().float().clone())
-        self.box_coder = BoxCoder(variances)
-        self.score_threshold = float(score_threshold)
-        self.nms_threshold = float(nms_threshold)
+        self.box_coder = BoxCoder(settings.variances)
+        self.score_threshold = settings.score_threshold
+        self.nms_threshold = settings.nms_threshold
         a = default_boxes.shape[0]
-        self.k = min(topk_candidates, a)
+        self.k = min(settings.topk_candidates, a)
         total = (num_classes - 1) * self.k
-        self.d = min(detections_per_image, total)
+        self.d = min(settings.detections_per_image, total)
         self.m = min(candidates or 2 * self.d, total)
         if self.m < self.d:
             raise ValueError(f"candidates ({self.m}) must be at least the detections per image ({self.d})")
 
     @classmethod
     def from_model(cls, model, candidates: int | None = None, nms_steps: int = NMS_STEPS) -> StaticPostProcess:
-        post = model.postprocess_detections
-        return cls(
-            model.default_boxes.boxes, model.box_coder.variances, post.score_threshold, post.nms_threshold,
-            post.topk_candidates, post.detections_per_image, model.num_classes, candidates, nms_steps,
-        )
+        return cls(model.default_boxes.boxes, PostprocessSettings.of(model.config), model.num_classes, candidates, nms_steps)
 
     def candidates(self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor, m: int | None = None) -> tuple[torch.Tensor, ...]:
         """Steps 1 to 3: the ``M`` best candidates per image (``m`` instead of ``M`` if given), ``(scores (N, M),
@@ -192,7 +184,8 @@ class StaticPostProcess(nn.Module):
 
 
 class StaticDetector(nn.Module):
-    """``model.core`` followed by :class:`StaticPostProcess`: normalized ``(N, 3, S, S)`` -> :data:`OUTPUTS`."""
+    """``model.core`` followed by :class:`StaticPostProcess`: normalized ``(N, 3, S, S)`` -> the padded
+    outputs in :data:`ssdlite.models.postprocess.OUTPUTS`'s order."""
 
     def __init__(self, model, candidates: int | None = None, nms_steps: int = NMS_STEPS) -> None:
         super().__init__()

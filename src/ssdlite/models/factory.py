@@ -22,7 +22,7 @@ from ssdlite.models.extras import EXTRA_DEPTHS, ExtraLayers
 from ssdlite.models.heads import SSDLiteHead
 from ssdlite.models.initialization import init_convs
 from ssdlite.models.modes import evaluating
-from ssdlite.models.postprocess import PostProcess
+from ssdlite.models.postprocess import PostProcess, PostprocessSettings
 from ssdlite.models.ssdlite import SSDLite, SSDLiteCore
 from ssdlite.models.transform import Preprocess
 from ssdlite.models.weights import read_state_dict
@@ -152,7 +152,7 @@ def build_model(config: ModelConfig | Mapping[str, Any], *, load_backbone: bool 
         default_boxes,
         Preprocess(config.size, config.image_mean, config.image_std),
         box_coder,
-        PostProcess(box_coder, config.score_threshold, config.nms_threshold, config.topk_candidates, config.detections_per_image),
+        PostProcess(PostprocessSettings.of(config)),
         config.num_classes,
         config.iou_threshold,
         config.neg_pos_ratio,

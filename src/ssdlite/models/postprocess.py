@@ -12,42 +12,66 @@ them; when there are at least ``detections_per_image`` of them, the capped resul
 NMS over every candidate. An untrained model scores all 90 COCO classes of every box alike
 (about 1/91, above 0.01): 18 000 candidates per image, of which typically the first few hundred
 decide.
+
+:class:`PostprocessSettings` is the postprocess described once, from the model's configuration: this module's
+:class:`PostProcess` runs it in PyTorch, ``ssdlite.deploy.onnx_postprocess`` writes it as ONNX nodes and
+``ssdlite.deploy.static_postprocess`` with static shapes for ExecuTorch, LiteRT and OpenVINO. The exported
+forms give padded outputs in one order, :data:`OUTPUTS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torchvision.ops import nms
 
 from ssdlite.models.box_coder import BoxCoder
 
+#: The padded outputs of every exported postprocess, in this order (N images, D = detections per image):
+#: ``boxes (N, D, 4)`` float xyxy normalized to [0, 1], ``scores (N, D)`` descending, ``labels (N, D)`` in
+#: ``1..K-1`` (``classes[label - 1]``), ``count (N,)`` (the ONNX graph names it ``num_detections``); entries past
+#: ``count`` are zero. Apps that need another layout (MediaPipe, Frigate) get it from a wrapper around these.
+OUTPUTS = ("boxes", "scores", "labels", "count")
 
-class PostProcess(torch.nn.Module):
-    """Decode, score, filter, NMS and map back to each image's pixels.
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """What the postprocess does, whichever form runs it (module doc); :meth:`of` reads it from a model config.
 
     Args:
+        variances: box coding (SSD eq. 2), ``(cx, cy, w, h)``.
         score_threshold: minimum class probability of a candidate.
         nms_threshold: IoU above which a lower-scored box of the same class is suppressed.
         topk_candidates: candidates kept per class before NMS.
         detections_per_image: cap on the final detections per image.
     """
 
-    def __init__(
-        self,
-        box_coder: BoxCoder,
-        score_threshold: float,
-        nms_threshold: float,
-        topk_candidates: int,
-        detections_per_image: int,
-    ) -> None:
+    variances: tuple[float, ...]
+    score_threshold: float
+    nms_threshold: float
+    topk_candidates: int
+    detections_per_image: int
+
+    @classmethod
+    def of(cls, config) -> PostprocessSettings:
+        """The settings of a :class:`~ssdlite.models.config.ModelConfig` (or of ``model.config``)."""
+        return cls(tuple(float(v) for v in config.variances), float(config.score_threshold), float(config.nms_threshold),
+                   int(config.topk_candidates), int(config.detections_per_image))
+
+
+class PostProcess(torch.nn.Module):
+    """Decode, score, filter, NMS and map back to each image's pixels, as ``settings`` say."""
+
+    def __init__(self, settings: PostprocessSettings) -> None:
         super().__init__()
-        self.box_coder = box_coder
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.topk_candidates = topk_candidates
-        self.detections_per_image = detections_per_image
+        self.settings = settings
+        self.box_coder = BoxCoder(settings.variances)
+        self.score_threshold = settings.score_threshold
+        self.nms_threshold = settings.nms_threshold
+        self.topk_candidates = settings.topk_candidates
+        self.detections_per_image = settings.detections_per_image
 
     def forward(
         self,

@@ -66,7 +66,7 @@ class Backend:
             self.model = build_model(self.config, load_backbone=False).to(device).eval()
 
     def run(self, x, sizes):
-        from ssdlite.deploy.onnx_postprocess import detections_from_outputs
+        from ssdlite.deploy.onnx_postprocess import NMS_OUTPUTS, detections_from_padded
 
         static = self.session.get_inputs()[0].shape[0]
         if isinstance(static, int) and static != x.shape[0]:
@@ -76,4 +76,4 @@ class Backend:
             cls_logits, bbox_deltas = (torch.from_numpy(o).to(self.device) for o in outputs)
             return self.model.postprocess(cls_logits, bbox_deltas, sizes)
         named = dict(zip((o.name for o in self.session.get_outputs()), outputs))
-        return detections_from_outputs(named["num_detections"], named["boxes"], named["scores"], named["labels"], sizes)
+        return detections_from_padded(*(named[k] for k in NMS_OUTPUTS), sizes)  # by name: files of either output order

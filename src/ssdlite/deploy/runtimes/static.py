@@ -31,7 +31,7 @@ import torch
 
 from ssdlite.deploy.backends import run_in_fixed_batches
 from ssdlite.deploy.compare import Comparison, compare_detections
-from ssdlite.deploy.onnx_postprocess import detections_from_outputs
+from ssdlite.deploy.onnx_postprocess import detections_from_padded
 from ssdlite.deploy.optional import require
 from ssdlite.deploy.runtimes import Runtime
 from ssdlite.deploy.samples import shapes_images
@@ -191,7 +191,7 @@ def verify_static(
     """
     def run_batch(x, sizes):
         boxes, scores, labels, count = (torch.as_tensor(o) for o in outputs(x.contiguous()))
-        return detections_from_outputs(count, boxes, scores, labels, sizes)
+        return detections_from_padded(boxes, scores, labels, count, sizes)
 
     def run(chunk):
         x, sizes = model.preprocess(chunk)
@@ -282,7 +282,7 @@ class StaticBackend:
         if x.shape[0] != self.batch:
             return run_in_fixed_batches(self.run, x, sizes, self.batch)
         boxes, scores, labels, count = self.outputs(x.float().cpu().contiguous())
-        return detections_from_outputs(count, boxes, scores, labels, sizes)
+        return detections_from_padded(boxes, scores, labels, count, sizes)
 
 
 class StaticRuntime:

@@ -62,6 +62,14 @@ VALIDATIONS = 5
 SMALL_SIDE, SMALL_SHARE = 32, 0.05
 #: Input sizes tried, largest first, when ``--time-budget`` cannot fit ``MIN_EPOCHS`` at the chosen size.
 BUDGET_SIZES = (320, 288, 256, 224, 192)
+#: Every field a new run derives when it is not given: :func:`derive_recipe` (with :func:`_anchors`), ``size`` and
+#: ``epochs`` by :func:`fit_to_budget`, and the settings ``--search`` measures (:mod:`ssdlite.engine.search`). The
+#: flags of these fields say "derived from the data" in ``ssdlite train --help`` instead of a default the run would
+#: not use; ``choose`` refuses any other field, and tests/engine/test_recipe.py checks the searched ones.
+DERIVED = frozenset({
+    "backbone_weights", "freeze_bn", "augment", "neck", "fpn_stride8", "batch_size", "optimizer", "lr", "epochs",
+    "warmup_epochs", "val_every", "min_scale", "max_scale", "aspect_ratios", "reduce_lowest", "size",
+})
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ def derive_recipe(
 
     def choose(name: str, value: Any, reason: str) -> None:
         nonlocal config
+        assert name in DERIVED, f"{name}: add it to DERIVED, so that train --help does not show a default for it"
         if name in given:
             return
         config = config.replace(**{name: value})

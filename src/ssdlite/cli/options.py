@@ -55,11 +55,9 @@ def add_weights(parser: argparse.ArgumentParser | argparse._ArgumentGroup, requi
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device``: the training configuration's field (its default ``auto`` and its help), for every command."""
-    from dataclasses import fields
-
     from ssdlite.engine.config import TrainConfig
 
-    device = next(f for f in fields(TrainConfig) if f.name == "device")
+    device = options.field_named(TrainConfig, "device")
     parser.add_argument("--device", default=device.default, help=options.help_text(device))
 
 
@@ -83,14 +81,20 @@ def add_batch_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=BATCH, default=BATCH_SIZE, help=f"images per network call (default: {BATCH_SIZE})")
 
 
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format``: the training configuration's field (the format table's names, "detected from the files")."""
+    from ssdlite.engine.config import DataConfig
+
+    field = options.field_named(DataConfig, "format")
+    parser.add_argument("--format", choices=field.metadata["choices"], help=options.help_text(field))
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, split: str = "train", from_run: bool = False) -> None:
     """``--data``, ``--format`` and ``--split``: the dataset a command reads. ``--data`` is required unless
     ``from_run``: then :func:`data_from_run` takes the dataset a ``--weights`` run trained on."""
-    from ssdlite.data import FORMATS
-
     default = "; default: the dataset the --weights run directory trained on (its config.yaml)" if from_run else ""
     parser.add_argument("--data", required=not from_run, help=f"dataset root (VOC folder, COCO JSON, YOLO data.yaml){default}")
-    parser.add_argument("--format", choices=FORMATS, help="dataset format (default: detected from the files)")
+    add_format(parser)
     parser.add_argument("--split", default=split, help=f"split to read (default: {split})")
 
 

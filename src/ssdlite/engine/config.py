@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from ssdlite.data import formats
 from ssdlite.data.augment import PRESETS
 from ssdlite.errors import UserError
 from ssdlite.models import options
@@ -51,7 +52,7 @@ class DataConfig(options.Settings):
     """Where the images come from and how they are augmented."""
 
     data: str | None = _opt(None, "dataset root (VOC directory, COCO JSON, YOLO data.yaml, ...)")
-    format: str | None = _opt(None, "dataset format", ("voc", "coco", "yolo"), shown="detected from the files")
+    format: str | None = _opt(None, "dataset format", formats.names(), shown="detected from the files")
     train_split: str = _opt("train", "split to train on")
     val_split: str = _opt("val", "split to validate on (empty: no validation)")
     augment: str = _opt("ssdlite", "augmentation preset (ssdlite.data.augment)", PRESETS)

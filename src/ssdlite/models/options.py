@@ -230,11 +230,15 @@ def flag_type(f: dataclasses.Field, kind: type) -> Callable[[str], Any]:
     return _number_type(kind, f.metadata.get("bounds"))
 
 
+def field_named(cls: type, name: str) -> dataclasses.Field:
+    """Field ``name`` of the dataclass ``cls``."""
+    return next(f for f in fields(cls) if f.name == name)
+
+
 def field_type(cls: type, name: str) -> Callable[[str], Any]:
     """The argparse ``type`` of field ``name`` of ``cls``, for a command's own flag of the same setting (the demo's
     ``--epochs``): the field's type and range."""
-    f = next(f for f in fields(cls) if f.name == name)
-    return flag_type(f, _shape(typing.get_type_hints(cls)[name])[0])
+    return flag_type(field_named(cls, name), _shape(typing.get_type_hints(cls)[name])[0])
 
 
 def number(kind: type, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,

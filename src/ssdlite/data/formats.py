@@ -1,8 +1,8 @@
 """The dataset formats: one row each, read by :mod:`ssdlite.data.build` (detection, splits, reading), the training
 configuration's ``format`` choices and every command's ``--format``.
 
-This module is the table and nothing else: it imports none of the readers, so the configuration and the command
-line read it without loading them. A row names the module that reads the format (``ssdlite.data.<module>``,
+This module is the table and nothing else: it imports none of the readers itself (the ``ssdlite.data`` package's
+``__init__`` does). A row names the module that reads the format (``ssdlite.data.<module>``,
 imported by :func:`implementation`); that module defines
 
 - ``detect(folder) -> int``: how sure it is that ``folder`` holds this format (0: not at all; see the ranks below);

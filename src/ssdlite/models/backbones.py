@@ -1,7 +1,8 @@
 """The backbones: one row each, read by the builder, the configuration's defaults, the flags and the recipe.
 
-This module is the table and nothing else: it imports no PyTorch, so the configuration (``ModelConfig.arch``'s
-choices, :meth:`ModelConfig.resolved`'s defaults) and the command line read it without building anything. A row
+This module is the table and nothing else: it imports no backbone and no PyTorch itself (the ``ssdlite.models``
+package's ``__init__`` does), so the configuration (``ModelConfig.arch``'s choices, :meth:`ModelConfig.resolved`'s
+defaults) reads it without building anything. A row
 names the module that implements the backbone (``ssdlite.models.<module>``, imported by :func:`implementation` when
 a model is built); that module defines ``build_backbone(config) -> (backbone, extras or None)``.
 

@@ -13,7 +13,7 @@ from torchvision.ops import box_iou
 
 from ssdlite.data import eval_transforms, train_transforms
 from ssdlite.data.augment import IMAGE_PRESETS, CropAroundBoxes, MinIoURandomCrop, Mosaic
-from ssdlite.models.config import SIGNED_UNIT
+from ssdlite.models.backbones import SIGNED_UNIT
 
 SIZE = 64
 # Label k is drawn in COLOURS[k]: far apart, so the colour under a box tells which label it must have.

@@ -10,7 +10,7 @@ from torchvision import tv_tensors
 
 from ssdlite.data import SyntheticShapes, build_dataset, build_loader, train_transforms
 from ssdlite.data.loader import derive_seed, steps_per_epoch
-from ssdlite.models.config import SIGNED_UNIT
+from ssdlite.models.backbones import SIGNED_UNIT
 
 
 def _ids(loader) -> list[int]:

@@ -11,7 +11,7 @@ import ssdlite.engine.trainer as trainer
 from ssdlite.data import SyntheticShapes, train_transforms
 from ssdlite.engine import train
 from ssdlite.engine.guard import TrainingDiverged
-from ssdlite.models.config import SIGNED_UNIT
+from ssdlite.models.backbones import SIGNED_UNIT
 
 
 def _datasets():

@@ -81,6 +81,7 @@ def test_default_boxes_change_only_when_the_search_covers_clearly_more():
     anchors = next(c for c in choices if c.name == "anchors")
     searched = lambda m: (m.min_scale, m.max_scale, m.aspect_ratios, m.reduce_lowest)  # noqa: E731
     assert searched(config.model) != searched(small.model) and "against" in anchors.reason
+    assert _changed(small, config) <= recipe.DERIVED  # train --help says "derived" for the anchor fields too
     config, choices = derive_recipe(small, {"size", "width_mult"}, stats(32, 1, 0.5), CPU)
     assert next(c for c in choices if c.name == "anchors").value == "default" and searched(config.model) == searched(small.model)
 
@@ -220,3 +221,33 @@ def test_from_scratch_trains_with_adamw():
     assert (config.optim.optimizer, config.optim.lr) == ("sgd", 0.02)
     config, _ = derive_recipe(scratch.replace(optimizer="sgd"), {"backbone_weights", "optimizer"}, stats(160, 1, 0.5), CPU)
     assert (config.optim.optimizer, config.optim.lr) == ("sgd", 0.02)
+
+
+def _changed(before: TrainConfig, after: TrainConfig) -> set[str]:
+    """The (flat) field names whose values differ."""
+    flat = lambda c: {k: v for s in c.to_dict().values() for k, v in (s.items() if isinstance(s, dict) else ())}  # noqa: E731
+    a, b = {**before.to_dict(), **flat(before)}, {**after.to_dict(), **flat(after)}
+    return {k for k in a if k not in ("model", "data", "optim") and a[k] != b[k]}
+
+
+def test_train_help_names_no_default_the_recipe_replaces(capsys):
+    """Every field the recipe derives (measured: what derive_recipe changes on a few datasets, what --search tries)
+    says "derived from the data" in `ssdlite train --help`; no other field does."""
+    from ssdlite.cli import main
+    from ssdlite.engine.search import candidate_space
+    from ssdlite.models.options import DERIVED_DEFAULT, flag_name
+
+    changed = set()
+    for start, data in [(TrainConfig(), stats(160, 1, 0.5)), (TrainConfig(), stats(291, 3, 0.06)),
+                        (TrainConfig().replace(arch="mobilenet_v1"), stats(40, 2, 0.3))]:
+        changed |= _changed(start, derive_recipe(start, set(), data, CPU)[0])
+    changed |= set(candidate_space(TrainConfig(), set(), 0.1))
+    assert changed <= recipe.DERIVED, changed - recipe.DERIVED
+    assert {"lr", "epochs", "batch_size", "augment", "optimizer", "size", "neck"} <= changed
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in recipe.DERIVED:
+        assert f"{flag_name(name)} " in text
+    shown = text.count(f"(default: {DERIVED_DEFAULT}")
+    assert shown == len(recipe.DERIVED), shown

@@ -16,7 +16,7 @@ from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture,
 from ssdlite.errors import UserError
 from ssdlite.models import build_model
 from ssdlite.models.io import load_model
-from ssdlite.models.config import SIGNED_UNIT
+from ssdlite.models.backbones import SIGNED_UNIT
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ import pytest
 
 from ssdlite.errors import ConfigError, UserError
 from ssdlite.models import ModelConfig, build_model
-from ssdlite.models.config import IMAGENET, SIGNED_UNIT
-from ssdlite.models.vgg import SSD300_ANCHORS, VGG_MEAN_STD
+from ssdlite.models.backbones import CAFFE, IMAGENET, SIGNED_UNIT, SSD300
 
 
 def test_resolution_follows_the_architecture_and_the_weights():
@@ -15,12 +14,12 @@ def test_resolution_follows_the_architecture_and_the_weights():
     assert (mobile.size, mobile.head, mobile.image_mean, mobile.reduce_lowest, mobile.clip_boxes) == (320, "lite", SIGNED_UNIT[0], True, "none")
     assert mobile.aspect_ratios == (2.0, 3.0) and mobile.scales is None
     vgg = ModelConfig(arch="vgg16").resolved()
-    assert (vgg.size, vgg.head, vgg.image_mean, vgg.reduce_lowest, vgg.clip_boxes) == (300, "ssd", VGG_MEAN_STD[0], False, "size")
-    assert vgg.scales == tuple(SSD300_ANCHORS["scales"]) and len(vgg.aspect_ratios) == 6
+    assert (vgg.size, vgg.head, vgg.image_mean, vgg.reduce_lowest, vgg.clip_boxes) == (300, "ssd", CAFFE[0], False, "size")
+    assert vgg.scales == SSD300.scales == (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05) and len(vgg.aspect_ratios) == 6
     # SSD300's explicit scales and steps belong to 300; another size derives them from min/max scale.
     assert ModelConfig(arch="vgg16", size=512).resolved().scales is None
     assert ModelConfig(backbone_weights="imagenet").resolved().image_mean == IMAGENET[0]
-    assert ModelConfig(arch="vgg16", backbone_weights="imagenet").resolved().image_mean == VGG_MEAN_STD[0]
+    assert ModelConfig(arch="vgg16", backbone_weights="imagenet").resolved().image_mean == CAFFE[0]
     # Given values win, and resolving twice changes nothing.
     given = ModelConfig(size=192, head="ssd", image_mean=(0.1, 0.2, 0.3)).resolved()
     assert (given.size, given.head, given.image_mean) == (192, "ssd", (0.1, 0.2, 0.3))

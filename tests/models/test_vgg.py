@@ -11,7 +11,7 @@ from torchvision.models.detection import SSD300_VGG16_Weights, ssd300_vgg16
 
 from ssdlite.errors import UserError
 from ssdlite.models.factory import create_model
-from ssdlite.models.vgg import VGG_MEAN_STD
+from ssdlite.models.backbones import CAFFE
 from ssdlite.models.convert import convert_ssd300_backbone
 from ssdlite.models.vgg import VGG16Backbone
 
@@ -51,7 +51,7 @@ def tv_to_our_order(values: torch.Tensor, feature_sizes, boxes_per_location) -> 
 
 def normalized_input(n: int = 1) -> torch.Tensor:
     """A random image normalized as SSD300 expects: ``(n, 3, 300, 300)``, 0-255 minus the mean."""
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in VGG_MEAN_STD)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in CAFFE)
     return (torch.rand(n, 3, 300, 300) - mean) / std
 
 
@@ -59,7 +59,7 @@ def test_size_and_default_boxes_equal_torchvision_ssd300(tv_ssd300):
     model = create_model(91, arch="vgg16")
     assert sum(p.numel() for p in model.parameters()) == 35_641_826
     assert SSD300_VGG16_Weights.COCO_V1.meta["num_params"] == 35_641_826  # torchvision's figure, no download
-    assert model.core.backbone.out_channels == (512, 1024) and model.core.backbone.strides == (8, 16)
+    assert model.core.backbone.out_channels == (512, 1024)
     assert model.core.extras.out_channels == (512, 256, 256, 256)
     assert model.feature_sizes == [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
     assert model.default_boxes.boxes_per_location == [4, 6, 6, 6, 4, 4]

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from ssdlite.cli import _runtime
-from ssdlite.cli.options import BATCH, THREADS, add_model_arguments, model_from_args
+from ssdlite.cli.options import BATCH, add_model_arguments, add_threads, add_weights, model_from_args
 from ssdlite.deploy import runtimes
 from ssdlite.models.options import number
 
@@ -24,15 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Builds the model from the model flags (random weights) or reads --weights. "
         f"A model is timed on {', '.join(IN_MEMORY + runtimes.int8_choices()[:1])}, an exported file on its runtime.",
     )
-    p.add_argument(
-        "--weights",
-        help="run directory, checkpoint .pt or .safetensors (default: a randomly initialized model), or an exported "
-        f"{'/'.join(runtimes.exported_suffixes())} file, timed on its own runtime (or --backend)",
-    )
+    add_weights(p, required=False)  # without it: a randomly initialized model from the model flags
     add_model_arguments(p)
     _runtime.add_backend(p, runtimes.int8_choices())
     p.add_argument("--batch", type=BATCH, default=1, help="images per call (default 1)")
-    p.add_argument("--threads", type=THREADS, default=None, help="CPU threads (default: torch's / onnxruntime's choice)")
+    add_threads(p)
     p.add_argument("--iters", type=number(int, ge=1, le=MAX_CALLS), default=50, help="timed calls (default 50)")
     p.add_argument("--warmup", type=number(int, ge=0, le=MAX_CALLS), default=5, help="untimed calls first (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -7,8 +7,8 @@ import sys
 
 from tqdm import tqdm
 
-from ssdlite.cli.options import IMAGE_COUNT
-from ssdlite.data import FORMATS, KINDS, SHAPES, check_dataset, write_synthetic
+from ssdlite.cli.options import IMAGE_COUNT, add_format
+from ssdlite.data import KINDS, SHAPES, check_dataset, write_synthetic
 from ssdlite.engine.config import MAX_SEED
 from ssdlite.models.config import MAX_SIZE
 from ssdlite.models.options import number
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("path", metavar="PATH", help="dataset folder, COCO .json or YOLO .yaml")
-    check.add_argument("--format", choices=FORMATS, help="dataset format (default: detected)")
+    add_format(check)
     check.add_argument("--split", help="split to check (default: all)")
     check.add_argument("--strict", action="store_true", help="treat every warning as an error")
     check.add_argument("--quiet", action="store_true", help="print only the per-kind counts")

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ssdlite.cli.options import IMAGE_COUNT, MINUTES, WORKERS, add_model_arguments, model_config_from_args
+from ssdlite.cli.options import IMAGE_COUNT, MINUTES, WORKERS, add_device, add_model_arguments, model_config_from_args
 from ssdlite.data.augment import IMAGE_PRESETS
 from ssdlite.engine.config import OptimConfig, TrainConfig
 from ssdlite.models.config import MAX_SIZE, ModelConfig
@@ -68,14 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget", type=MINUTES, default=TRAIN_MINUTES, metavar="MINUTES",
                    help=f"minutes of training when --epochs is not given (default {TRAIN_MINUTES:g}: the demo's 10 minutes "
                    "less data, speed probe, evaluation and drawing, with room for a slow machine)")
-    p.add_argument("--batch-size", type=field_type(TrainConfig, "batch_size"), default=16, help="batch size (default 16)")
+    p.add_argument("--batch-size", type=field_type(TrainConfig, "batch_size"), default=16, help="training batch size (default 16)")
     p.add_argument("--optimizer", default=None, choices=("sgd", "adamw"), help="optimizer (default: what `ssdlite train` "
                    "picks from scratch, AdamW, which learns the shapes in half the epochs of SGD)")
     p.add_argument("--lr", type=field_type(OptimConfig, "lr"), default=None, help=f"peak learning rate (default: the recipe's from scratch for "
                    f"AdamW, {SGD_LR:g} for SGD)")
     p.add_argument("--augment", default="none", choices=IMAGE_PRESETS, help="augmentation preset (default none: the generator never repeats an image)")
     p.add_argument("--workers", type=WORKERS, default=1, help="data loader workers (default 1)")
-    p.add_argument("--device", default="cpu", help="device (default cpu: the demo's budget is for the CPU)")
+    add_device(p)
     p.add_argument("--draw", type=IMAGE_COUNT, default=8, help="validation images to draw predictions on (default 8)")
     add_model_arguments(p)
     p.set_defaults(func=run)

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from ssdlite.cli import _runtime
-from ssdlite.cli.options import BATCH, SCORE, WORKERS, add_data_arguments, data_from_run
+from ssdlite.cli.options import SCORE, WORKERS, add_batch_size, add_data_arguments, add_device, add_threads, add_weights, data_from_run
 from ssdlite.deploy import runtimes
 
 
@@ -30,11 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ignore regions in both metrics.",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--weights", metavar="W",
-        help=f"run directory, checkpoint (.pt), model.safetensors, or an exported file ({', '.join(runtimes.exported_suffixes())}: "
-        "run by its runtime)",
-    )
+    add_weights(source, required=False)  # the group requires it or --predictions
     _runtime.add_backend(p)
     source.add_argument(
         "--predictions",
@@ -46,9 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="write every metric as one JSON object to OUT ('-': stdout)")
     p.add_argument("--plots", metavar="DIR", help="write precision-recall curves and the confusion matrix (PNG) to DIR")
     p.add_argument("--save-predictions", metavar="FILE", help="with --weights: write the detections in COCO results format")
-    p.add_argument("--batch-size", type=BATCH, default=8, help="images per forward pass (default 8)")
+    add_batch_size(p)
     p.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2; 0 decodes in the main process)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    add_device(p)
+    add_threads(p)
     p.add_argument("--score-threshold", type=SCORE, help="ignore detections scored below this (default: keep all)")
     p.add_argument(
         "--plot-score-threshold", type=SCORE, default=0.25, help="detections counted in the confusion matrix and the error table (default 0.25)"
@@ -103,11 +100,8 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     from ssdlite.engine.evaluate import evaluate
     from ssdlite.errors import DataError, UserError
 
-    try:
-        device = resolve_device(args.device)
-    except RuntimeError as err:  # torch.device("gpu") and the like
-        raise UserError(f"--device {args.device}: {err}") from err
-    model, info = _load(args.weights, device, args.backend)
+    device = resolve_device(args.device)
+    model, info = _load(args.weights, device, args.backend, args.threads)
     # The model's class list fixes the label order; the dataset is read against it (unknown names are an error).
     classes = list(info.get("classes") or []) or None
     try:
@@ -138,16 +132,16 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _load(weights: str, device, backend: str | None = None):
+def _load(weights: str, device, backend: str | None = None, threads: int | None = None):
     """``(model, info)``: a weights file as the PyTorch model, an exported file behind its runtime's ``Predictor``."""
-    from ssdlite.models.io import load_model
-
-    backend = runtimes.chosen(backend, weights).name
-    if backend == runtimes.DEFAULT.name:
-        return load_model(weights, map_location=device)
+    from ssdlite.deploy.backends import open_backend
     from ssdlite.deploy.predictor import Predictor, PredictorModule
 
-    predictor = Predictor(weights, backend=backend, device=device, score_threshold=0.0)
+    backend = runtimes.chosen(backend, weights).name
+    if backend == runtimes.DEFAULT.name:  # the model itself, opened (and its threads set) as the torch runtime opens it
+        runner = open_backend(backend, weights, device, threads)
+        return runner.model, runner.info
+    predictor = Predictor(weights, backend=backend, device=device, score_threshold=0.0, threads=threads)
     module = PredictorModule(predictor)
     module.num_classes = predictor.config.num_classes
     return module, {"classes": predictor.classes, "path": weights}

@@ -41,14 +41,60 @@ CALIB_IMAGES = number(int, ge=1, le=MAX_IMAGES)
 MINUTES = number(float, gt=0, le=525_600)
 
 
+# The flags of running a model, shared by predict, serve, eval, benchmark and demo: one definition each, so a flag
+# has one default and one help in every command (tests/cli/test_shared_flags.py builds every parser and checks).
+
+
+def add_weights(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool = True) -> None:
+    """``--weights``: a trained model in any form a runtime reads (a command without it says what it does instead)."""
+    from ssdlite.deploy import runtimes
+
+    parser.add_argument("--weights", required=required, help=f"run directory, checkpoint .pt, .safetensors, or an exported "
+                        f"file ({', '.join(runtimes.exported_suffixes())}) run on its runtime (or --backend)")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device``: the training configuration's field (its default ``auto`` and its help), for every command."""
+    from ssdlite.engine.config import TrainConfig
+
+    device = options.field_named(TrainConfig, "device")
+    parser.add_argument("--device", default=device.default, help=options.help_text(device))
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads``: the runtime's intra-op threads."""
+    parser.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
+
+
+def add_score_threshold(parser: argparse.ArgumentParser) -> None:
+    """``--score-threshold``: the detections a command keeps (``serve``: those of a request that gives no threshold)."""
+    from ssdlite.deploy.predictor import SCORE_THRESHOLD
+
+    parser.add_argument("--score-threshold", type=SCORE, default=SCORE_THRESHOLD,
+                        help=f"keep detections scored at least this (default: {SCORE_THRESHOLD:g})")
+
+
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``: images per network call."""
+    from ssdlite.deploy.predictor import BATCH_SIZE
+
+    parser.add_argument("--batch-size", type=BATCH, default=BATCH_SIZE, help=f"images per network call (default: {BATCH_SIZE})")
+
+
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format``: the training configuration's field (the format table's names, "detected from the files")."""
+    from ssdlite.engine.config import DataConfig
+
+    field = options.field_named(DataConfig, "format")
+    parser.add_argument("--format", choices=field.metadata["choices"], help=options.help_text(field))
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, split: str = "train", from_run: bool = False) -> None:
     """``--data``, ``--format`` and ``--split``: the dataset a command reads. ``--data`` is required unless
     ``from_run``: then :func:`data_from_run` takes the dataset a ``--weights`` run trained on."""
-    from ssdlite.data import FORMATS
-
     default = "; default: the dataset the --weights run directory trained on (its config.yaml)" if from_run else ""
     parser.add_argument("--data", required=not from_run, help=f"dataset root (VOC folder, COCO JSON, YOLO data.yaml){default}")
-    parser.add_argument("--format", choices=FORMATS, help="dataset format (default: detected from the files)")
+    add_format(parser)
     parser.add_argument("--split", default=split, help=f"split to read (default: {split})")
 
 

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from ssdlite.cli import _runtime
-from ssdlite.cli.options import BATCH, SCORE, THREADS
-from ssdlite.deploy import runtimes
+from ssdlite.cli.options import add_batch_size, add_device, add_score_threshold, add_threads, add_weights
 from ssdlite.deploy.preannotations import FORMATS as PREANNOTATION_FORMATS
 
 
@@ -25,16 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "replacing the files of the same names (with a note when it holds earlier predictions).",
     )
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image or video file, folder or glob pattern (quote it)")
-    p.add_argument(
-        "--weights", required=True,
-        help=f"run directory, checkpoint .pt, .safetensors, or the backend's exported file ({', '.join(runtimes.exported_suffixes())})",
-    )
+    add_weights(p)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--score-threshold", type=SCORE, default=0.3, help="keep detections scored at least this (default 0.3)")
+    add_score_threshold(p)
     _runtime.add_backend(p)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--batch-size", type=BATCH, default=8, help="images per network call (default 8)")
-    p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
+    add_device(p)
+    add_batch_size(p)
+    add_threads(p)
     p.add_argument("--no-draw", action="store_true", help="write only the JSON files")
     p.add_argument(
         "--annotations", choices=tuple(PREANNOTATION_FORMATS),

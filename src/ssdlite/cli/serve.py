@@ -8,8 +8,7 @@ import os
 import sys
 
 from ssdlite.cli import _runtime
-from ssdlite.cli.options import THREADS
-from ssdlite.deploy import runtimes
+from ssdlite.cli.options import add_device, add_score_threshold, add_threads, add_weights
 from ssdlite.errors import UserError
 
 API_KEY_ENV = "SSDLITE_API_KEY"
@@ -26,10 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/health/live, /health/ready, /metrics (Prometheus), /openapi.json, and a page at / that draws the boxes. "
         "Needs the extra: pip install 'ssdlite[serve]'. SIGTERM lets the requests in flight finish, then exits 0.",
     )
-    p.add_argument("--weights", required=True, help=f"run directory, checkpoint .pt, .safetensors, or the backend's exported file ({', '.join(runtimes.exported_suffixes())})")
+    add_weights(p)
     _runtime.add_backend(p)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=THREADS, default=None, help="runtime threads (default: the runtime's choice)")
+    add_device(p)
+    add_threads(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-batch-size", type=int, default=8, help="requests run as one model call at most (default 8; 1 turns batching off)")
@@ -37,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait beyond the running batch; more get 503 (default 64)")
     p.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body in MiB; larger gets 413 (default 10)")
     p.add_argument("--max-megapixels", type=float, default=50.0, help="largest image in megapixels, checked before decoding (default 50)")
-    p.add_argument("--score-threshold", type=float, default=0.3, help="default of the request's score_threshold (default 0.3)")
+    add_score_threshold(p)  # for the requests that give no score_threshold of their own
     p.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' on /v1/* and /metrics (or set {API_KEY_ENV}, which keeps it out of the process list)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow browser calls from this origin (repeatable; default none)")
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds SIGTERM waits for requests in flight (default 30)")
@@ -64,7 +63,6 @@ def _check(args: argparse.Namespace) -> None:
             ("max_queue", args.max_queue >= 0, ">= 0"),
             ("max_body_mb", args.max_body_mb > 0, "> 0"),
             ("max_megapixels", args.max_megapixels > 0, "> 0"),
-            ("score_threshold", 0 <= args.score_threshold <= 1, "0..1"),
             ("drain_timeout", args.drain_timeout >= 0, ">= 0"),
             ("label_studio_url", args.label_studio_url is None or _is_http_url(args.label_studio_url), "an http(s) URL"),
             ("local_files_root", args.local_files_root is None or os.path.isdir(args.local_files_root), "a folder"),

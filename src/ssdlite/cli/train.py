@@ -20,6 +20,7 @@ RESUME_OVERRIDABLE = ("device", "workers", "val_every", "log_every", "stop_after
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ssdlite.cli.options import MINUTES
     from ssdlite.engine.config import add_config_arguments
+    from ssdlite.engine.recipe import DERIVED
 
     p = subparsers.add_parser(
         "train",
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--search", action="store_true",
                    help="choose the augmentation, input size and learning rate by short trials on the training data "
                    "(80%% trained, 20%% scored) within --time-budget (default 30 minutes), then train the best")
-    add_config_arguments(p)
+    add_config_arguments(p, derived=DERIVED)  # a new run derives these from the data (engine/recipe.py)
     p.set_defaults(func=run)
 
 

@@ -1,4 +1,7 @@
-"""One entry point for every format: find the format, read and check a split, build the dataset."""
+"""One entry point for every format: find the format, read and check a split, build the dataset.
+
+Every format-specific step goes through the format's row (:mod:`ssdlite.data.formats`): its module detects it, lists
+and reads its splits; this module holds what is the same for all of them (the hold-out split, the checks)."""
 
 from __future__ import annotations
 
@@ -7,40 +10,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ssdlite.data.catalog import Catalog, split_names
-from ssdlite.data.coco import read_coco
+from ssdlite.data import formats
+from ssdlite.data.catalog import Catalog
 from ssdlite.data.dataset import DetectionDataset
 from ssdlite.data.decode import MAX_PIXELS
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.data.usable import usability_problems
-from ssdlite.data.voc import IMAGE_SUFFIXES, read_voc, voc_has_split, voc_layout
-from ssdlite.data.yolo import darknet_split, find_yolo_yaml, is_flat_yolo, read_darknet_data, read_yolo, read_yolo_yaml
+from ssdlite.data.voc import IMAGE_SUFFIXES
 from ssdlite.errors import DataError
 
-FORMATS = ("voc", "coco", "yolo")
+FORMATS = formats.names()  # the public name of the table's choices (ssdlite.data.FORMATS)
 
 
 def detect_format(path: str | Path) -> str:
-    """``voc``, ``coco`` or ``yolo`` from what ``path`` contains; ``DataError`` when it is none of them."""
+    """The format whose ``detect`` is surest of what ``path`` holds (:mod:`ssdlite.data.formats`), or of a file the
+    format's ``files`` suffix; ``DataError`` when it is none of them."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_file():
-        if path.suffix == ".json":
-            return "coco"
-        if path.suffix in (".yaml", ".yml"):
-            return "yolo"
-        raise DataError(f"{path}: expected a dataset folder, a COCO .json or a YOLO .yaml file")
-    if (path / "Annotations").is_dir():
-        return "voc"
-    if find_yolo_yaml(path) is not None or (path / "obj.data").is_file() or is_flat_yolo(path):
-        return "yolo"
-    if (path / "images").is_dir() and (path / "labels").is_dir():
-        return "yolo"
-    if list(path.glob("annotations/*.json")) or list(path.glob("*.json")) or list(path.glob("*/_annotations.coco.json")):
-        return "coco"
-    if voc_layout(path) is not None:  # labelImg's XML beside the images, Roboflow's VOC split folders
-        return "voc"
+        found = formats.for_file(path.suffix)
+        if found is None:
+            whole = " or ".join(f"a {f.title} {f.files[0]}" for f in formats.FORMATS if f.files)
+            raise DataError(f"{path}: expected a dataset folder, {whole} file")
+        return found.name
+    sureness = {f.name: formats.implementation(f.name).detect(path) for f in formats.FORMATS}
+    best = max(sureness.values())
+    if best > 0:
+        return next(name for name, sure in sureness.items() if sure == best)  # a tie: the first row
     images = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     if images:
         raise DataError(
@@ -48,33 +45,11 @@ def detect_format(path: str | Path) -> str:
             "(labelImg saves VOC XML beside them; CVAT and Roboflow export VOC, COCO or YOLO), or, if this is a "
             "dataset's image folder, give the dataset's folder instead"
         )
+    *first, last = [f"{f.signs} for {f.title}" for f in formats.FORMATS]
     raise DataError(
-        f"{path}: cannot tell the dataset format (expected Annotations/ or .xml files beside the images for VOC, "
-        "annotations/*.json for COCO, or data.yaml, obj.data, images/ + labels/, or .txt files and classes.txt "
-        "beside the images for YOLO); to read it as one of them, pass --format voc|coco|yolo (format= in Python)"
+        f"{path}: cannot tell the dataset format (expected {', '.join(first)}, or {last}); to read it as one of them, "
+        f"pass --format {'|'.join(formats.names())} (format= in Python)"
     )
-
-
-def coco_annotation_file(root: Path, split: str | None) -> Path:
-    """The COCO JSON of ``split`` under ``root``: ``annotations/instances_<split>*.json``,
-    ``annotations/<split>.json``, ``<split>.json`` or ``<split>/_annotations.coco.json`` (Roboflow), where
-    ``val`` is also found as ``valid`` or ``validation``."""
-    if root.is_file():
-        return root
-    names = split_names(split) if split else ()
-    patterns = (
-        [p for name in names for p in (f"annotations/instances_{name}*.json", f"annotations/{name}.json", f"{name}.json", f"{name}/_annotations.coco.json")]
-        if split
-        else ["annotations/*.json", "*.json"]
-    )
-    for pattern in patterns:
-        found = sorted(root.glob(pattern))
-        if found:
-            return found[0]
-    present = sorted(
-        str(p.relative_to(root)) for p in [*root.glob("annotations/*.json"), *root.glob("*.json"), *root.glob("*/_annotations.coco.json")]
-    )
-    raise DataError(f"{root}: no COCO annotation file for split {split!r} (JSON files present: {present or 'none'})")
 
 
 # The share of the training images held out for validation when a dataset has no validation split.
@@ -83,33 +58,13 @@ HOLD_OUT = 0.2
 
 def has_split(path: Path, format: str, split: str) -> bool:
     """Whether the dataset at ``path`` defines ``split`` (``val`` also as ``valid`` or ``validation``)."""
-    names = split_names(split)
-    if format == "voc":
-        return voc_has_split(path, split)
-    if format == "yolo":
-        data_file = find_yolo_yaml(path)
-        if data_file is not None:
-            return bool(read_yolo_yaml(data_file).get(split))
-        if (path / "obj.data").is_file():
-            return darknet_split(read_darknet_data(path / "obj.data"), split) is not None
-        return any((path / "images" / name).is_dir() or (path / name / "images").is_dir() for name in names)
-    try:
-        coco_annotation_file(path, split)
-    except DataError:
-        return False
-    return True
+    return formats.implementation(format).has_split(path, split)
 
 
 def read_split(path: Path, format: str, split: str | None, classes: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> Catalog:
     """One split as the dataset defines it (None: every sample), without :func:`held_out_split`: what ``ssdlite data
     check`` reads, so that it checks every file once."""
-    if format == "voc":
-        return read_voc(path, split, classes, max_pixels)
-    if format == "coco":
-        return read_coco(coco_annotation_file(path, split), None, classes, max_pixels, split=split)
-    if format == "yolo":
-        return read_yolo(path, split, classes)
-    raise DataError(f"unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}")
+    return formats.implementation(format).read(path, split, classes, max_pixels)
 
 
 def held_out_split(catalog: Catalog, split: str, of: str) -> Catalog:
@@ -231,23 +186,8 @@ def build_dataset(
 
 
 def dataset_splits(path: str | Path, format: str | None = None) -> list[str | None]:
-    """Splits to check when none is named: VOC reads every annotation once (``[None]``), COCO and YOLO
-    each split they have (COCO: the JSON itself when ``path`` is a file)."""
+    """Splits to check when none is named: the format's ``splits`` (VOC: every annotation once, ``[None]``; COCO and
+    YOLO each split they have); a file given as the dataset is read whole."""
     path = Path(path)
     format = format or detect_format(path)
-    if format == "voc" or path.is_file():
-        return [None]
-    if format == "yolo":
-        data_file = find_yolo_yaml(path)
-        if data_file is not None:
-            data = read_yolo_yaml(data_file)
-            return [s for s in ("train", "val", "test") if data.get(s)] or ["train"]
-        return [s for s in ("train", "val", "test") if has_split(path, "yolo", s)] or [None]
-    splits = []
-    for split in ("train", "val", "test"):
-        try:
-            coco_annotation_file(path, split)
-            splits.append(split)
-        except DataError:
-            continue
-    return splits or [None]
+    return [None] if path.is_file() else formats.implementation(format).splits(path)

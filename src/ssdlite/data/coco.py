@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ssdlite.data.box_checks import check_boxes
-from ssdlite.data.catalog import Catalog, Record, empty_annotation
+from ssdlite.data.catalog import Catalog, Record, empty_annotation, split_names
 from ssdlite.data.classes import UnknownClasses, check_class_list
 from ssdlite.data.decode import MAX_PIXELS, ImageError, image_size
+from ssdlite.data.formats import ANNOTATION_FILES
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.errors import DataError
 
@@ -274,3 +275,53 @@ def read_coco(
         records.append(Record(image_path=image_path, image_id=image_id, source=where, size=size, area=area, **arrays))
     report.extend(unknown.problems(source, [str(c) for c in category_ids]))
     return Catalog(source=source, records=records, classes=names, category_ids=category_ids, report=report)
+
+
+# -- the format's row (ssdlite.data.formats): detect, has_split, splits, read; COCO's layout rules
+
+
+#: Where a COCO export keeps its JSON when no split is named: ``annotations/``, the root, Roboflow's split folders.
+JSON_PLACES = ("annotations/*.json", "*.json", "*/_annotations.coco.json")
+
+
+def detect(folder: Path) -> int:
+    """JSON files where COCO exports keep them (a YOLO layout beside them outranks them)."""
+    return ANNOTATION_FILES if any(any(folder.glob(pattern)) for pattern in JSON_PLACES) else 0
+
+
+def coco_annotation_file(root: Path, split: str | None) -> Path:
+    """The COCO JSON of ``split`` under ``root``: ``annotations/instances_<split>*.json``,
+    ``annotations/<split>.json``, ``<split>.json`` or ``<split>/_annotations.coco.json`` (Roboflow), where
+    ``val`` is also found as ``valid`` or ``validation``."""
+    if root.is_file():
+        return root
+    names = split_names(split) if split else ()
+    patterns = (
+        [p for name in names for p in (f"annotations/instances_{name}*.json", f"annotations/{name}.json", f"{name}.json", f"{name}/_annotations.coco.json")]
+        if split
+        else ["annotations/*.json", "*.json"]
+    )
+    for pattern in patterns:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+    present = sorted(str(p.relative_to(root)) for pattern in JSON_PLACES for p in root.glob(pattern))
+    raise DataError(f"{root}: no COCO annotation file for split {split!r} (JSON files present: {present or 'none'})")
+
+
+def has_split(root: Path, split: str) -> bool:
+    """Whether ``root`` has an annotation file of ``split`` (:func:`coco_annotation_file`)."""
+    try:
+        coco_annotation_file(root, split)
+    except DataError:
+        return False
+    return True
+
+
+def splits(root: Path) -> list[str | None]:
+    """The splits with an annotation file, else every JSON as one (``[None]``)."""
+    return [s for s in ("train", "val", "test") if has_split(root, s)] or [None]
+
+
+def read(path: Path, split: str | None, classes: list[str] | None, max_pixels: int) -> Catalog:
+    return read_coco(coco_annotation_file(path, split), None, classes, max_pixels, split=split)

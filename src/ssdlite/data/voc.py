@@ -25,6 +25,7 @@ from ssdlite.data.box_checks import check_boxes
 from ssdlite.data.catalog import Catalog, Record, empty_annotation, split_names
 from ssdlite.data.classes import UnknownClasses, check_class_list, read_class_file, read_labelmap
 from ssdlite.data.decode import MAX_PIXELS, ImageError, image_size
+from ssdlite.data.formats import LOOSE_FILES, OWN_LAYOUT
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.errors import DataError
 
@@ -146,10 +147,30 @@ def voc_split_listing(layout: VocLayout, split: str | None) -> tuple[list[str], 
     return sorted({p.stem for p in layout.annotations.glob("*.xml")} | set(listed)), where
 
 
-def voc_has_split(root: str | Path, split: str) -> bool:
+# -- the format's row (ssdlite.data.formats): detect, has_split, splits, read
+
+
+def detect(folder: Path) -> int:
+    """Pascal VOC's own ``Annotations/`` folder; else XML beside the images or in split folders (:func:`voc_layout`),
+    which a COCO or YOLO layout in the same folder outranks."""
+    if (folder / "Annotations").is_dir():
+        return OWN_LAYOUT
+    return LOOSE_FILES if voc_layout(folder) is not None else 0
+
+
+def has_split(root: str | Path, split: str) -> bool:
     """Whether the VOC dataset at ``root`` defines ``split`` (a split folder or file)."""
     layout = voc_layout(root)
     return layout is not None and layout.split(split) is not None
+
+
+def splits(root: Path) -> list[str | None]:
+    """Every annotation once (``[None]``): a split of VOC is a list of the same XML files."""
+    return [None]
+
+
+def read(path: Path, split: str | None, classes: list[str] | None, max_pixels: int) -> Catalog:
+    return read_voc(path, split, classes, max_pixels)
 
 
 def _text(node: ET.Element | None, tag: str) -> str | None:

@@ -21,6 +21,7 @@ import yaml
 from ssdlite.data.box_checks import check_boxes
 from ssdlite.data.catalog import Catalog, Record, empty_annotation, split_names
 from ssdlite.data.classes import UnknownClasses, check_class_list, read_class_file
+from ssdlite.data.formats import OWN_LAYOUT
 from ssdlite.data.problems import DataReport, Problem
 from ssdlite.data.voc import IMAGE_SUFFIXES
 from ssdlite.errors import DataError
@@ -295,3 +296,38 @@ def read_yolo(root: str | Path, split: str | None = "train", names: list[str] | 
         records.append(Record(image_path=image_path, image_id=len(records), source=source, size=None, **arrays))
     report.extend(unknown.problems(class_source, [f"{i}: {n}" for i, n in enumerate(names)]))
     return Catalog(source=str(root), records=records, classes=names, category_ids=list(range(1, len(names) + 1)), report=report)
+
+
+# -- the format's row (ssdlite.data.formats): detect, has_split, splits, read
+
+
+def detect(folder: Path) -> int:
+    """A marker only YOLO writes: ``data.yaml``, Darknet's ``obj.data``, ``images/`` + ``labels/``, labelImg's
+    ``classes.txt`` beside the labels."""
+    marked = find_yolo_yaml(folder) is not None or (folder / "obj.data").is_file() or is_flat_yolo(folder)
+    return OWN_LAYOUT if marked or ((folder / "images").is_dir() and (folder / "labels").is_dir()) else 0
+
+
+def has_split(root: Path, split: str) -> bool:
+    """Whether ``data.yaml`` (or ``obj.data``) names ``split``, or, without either, its ``images/<split>`` or
+    ``<split>/images`` folder exists (``val`` also as ``valid``, ``validation``)."""
+    data_file = find_yolo_yaml(root)
+    if data_file is not None:
+        return bool(read_yolo_yaml(data_file).get(split))
+    if (root / "obj.data").is_file():
+        return darknet_split(read_darknet_data(root / "obj.data"), split) is not None
+    return any((root / "images" / name).is_dir() or (root / name / "images").is_dir() for name in split_names(split))
+
+
+def splits(root: Path) -> list[str | None]:
+    """The splits ``data.yaml`` names (else ``train``), or the split folders present (else every image once)."""
+    data_file = find_yolo_yaml(root)
+    if data_file is not None:
+        data = read_yolo_yaml(data_file)
+        return [s for s in ("train", "val", "test") if data.get(s)] or ["train"]
+    return [s for s in ("train", "val", "test") if has_split(root, s)] or [None]
+
+
+def read(path: Path, split: str | None, classes: list[str] | None, max_pixels: int) -> Catalog:
+    """(``max_pixels`` is the decoder's business: YOLO labels carry no image size to check.)"""
+    return read_yolo(path, split, classes)

@@ -21,10 +21,16 @@ import torch
 from ssdlite.data.decode import ImageError, decode_image
 from ssdlite.deploy import runtimes
 from ssdlite.deploy.backends import open_backend
+from ssdlite.engine.distributed import resolve_device
 from ssdlite.errors import UserError
 from ssdlite.models.transform import Preprocess
 
 __all__ = ["Prediction", "Predictor", "PredictorModule"]
+
+#: The defaults of running a model (the library's and the commands' flags, ``ssdlite.cli.options``): detections
+#: kept when scored at least this, and images per network call.
+SCORE_THRESHOLD = 0.3
+BATCH_SIZE = 8
 
 
 @dataclass
@@ -43,8 +49,8 @@ class Predictor:
     Args:
         weights: run directory, checkpoint ``.pt``, ``.safetensors``, or the backend's exported file.
         backend: a runtime of :mod:`ssdlite.deploy.runtimes` (its name or an older alias).
-        device: torch device (``cpu``, ``cuda``, ``cuda:1``); onnxruntime uses CUDA when it has it; the
-            other runtimes run on the CPU.
+        device: torch device (``cpu``, ``cuda``, ``cuda:1``, or ``auto``: CUDA when available); onnxruntime uses
+            CUDA when it has it; the other runtimes run on the CPU.
         score_threshold: keep detections scored at least this.
         batch_size: images per network call in :meth:`predict_paths`.
         threads: the runtime's intra-op threads (default: the runtime's choice).
@@ -55,14 +61,14 @@ class Predictor:
         weights: str | os.PathLike,
         backend: str = runtimes.DEFAULT.name,
         device: str | torch.device = "cpu",
-        score_threshold: float = 0.3,
-        batch_size: int = 8,
+        score_threshold: float = SCORE_THRESHOLD,
+        batch_size: int = BATCH_SIZE,
         threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}")
         self.backend = runtimes.get(backend).name  # an unknown name: a UserError listing the runtimes
-        self.device = torch.device(device)
+        self.device = resolve_device(str(device))  # `auto` and an unknown name the same as for training
         self.score_threshold = float(score_threshold)
         self.batch_size = batch_size
         self.weights = str(weights)

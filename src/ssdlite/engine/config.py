@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from ssdlite.data import formats
 from ssdlite.data.augment import PRESETS
 from ssdlite.errors import UserError
 from ssdlite.models import options
@@ -51,7 +52,7 @@ class DataConfig(options.Settings):
     """Where the images come from and how they are augmented."""
 
     data: str | None = _opt(None, "dataset root (VOC directory, COCO JSON, YOLO data.yaml, ...)")
-    format: str | None = _opt(None, "dataset format (default: detected from the files)", ("voc", "coco", "yolo"))
+    format: str | None = _opt(None, "dataset format", formats.names(), shown="detected from the files")
     train_split: str = _opt("train", "split to train on")
     val_split: str = _opt("val", "split to validate on (empty: no validation)")
     augment: str = _opt("ssdlite", "augmentation preset (ssdlite.data.augment)", PRESETS)
@@ -92,7 +93,7 @@ class TrainConfig(options.Settings):
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     seed: int = _opt(0, "seed for initialization, data order and augmentation", ge=0, le=MAX_SEED)
     amp: str = _opt("bf16", "mixed precision on CUDA (ignored on the CPU)", ("off", "bf16", "fp16"))
-    channels_last: bool | None = _opt(None, "channels_last memory format for weights and activations (default: on the CPU, where oneDNN's convolutions are about 1.6x faster with it; off on CUDA)")
+    channels_last: bool | None = _opt(None, "channels_last memory format for weights and activations", shown="on the CPU, where oneDNN's convolutions are about 1.6x faster with it; off on CUDA")
     ema: bool = _opt(True, "keep an exponential moving average of the weights for validation and best.pt")
     ema_decay: float = _opt(0.999, "EMA decay (warmed up from 0 over the first few thousand steps)", ge=0, lt=1)
     val_every: int = _opt(5, "validate every N epochs (and after the last one); 0 disables validation", ge=0, le=MAX_EPOCHS)
@@ -177,14 +178,15 @@ def fields_in_yaml(path: str | Path) -> set[str]:
     return names
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per configuration field (``--batch-size``, ``--lr``, ...); unset flags stay ``None``.
+def add_config_arguments(parser: argparse.ArgumentParser, derived: frozenset[str] = frozenset()) -> None:
+    """One flag per configuration field (``--batch-size``, ``--lr``, ...); unset flags stay ``None``; the help of the
+    fields in ``derived`` (``ssdlite train``'s recipe, ``engine.recipe.DERIVED``) says they are derived from the data.
 
     The model flags are :class:`ModelConfig`'s, exactly as every other command that builds a model has them.
     """
-    options.add_arguments(parser.add_argument_group("training options"), TrainConfig, skip=tuple(SECTIONS))
+    options.add_arguments(parser.add_argument_group("training options"), TrainConfig, skip=tuple(SECTIONS), derived=derived)
     for section, cls in SECTIONS.items():
-        options.add_arguments(parser.add_argument_group(f"{section} options"), cls)
+        options.add_arguments(parser.add_argument_group(f"{section} options"), cls, derived=derived)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -38,7 +38,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:<local rank>`` when CUDA is available, else ``cpu``; ``cuda`` gets the local rank."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:  # torch.device("gpu") and the like
+        raise UserError(f"--device {name}: {err}") from err
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: CUDA is not available on this machine")

@@ -29,6 +29,7 @@ from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.trainer import measure_speed
 from ssdlite.errors import UserError
 from ssdlite.metrics.errors import ERRORS, TYPES
+from ssdlite.models import backbones
 from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes, sample_boxes
 from ssdlite.models.factory import build_model
 
@@ -62,6 +63,14 @@ VALIDATIONS = 5
 SMALL_SIDE, SMALL_SHARE = 32, 0.05
 #: Input sizes tried, largest first, when ``--time-budget`` cannot fit ``MIN_EPOCHS`` at the chosen size.
 BUDGET_SIZES = (320, 288, 256, 224, 192)
+#: Every field a new run derives when it is not given: :func:`derive_recipe` (with :func:`_anchors`), ``size`` and
+#: ``epochs`` by :func:`fit_to_budget`, and the settings ``--search`` measures (:mod:`ssdlite.engine.search`). The
+#: flags of these fields say "derived from the data" in ``ssdlite train --help`` instead of a default the run would
+#: not use; ``choose`` refuses any other field, and tests/engine/test_recipe.py checks the searched ones.
+DERIVED = frozenset({
+    "backbone_weights", "freeze_bn", "augment", "neck", "fpn_stride8", "batch_size", "optimizer", "lr", "epochs",
+    "warmup_epochs", "val_every", "min_scale", "max_scale", "aspect_ratios", "reduce_lowest", "size",
+})
 
 
 @dataclass(frozen=True)
@@ -115,16 +124,17 @@ def derive_recipe(
 
     def choose(name: str, value: Any, reason: str) -> None:
         nonlocal config
+        assert name in DERIVED, f"{name}: add it to DERIVED, so that train --help does not show a default for it"
         if name in given:
             return
         config = config.replace(**{name: value})
         choices.append(Choice(name, value, reason))
 
-    model = config.model
-    if model.arch == "mobilenet_v1":
-        choose("backbone_weights", None, "torchvision has no ImageNet MobileNetV1; the backbone starts random")
+    backbone = backbones.get(config.model.arch)
+    if backbone.imagenet is None:
+        choose("backbone_weights", None, f"there are no ImageNet weights of {backbone.title} to download; the backbone starts random")
     else:
-        choose("backbone_weights", "imagenet", "ImageNet-pretrained backbone (torchvision's, cached after the first "
+        choose("backbone_weights", "imagenet", f"ImageNet-pretrained backbone ({backbone.imagenet}, cached after the first "
                "download); the recipes' results all start from one, from scratch needs many times the epochs")
     choose("freeze_bn", "none", "BatchNorm trains with batch statistics: frozen statistics let folded or fine-tuned "
            "weights drift to image-independent features (docs/training.md)")
@@ -139,9 +149,10 @@ def derive_recipe(
                "the objects further, so IoU crops and flips only")
 
     small = stats.share_below(size, SMALL_SIDE)
-    if "neck" not in given and model.arch != "vgg16" and small >= SMALL_SHARE:
-        # One choice, two fields: the stride-8 level is what small objects need, the residual top-down path what
-        # keeps the pretrained maps (benchmarks/RESULTS.md: BCCD with and without it).
+    if "neck" not in given and backbone.stride8_channels is not None and small >= SMALL_SHARE:
+        # One choice, two fields: the stride-8 level is what small objects need (so only for a backbone that has one
+        # to add), the residual top-down path what keeps the pretrained maps (benchmarks/RESULTS.md: BCCD with and
+        # without it).
         config = config.replace(neck="residual_fpn", fpn_stride8=True)
         choices.append(Choice("neck", "residual_fpn + stride 8", f"{small:.0%} of the boxes are under {SMALL_SIDE} px at "
                               f"input {size}: a stride-8 level for them, the FPN top-down path added to the pretrained maps"))
@@ -178,9 +189,10 @@ def derive_recipe(
 def _anchors(config: TrainConfig, given: set[str], stats: DataStats) -> tuple[TrainConfig, list[Choice]]:
     """The ``anchors fit`` search, adopted when it covers clearly more training boxes than the default."""
     searched = ("min_scale", "max_scale", "aspect_ratios", "reduce_lowest")
-    if given & set(searched) or stats.boxes == 0 or config.model.arch == "vgg16":
-        return config, []
     base = config.model.resolved()
+    # Explicit scales (a backbone's own, SSD300's) leave min/max scale unused: nothing to search.
+    if given & set(searched) or stats.boxes == 0 or base.scales is not None:
+        return config, []
     probe = build_model(base.replace(num_classes=stats.classes + 1, backbone_weights=None), load_backbone=False)
     boxes = sample_boxes(normalized_boxes(stats.annotations), SEARCH_BOXES)  # the boxes the search measures
     before = float((best_ious(boxes, probe.default_boxes) >= 0.5).float().mean())

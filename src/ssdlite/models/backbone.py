@@ -16,12 +16,16 @@ The module keeps torchvision's ``features`` Sequential untouched, so a torchvisi
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
 
 from ssdlite.models.state_dict import classifier_features
+
+if TYPE_CHECKING:
+    from ssdlite.models.config import ModelConfig
 
 #: BatchNorm settings of the TensorFlow reference (eps 1e-3, decay 0.997); torchvision's SSDLite uses the same.
 TF_BATCH_NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
@@ -42,8 +46,8 @@ class MobileNetV2Backbone(nn.Module):
         stride8: also return the stride-8 expansion of layer 8 first (for an FPN's small-object level).
 
     Attributes:
-        out_channels: channels of each returned map, e.g. ``(576, 1280)`` at width 1.0.
-        strides: output stride of each returned map, ``(16, 32)`` (``(8, 16, 32)`` with ``stride8``).
+        out_channels: channels of each returned map, e.g. ``(576, 1280)`` at width 1.0 (its strides: the row of
+            :mod:`ssdlite.models.backbones`).
 
     Shapes:
         input ``(N, 3, S, S)`` -> ``[(N, 576, S/16, S/16), (N, 1280, S/32, S/32)]`` (ceil division).
@@ -57,10 +61,8 @@ class MobileNetV2Backbone(nn.Module):
         # The channels are read off the built layers, so width multipliers need no table.
         expansion = tap_block.conv[0]
         self.out_channels: tuple[int, ...] = (expansion.out_channels, self.features[-1].out_channels)
-        self.strides: tuple[int, ...] = (16, 32)
         if stride8:
             self.out_channels = (self.features[STRIDE8_TAP_LAYER].conv[0].out_channels, *self.out_channels)
-            self.strides = (8, *self.strides)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps = []
@@ -98,3 +100,8 @@ class MobileNetV2Backbone(nn.Module):
         """
         what = f"{source} is not a torchvision mobilenet_v2 state dict for this width"
         self.load_state_dict(classifier_features(self.state_dict(), state_dict, what))
+
+
+def build_backbone(config: ModelConfig) -> tuple[MobileNetV2Backbone, None]:
+    """The ``mobilenet_v2`` row's backbone (:mod:`ssdlite.models.backbones`); SSDLite's extra layers go on top."""
+    return MobileNetV2Backbone(width_mult=config.width_mult, stride8=config.fpn_stride8), None

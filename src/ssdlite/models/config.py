@@ -8,21 +8,10 @@ the model flags of every command that builds a model (``train``, ``summary``, ``
 
 Some defaults depend on the architecture or on the backbone weights (``None`` in a field means "the
 architecture's default"): :meth:`ModelConfig.resolved` fills them in, once, before anything reads
-them (the data side reads ``size`` for its resize and ``image_mean`` for the zoom-out fill):
-
-=================  ==========================================  =====================================
-field              MobileNets                                  vgg16 (SSD300, SSD paper section 3)
-=================  ==========================================  =====================================
-size               320                                         300
-head               lite (depthwise-separable, SSDLite)         ssd (3x3)
-image_mean / std   0.5 / 0.5, inputs in [-1, 1] (TF weights);  Caffe VGG: 0-255 minus the ImageNet
-                   the ImageNet mean / std with                mean
-                   ``backbone_weights="imagenet"``
-aspect_ratios      2 3 on every map                            SSD300's per-map ratios
-reduce_lowest      on (three boxes on the first map, TF)       off
-clip_boxes         off (TF reference)                          size (torchvision)
-scales, steps      from min_scale / max_scale                  SSD300's explicit ones at 300
-=================  ==========================================  =====================================
+them (the data side reads ``size`` for its resize and ``image_mean`` for the zoom-out fill), from the
+backbone's row of :mod:`ssdlite.models.backbones` (its ``Defaults``: SSDLite's 320, lite heads, ratios 2 3
+on every map and three boxes on the first, [-1, 1] inputs or ImageNet's with ``backbone_weights="imagenet"``;
+vgg16's SSD300 at 300 with 3x3 heads, its per-map ratios, explicit scales and steps, Caffe normalization).
 """
 
 from __future__ import annotations
@@ -31,29 +20,23 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ssdlite.models import options
+from ssdlite.models import backbones, options
 from ssdlite.models.options import option
 
-#: Backbones the builder knows, by name (``arch``).
-ARCHS = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v1", "vgg16")
+#: Backbones the builder knows, by name (``arch``): the rows of the table.
+ARCHS = backbones.names()
 #: Prediction heads: depthwise-separable (SSDLite, MobileNetV2 paper section 6.2) or regular 3x3 (SSD).
 HEADS = ("lite", "ssd")
 #: Optional necks over the prediction maps.
 NECKS = ("none", "fpn", "residual_fpn")
 #: Default-box clipping: none (TF reference), to the image, or width and height capped at 1 (torchvision).
 CLIPS = ("none", "image", "size")
-#: Names earlier versions wrote into ``model.config``.
-LEGACY_ARCHS = {"ssdlite_mobilenet_v2": "mobilenet_v2"}
 
 #: Upper ends of the ranges, far beyond any real detector, so a mistyped value is an error rather than an
 #: allocation that takes the machine down: classes (LVIS has 1203), input side, width multiplier (the papers
 #: use up to 1.4), an aspect ratio and an explicit scale (SSD300's largest is 1.05).
 MAX_CLASSES, MAX_SIZE, MAX_WIDTH, MAX_RATIO, MAX_SCALE = 10_000, 4096, 4.0, 100.0, 10.0
 
-#: Inputs in [-1, 1]: what the TensorFlow MobileNet weights (and the shared MobileNetV2) expect.
-SIGNED_UNIT = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-#: torchvision's ImageNet classifiers.
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 @dataclass(frozen=True)
@@ -62,26 +45,26 @@ class ModelConfig(options.Settings):
 
     # -- the network
     arch: str = option("mobilenet_v2", "backbone", ARCHS)
-    num_classes: int | None = option(None, "classes including the background (default: the dataset's classes + 1; 91, COCO's, when no dataset is given)", ge=2, le=MAX_CLASSES)
-    size: int | None = option(None, "square input size in pixels (default: 320; 300 for vgg16)", ge=1, le=MAX_SIZE)
+    num_classes: int | None = option(None, "classes including the background", ge=2, le=MAX_CLASSES, shown="the dataset's classes + 1; 91, COCO's, when no dataset is given")
+    size: int | None = option(None, "square input size in pixels", ge=1, le=MAX_SIZE, shown=backbones.default_text("size"))
     width_mult: float = option(1.0, "MobileNet width multiplier", gt=0, le=MAX_WIDTH)
-    head: str | None = option(None, "prediction heads: depthwise-separable or regular 3x3 (default: lite; ssd for vgg16)", HEADS)
+    head: str | None = option(None, "prediction heads: depthwise-separable or regular 3x3", HEADS, shown=backbones.default_text("head"))
     neck: str = option("none", "neck over the prediction maps: fpn (FPN-Lite, 128-channel outputs) or residual_fpn (the top-down path added to the pretrained maps; docs/training.md)", NECKS)
     fpn_stride8: bool = option(False, "FPN neck: also predict on a stride-8 map (small objects)")
     reduced_tail: bool = option(False, "MobileNetV3: halve the last stage (torchvision's reduced_tail)")
     backbone_weights: str | None = option(None, "backbone classifier weights: a torchvision state dict file (e.g. ../shared/weights/mobilenet_v2_imagenet.pth), 'imagenet' (torchvision's, downloaded once; the default of `ssdlite train`) or 'none' (random)")
-    image_mean: tuple[float, ...] | None = option(None, "RGB mean subtracted after scaling pixels to [0, 1] (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; Caffe's for vgg16)", length=3)
-    image_std: tuple[float, ...] | None = option(None, "RGB standard deviation the input is divided by (default: 0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; 1/255 for vgg16)", gt=0, length=3)
+    image_mean: tuple[float, ...] | None = option(None, "RGB mean subtracted after scaling pixels to [0, 1]", length=3, shown="0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; Caffe's for vgg16")
+    image_std: tuple[float, ...] | None = option(None, "RGB standard deviation the input is divided by", gt=0, length=3, shown="0.5 0.5 0.5; ImageNet's with --backbone-weights imagenet; 1/255 for vgg16")
     # -- default boxes (SSD paper, section 2.2)
     min_scale: float = option(0.2, "default boxes: scale of the first map (SSD paper 2.2; `ssdlite anchors fit` searches it)", gt=0, le=1)
     max_scale: float = option(0.95, "default boxes: scale of the last map", gt=0, le=1)
     # One flat tuple (the same ratios on every map) or one tuple per map.
-    aspect_ratios: tuple[tuple[float, ...], ...] | None = option(None, "default boxes: ratios a > 1, each adding a and 1/a; one list for every map or per map separated by / (default: 2 3; SSD300's per-map ratios for vgg16)", gt=1, le=MAX_RATIO)
-    reduce_lowest: bool | None = option(None, "default boxes: three boxes on the first map, as the TensorFlow reference (default: on; off for vgg16)")
+    aspect_ratios: tuple[tuple[float, ...], ...] | None = option(None, "default boxes: ratios a > 1, each adding a and 1/a; one list for every map or per map separated by /", gt=1, le=MAX_RATIO, shown="2 3; SSD300's per-map ratios for vgg16")
+    reduce_lowest: bool | None = option(None, "default boxes: three boxes on the first map, as the TensorFlow reference", shown=backbones.default_text("reduce_lowest"))
     lowest_scale: float = option(0.1, "default boxes: scale of the first map's 1:1 box with --reduce-lowest (the TensorFlow reference's 0.1)", gt=0, le=1)
-    clip_boxes: str | None = option(None, "default boxes: clip to the image, cap width and height at 1, or neither (default: none; size for vgg16)", CLIPS)
-    scales: tuple[float, ...] | None = option(None, "default boxes: explicit scales, one per map and one past the last, instead of --min-scale/--max-scale (default: SSD300's for vgg16 at 300)", gt=0, le=MAX_SCALE)
-    steps: tuple[float, ...] | None = option(None, "default boxes: explicit centre spacing in pixels per map (default: SSD300's for vgg16 at 300)", gt=0, le=MAX_SIZE)
+    clip_boxes: str | None = option(None, "default boxes: clip to the image, cap width and height at 1, or neither", CLIPS, shown=backbones.default_text("clip_boxes"))
+    scales: tuple[float, ...] | None = option(None, "default boxes: explicit scales, one per map and one past the last, instead of --min-scale/--max-scale", gt=0, le=MAX_SCALE, shown="SSD300's for vgg16 at 300")
+    steps: tuple[float, ...] | None = option(None, "default boxes: explicit centre spacing in pixels per map", gt=0, le=MAX_SIZE, shown="SSD300's for vgg16 at 300")
     # -- matching, box coding and loss (SSD paper, section 2.2)
     iou_threshold: float = option(0.5, "matching: a default box is positive above this IoU with a ground-truth box", gt=0, lt=1)
     variances: tuple[float, ...] = option((0.1, 0.1, 0.2, 0.2), "box coding: the offsets are divided by these (cx, cy, w, h)", gt=0, length=4)
@@ -114,8 +97,8 @@ class ModelConfig(options.Settings):
         """Read a dict; accepts what earlier versions wrote (``model.config`` dicts, old names)."""
         if isinstance(data, dict):
             data = dict(data)
-            if data.get("arch") in LEGACY_ARCHS:
-                data["arch"] = LEGACY_ARCHS[data["arch"]]
+            if "arch" in data:
+                data["arch"] = backbones.canonical(data["arch"])  # names earlier versions wrote
             if isinstance(data.get("clip_boxes"), bool):  # earlier versions: False / True
                 data["clip_boxes"] = "image" if data["clip_boxes"] else "none"
         return options.from_dict(cls, data, source, prefix)
@@ -128,30 +111,22 @@ class ModelConfig(options.Settings):
         """Every architecture-dependent default filled in (see the module docstring); idempotent."""
         if self.neck == "none" and self.fpn_stride8:
             raise ValueError("fpn_stride8 adds a level to the FPN neck: use it with neck='fpn' or 'residual_fpn'")
-        vgg = self.arch == "vgg16"
-        if vgg:
-            from ssdlite.models.vgg import SSD300_ANCHORS, SSD300_SIZE, VGG_MEAN_STD
-
-            mean, std = VGG_MEAN_STD
-        else:
-            mean, std = IMAGENET if self.backbone_weights == "imagenet" else SIGNED_UNIT
-        size = self.size if self.size is not None else (SSD300_SIZE if vgg else 320)
+        defaults = backbones.get(self.arch).defaults
+        mean, std = defaults.normalization_for(self.backbone_weights)
+        size = self.size if self.size is not None else defaults.size
         scales, steps = self.scales, self.steps
-        # SSD300's explicit scales and steps belong to its six maps at 300; other sizes use min/max scales.
-        if vgg and scales is None and steps is None and size == SSD300_SIZE:
-            scales, steps = tuple(SSD300_ANCHORS["scales"]), tuple(SSD300_ANCHORS["steps"])
-        ratios = self.aspect_ratios
-        if ratios is None:
-            ratios = tuple(tuple(r) for r in SSD300_ANCHORS["aspect_ratios"]) if vgg else (2.0, 3.0)
+        # Explicit scales and steps (SSD300's) belong to the backbone's maps at its own size; other sizes use min/max.
+        if scales is None and steps is None and size == defaults.size:
+            scales, steps = defaults.scales, defaults.steps
         return dataclasses.replace(
             self,
             size=size,
-            head=self.head or ("ssd" if vgg else "lite"),
+            head=self.head or defaults.head,
             image_mean=self.image_mean or mean,
             image_std=self.image_std or std,
-            aspect_ratios=ratios,
-            reduce_lowest=(not vgg) if self.reduce_lowest is None else self.reduce_lowest,
-            clip_boxes=self.clip_boxes or ("size" if vgg else "none"),
+            aspect_ratios=defaults.aspect_ratios if self.aspect_ratios is None else self.aspect_ratios,
+            reduce_lowest=defaults.reduce_lowest if self.reduce_lowest is None else self.reduce_lowest,
+            clip_boxes=self.clip_boxes or defaults.clip_boxes,
             scales=scales,
             steps=steps,
         )

@@ -1,4 +1,4 @@
-"""Building a detector from its configuration: the backbone by name, extras, neck, heads, default boxes.
+"""Building a detector from its configuration: the backbone (its row's module), extras, neck, heads, default boxes.
 
 :func:`build_model` is the one place where a :class:`~ssdlite.models.config.ModelConfig` becomes a
 :class:`~ssdlite.models.ssdlite.SSDLite`; :func:`create_model` is its keyword form. Channels are
@@ -15,7 +15,8 @@ from torch import nn
 
 from ssdlite.errors import UserError
 from ssdlite.models.anchors import DefaultBoxes
-from ssdlite.models.backbone import TF_BATCH_NORM, MobileNetV2Backbone
+from ssdlite.models import backbones
+from ssdlite.models.backbone import TF_BATCH_NORM
 from ssdlite.models.box_coder import BoxCoder
 from ssdlite.models.config import ModelConfig
 from ssdlite.models.extras import EXTRA_DEPTHS, ExtraLayers
@@ -29,41 +30,33 @@ from ssdlite.models.weights import read_state_dict
 
 
 def _build_backbone(config: ModelConfig) -> tuple[nn.Module, nn.Module | None]:
-    """The backbone of ``config.arch`` and, where SSDLite's separable extra layers do not apply, its own extras."""
-    arch, width, stride8 = config.arch, config.width_mult, config.fpn_stride8
-    if arch == "mobilenet_v2":
-        return MobileNetV2Backbone(width_mult=width, stride8=stride8), None
-    if arch in ("mobilenet_v3_large", "mobilenet_v3_small"):
-        from ssdlite.models.mobilenet_v3 import MobileNetV3Backbone
-
-        return MobileNetV3Backbone(arch, width_mult=width, reduced_tail=config.reduced_tail, stride8=stride8), None
-    if arch == "mobilenet_v1":
-        from ssdlite.models.mobilenet_v1 import MobileNetV1Backbone
-
-        return MobileNetV1Backbone(width_mult=width, stride8=stride8), None
-    # vgg16 (the config's choices admit nothing else)
-    from ssdlite.models.vgg import VGG16Backbone, VGGExtras
-
-    if width != 1.0 or stride8:
-        raise ValueError("vgg16 has no width multiplier and its first map already has stride 8")
-    backbone = VGG16Backbone()
-    return backbone, VGGExtras(backbone.out_channels[-1])
+    """The backbone of ``config.arch`` (its row's module builds it) and, where SSDLite's separable extra layers do not
+    apply, its own extras; what the row says it lacks is refused first."""
+    row = backbones.get(config.arch)
+    if config.width_mult != 1.0 and not row.widths:
+        raise ValueError(f"{row.name} has no width multiplier")
+    if config.fpn_stride8 and row.stride8_channels is None:
+        raise ValueError(f"{row.name} has no stride-8 map to add: its first map already has stride {row.strides[0]}")
+    return backbones.implementation(row.name).build_backbone(config)
 
 
-def _load_backbone_weights(backbone: nn.Module, weights: str, width_mult: float) -> None:
-    """Load ``"imagenet"`` (torchvision's, downloaded) or a torchvision classifier state-dict file into ``backbone``."""
+def _load_backbone_weights(backbone: nn.Module, config: ModelConfig) -> None:
+    """Load ``"imagenet"`` (where the row says they come from, downloaded) or a state-dict file into ``backbone``."""
+    row, weights = backbones.get(config.arch), config.backbone_weights
     if weights == "imagenet":
-        if width_mult != 1.0:
-            raise UserError(f"torchvision's ImageNet weights exist for width 1.0 only, not {width_mult}")
+        if row.imagenet is None:
+            raise UserError(f"there are no ImageNet weights for {row.name} to download. Pass a path to {row.weights_layout} "
+                            "with --backbone-weights FILE, or train without backbone weights")
+        if config.width_mult != 1.0:
+            raise UserError(f"{row.imagenet} exist for width 1.0 only, not {config.width_mult}")
         try:
-            state_dict, source = backbone.imagenet_state_dict(), "torchvision ImageNet weights"
+            state_dict, source = backbone.imagenet_state_dict(), row.imagenet
         except ValueError as err:
             raise UserError(str(err)) from err
         except OSError as err:  # urllib's URLError: offline, or the download was cut
             raise UserError(
-                f"--backbone-weights imagenet: could not download torchvision's ImageNet weights ({err}); offline, "
-                "pass a local torchvision state dict of the classifier with --backbone-weights FILE, "
-                "or --backbone-weights none to train from scratch"
+                f"--backbone-weights imagenet: could not download {row.imagenet} ({err}); offline, "
+                f"pass {row.weights_layout} with --backbone-weights FILE, or --backbone-weights none to train from scratch"
             ) from err
     else:
         state_dict, source = read_state_dict(weights, "backbone weights"), f"backbone weights {weights}"
@@ -130,7 +123,7 @@ def build_model(config: ModelConfig | Mapping[str, Any], *, load_backbone: bool 
     # the re-initialization of extras and head (tests/models/test_golden_outputs.py holds it).
     backbone, extras = _build_backbone(config)
     if config.backbone_weights is not None and load_backbone:
-        _load_backbone_weights(backbone, config.backbone_weights, config.width_mult)
+        _load_backbone_weights(backbone, config)
     own_extras = extras is None
     if own_extras:
         extras = ExtraLayers(backbone.out_channels[-1], EXTRA_DEPTHS, TF_BATCH_NORM)

@@ -40,6 +40,7 @@ top (``classifier.*``) is ignored when loading.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -47,6 +48,9 @@ from torchvision.ops import Conv2dNormActivation
 
 from ssdlite.models.backbone import TF_BATCH_NORM
 from ssdlite.models.state_dict import classifier_features
+
+if TYPE_CHECKING:
+    from ssdlite.models.config import ModelConfig
 
 #: Table 1 of the MobileNetV1 paper: (output channels, stride) of the first conv, then of the 13 separable blocks.
 FIRST_CONV = (32, 2)
@@ -84,7 +88,6 @@ class MobileNetV1Backbone(nn.Module):
     Attributes:
         out_channels: channels of each returned map, ``(512, 1024)`` at width 1.0 (``(256, 512, 1024)`` with
             ``stride8``), read off the built layers.
-        strides: output stride of each returned map, ``(16, 32)`` (``(8, 16, 32)`` with ``stride8``).
 
     Shapes:
         input ``(N, 3, S, S)`` -> ``[(N, 512, S/16, S/16), (N, 1024, S/32, S/32)]`` (ceil division).
@@ -110,7 +113,6 @@ class MobileNetV1Backbone(nn.Module):
         # The channels are read off the built layers (the pointwise conv of each tapped block).
         taps = (STRIDE8_TAP, STRIDE16_TAP, STRIDE32_TAP) if stride8 else (STRIDE16_TAP, STRIDE32_TAP)
         self.out_channels: tuple[int, ...] = tuple(self.features[i][1][0].out_channels for i in taps)
-        self.strides: tuple[int, ...] = (8, 16, 32) if stride8 else (16, 32)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -136,21 +138,6 @@ class MobileNetV1Backbone(nn.Module):
         c13 = self.features[STRIDE16_TAP + 1 :](c11)  # (N, 1024w, S/32, S/32): Conv2d_13_pointwise
         return maps + [c11, c13]
 
-    def imagenet_state_dict(self) -> dict[str, torch.Tensor]:
-        """There are none to give: torchvision has no MobileNetV1 and this package ships no weights.
-
-        Raises:
-            UserError: always, saying to pass a weights file of this layout instead.
-        """
-        from ssdlite.errors import UserError
-
-        raise UserError(
-            "there are no ImageNet weights for mobilenet_v1 to download: torchvision has no MobileNetV1 and ssdlite "
-            "ships none. Pass a path to a state dict of ssdlite's MobileNetV1 layout (features.0 = first conv, "
-            "features.1..13 = separable blocks; e.g. converted from TF-slim's mobilenet_v1), or train without "
-            "backbone weights"
-        )
-
     def load_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor], source: str = "state dict") -> None:
         """Load a state dict of this module's layout (``features.*``; a classifier's ``classifier.*`` is ignored).
 
@@ -162,3 +149,9 @@ class MobileNetV1Backbone(nn.Module):
         """
         what = f"{source} is not an ssdlite MobileNetV1 state dict for this width"
         self.load_state_dict(classifier_features(self.state_dict(), state_dict, what))
+
+
+def build_backbone(config: ModelConfig) -> tuple[MobileNetV1Backbone, None]:
+    """The ``mobilenet_v1`` row's backbone (:mod:`ssdlite.models.backbones`: it has no ImageNet weights to download);
+    SSDLite's extra layers go on top."""
+    return MobileNetV1Backbone(width_mult=config.width_mult, stride8=config.fpn_stride8), None

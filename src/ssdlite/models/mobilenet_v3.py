@@ -20,12 +20,17 @@ The module keeps torchvision's ``features`` Sequential untouched, so a torchvisi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
 from ssdlite.models.backbone import TF_BATCH_NORM
 from ssdlite.models.state_dict import classifier_features
+
+if TYPE_CHECKING:
+    from ssdlite.models.config import ModelConfig
 
 #: torchvision's builders by architecture name.
 BUILDERS = {"mobilenet_v3_large": mobilenet_v3_large, "mobilenet_v3_small": mobilenet_v3_small}
@@ -55,7 +60,6 @@ class MobileNetV3Backbone(nn.Module):
 
     Attributes:
         out_channels: channels of each returned map, e.g. ``(672, 960)`` for Large at width 1.0.
-        strides: output stride of each returned map, ``(16, 32)`` (``(8, 16, 32)`` with ``stride8``).
         c4_index, c3_index: indices in ``features`` of the last two stride-2 blocks (the taps).
 
     Shapes (Large, width 1.0):
@@ -84,11 +88,9 @@ class MobileNetV3Backbone(nn.Module):
         # The channels are read off the built layers, so width multipliers and tails need no table.
         c4_channels = _expansion(self.features[self.c4_index], self.c4_index)[0].out_channels
         self.out_channels: tuple[int, ...] = (c4_channels, self.features[-1].out_channels)
-        self.strides: tuple[int, ...] = (16, 32)
         if stride8:
             c3_channels = _expansion(self.features[self.c3_index], self.c3_index)[0].out_channels
             self.out_channels = (c3_channels, *self.out_channels)
-            self.strides = (8, *self.strides)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps = []
@@ -132,3 +134,10 @@ class MobileNetV3Backbone(nn.Module):
         tail = ", reduced tail" if self.reduced_tail else ""
         what = f"{source} is not a torchvision {self.arch} state dict for this width{tail}"
         self.load_state_dict(classifier_features(self.state_dict(), state_dict, what))
+
+
+def build_backbone(config: ModelConfig) -> tuple[MobileNetV3Backbone, None]:
+    """The ``mobilenet_v3_large`` / ``mobilenet_v3_small`` rows' backbone (:mod:`ssdlite.models.backbones`); SSDLite's
+    extra layers go on top."""
+    return MobileNetV3Backbone(config.arch, width_mult=config.width_mult, reduced_tail=config.reduced_tail,
+                               stride8=config.fpn_stride8), None

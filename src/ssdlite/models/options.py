@@ -78,11 +78,14 @@ class Bounds:
 
 def option(
     default: Any, help: str, choices: tuple | None = None, *, gt: float | None = None, ge: float | None = None,
-    lt: float | None = None, le: float | None = None, length: int | None = None,
+    lt: float | None = None, le: float | None = None, length: int | None = None, shown: str | None = None,
 ) -> Any:
-    """A dataclass field with its flag's help text, choices and valid range (see :class:`Bounds`) attached."""
+    """A dataclass field with its flag's help text, choices and valid range (see :class:`Bounds`) attached.
+
+    ``shown`` is the default as the help states it when the stored one (``None``: "resolved later") says nothing to a
+    reader: ``size``'s ``"320; 300 for vgg16"``."""
     bounds = Bounds(gt, ge, lt, le, length) if (gt, ge, lt, le, length) != (None,) * 5 else None
-    return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds})
+    return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds, "shown": shown})
 
 
 def _numbers(value: Any) -> list:
@@ -227,11 +230,15 @@ def flag_type(f: dataclasses.Field, kind: type) -> Callable[[str], Any]:
     return _number_type(kind, f.metadata.get("bounds"))
 
 
+def field_named(cls: type, name: str) -> dataclasses.Field:
+    """Field ``name`` of the dataclass ``cls``."""
+    return next(f for f in fields(cls) if f.name == name)
+
+
 def field_type(cls: type, name: str) -> Callable[[str], Any]:
     """The argparse ``type`` of field ``name`` of ``cls``, for a command's own flag of the same setting (the demo's
     ``--epochs``): the field's type and range."""
-    f = next(f for f in fields(cls) if f.name == name)
-    return flag_type(f, _shape(typing.get_type_hints(cls)[name])[0])
+    return flag_type(field_named(cls, name), _shape(typing.get_type_hints(cls)[name])[0])
 
 
 def number(kind: type, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
@@ -290,23 +297,31 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def help_text(f: dataclasses.Field) -> str:
-    """A field's help with its default and range, as every generated flag shows it."""
+#: What the help says of a default that a command derives for each run (``ssdlite train``'s recipe) instead of using.
+DERIVED_DEFAULT = "derived from the data"
+
+
+def help_text(f: dataclasses.Field, derived: bool = False) -> str:
+    """A field's help with its default and range, as every generated flag shows it; ``derived``: the command derives
+    the value when the flag is not given, so the help names no default it would not use."""
     default = f.default if f.default is not dataclasses.MISSING else None
     shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    shown = DERIVED_DEFAULT if derived else f.metadata.get("shown") or shown
     bounds = f.metadata.get("bounds")
     allowed = f"; {bounds.rule()}" if bounds is not None else ""
     return f"{f.metadata.get('help', '')} (default: {shown}{allowed})".replace("%", "%%")
 
 
-def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of ``cls`` (``--batch-size``, ``--lr``, ...); unset flags stay ``None``."""
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, skip: tuple[str, ...] = (),
+                  derived: frozenset[str] = frozenset()) -> None:
+    """One flag per field of ``cls`` (``--batch-size``, ``--lr``, ...); unset flags stay ``None``. The fields in
+    ``derived`` are the ones the command derives when not given: their help says so (:func:`help_text`)."""
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         if f.name in skip:
             continue
         kind, depth = _shape(hints[f.name])
-        flag, text, choices = flag_name(f.name), help_text(f), f.metadata.get("choices")
+        flag, text, choices = flag_name(f.name), help_text(f, f.name in derived), f.metadata.get("choices")
         if kind is bool and depth == 0:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif depth == 2:

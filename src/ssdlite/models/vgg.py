@@ -18,6 +18,8 @@ and fc6/fc7 into its first "extra" block; here they belong to the backbone, whos
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,20 +28,12 @@ from torchvision.models.vgg import cfgs, make_layers
 from ssdlite.models.initialization import init_convs
 from ssdlite.models.state_dict import classifier_features
 
+if TYPE_CHECKING:
+    from ssdlite.models.config import ModelConfig
+
 #: SSD300's extra layers conv8_2 .. conv11_2 (SSD paper, Fig. 2): ``(1x1 depth, 3x3 depth, stride, padding)``.
 #: Maps at input 300: 19 -> 10 -> 5 -> 3 -> 1.
 SSD300_EXTRAS = ((256, 512, 2, 1), (128, 256, 2, 1), (128, 256, 1, 0), (128, 256, 1, 0))
-
-#: The classic SSD300 (SSD paper, section 3 and Fig. 2; torchvision's ``ssd300_vgg16``): its input size,
-#: explicit scales and centre steps, four or six boxes per map, and Caffe VGG's normalization
-#: (0-255 inputs minus the ImageNet mean). :meth:`ssdlite.models.config.ModelConfig.resolved` uses them.
-SSD300_SIZE = 300
-SSD300_ANCHORS = {
-    "scales": [0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
-    "steps": [8, 16, 32, 64, 100, 300],
-    "aspect_ratios": [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]],
-}
-VGG_MEAN_STD = ((0.48235, 0.45882, 0.40784), (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0))
 
 #: The layer configuration of VGG16 ("D" in the VGG paper, Table 1) as torchvision builds it.
 VGG16_CFG = cfgs["D"]
@@ -75,7 +69,6 @@ class VGG16Backbone(nn.Module):
 
     Attributes:
         out_channels: ``(512, 1024)``, read off conv4_3 and fc7.
-        strides: ``(8, 16)``.
 
     Shapes:
         input ``(N, 3, 300, 300)`` -> ``[(N, 512, 38, 38), (N, 1024, 19, 19)]``.
@@ -107,7 +100,6 @@ class VGG16Backbone(nn.Module):
         )
         init_convs(self.fc, "xavier")  # as torchvision initializes SSD300's added layers
         self.out_channels: tuple[int, ...] = (conv4_3.out_channels, self.fc[3].out_channels)
-        self.strides: tuple[int, ...] = (8, 16)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.features[: self.conv4_3_end](x)  # (N, 512, 38, 38): conv4_3 after ReLU
@@ -177,3 +169,9 @@ class VGGExtras(nn.Module):
             x = block(x)  # (N, 512, 10, 10), (N, 256, 5, 5), (N, 256, 3, 3), (N, 256, 1, 1) in turn
             maps.append(x)
         return maps
+
+
+def build_backbone(config: ModelConfig) -> tuple[VGG16Backbone, VGGExtras]:
+    """The ``vgg16`` row's backbone (:mod:`ssdlite.models.backbones`) with SSD300's own extra layers on top."""
+    backbone = VGG16Backbone()
+    return backbone, VGGExtras(backbone.out_channels[-1])

@@ -44,6 +44,7 @@ from starlette.exceptions import HTTPException
 from ssdlite.deploy.draw import PALETTE
 from ssdlite.deploy.page import FOLDER as PAGE_FOLDER
 from ssdlite.deploy.page import render as render_page
+from ssdlite.deploy.predictor import SCORE_THRESHOLD
 from ssdlite.serve.batcher import MicroBatcher
 from ssdlite.serve.inference_protocol import inference_protocol_router
 from ssdlite.serve.label_studio import label_studio_router
@@ -86,7 +87,7 @@ class ServeSettings:
     max_queue: int = 64
     max_body_mb: float = 10.0
     max_pixels: int = 50_000_000
-    score_threshold: float = 0.3  # the default of the request parameter
+    score_threshold: float = SCORE_THRESHOLD  # the default of the request parameter
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     decode_threads: int = 2

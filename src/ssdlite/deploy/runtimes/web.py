@@ -41,7 +41,6 @@ MEDIAPIPE_FILES = (
     "wasm/vision_wasm_nosimd_internal.wasm",
 )
 PAGE_FILES = ("draw.js", "web.js", "style.css", "favicon.svg")
-DEFAULT_SCORE_THRESHOLD = 0.3  # the slider's first position, as ssdlite predict's default
 NPM_TIMEOUT_S = 300
 
 
@@ -116,6 +115,7 @@ def metadata(model, classes: Sequence[str]) -> dict:
     """What the page reads first (``metadata.json``)."""
     from ssdlite import __version__
     from ssdlite.deploy.draw import PALETTE
+    from ssdlite.deploy.predictor import SCORE_THRESHOLD
 
     return {
         "classes": list(classes),
@@ -123,7 +123,7 @@ def metadata(model, classes: Sequence[str]) -> dict:
         "input_size": model.config.size,
         "arch": model.config.arch,
         "version": __version__,
-        "default_score_threshold": DEFAULT_SCORE_THRESHOLD,
+        "default_score_threshold": SCORE_THRESHOLD,  # the slider's first position, ssdlite predict's default
         "mediapipe": MEDIAPIPE_VERSION,
     }
 

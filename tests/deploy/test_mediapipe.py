@@ -1,7 +1,7 @@
 """The default ``.tflite`` runs in MediaPipe Tasks' ``ObjectDetector`` and gives PyTorch's detections.
 
 MediaPipe cannot live in the project's environment (it pulls ``opencv-contrib-python``): it runs in
-``.venv-mediapipe`` (``make .venv-mediapipe``, which ``make test`` builds), through the script of
+``.venv-mediapipe`` (``make mediapipe``, which ``make test`` runs first), through the script of
 :mod:`ssdlite.deploy.runtimes.litert_mediapipe`, in a subprocess. Without that environment these tests skip, saying
 so. The images are written as PNG at the model's input size (MediaPipe resizes anything else with its own
 interpolation); every detection above 0.3 of either side must match one of the other: same class, IoU >= 0.95 in
@@ -29,7 +29,7 @@ SCRIPT = ROOT / "src" / "ssdlite" / "deploy" / "runtimes" / "litert_mediapipe.py
 
 def mediapipe_python() -> Path:
     if not MEDIAPIPE_PYTHON.exists():
-        pytest.skip(f"MediaPipe's environment {MEDIAPIPE_PYTHON.parent.parent} is absent: make .venv-mediapipe")
+        pytest.skip(f"MediaPipe's environment {MEDIAPIPE_PYTHON.parent.parent} is absent: make mediapipe")
     return MEDIAPIPE_PYTHON
 
 
@@ -94,15 +94,30 @@ def test_mediapipe_gives_ssdlite_predict_detections(export_once, pngs):
     assert comparison.ok and comparison.matched > 0, comparison.problems
 
 
-def test_float32_input_takes_mediapipe_normalization(model, pngs, tmp_path):
-    """``--input-type float32``: MediaPipe feeds (pixel - 0) / 255 as the file's NormalizationOptions say."""
+def test_float32_input_takes_mediapipe_normalization(weights, model, pngs, tmp_path, capsys):
+    """``ssdlite export --input-type float32``: a 1 x S x S x 3 float32 input, fed (pixel - 0) / 255 by MediaPipe as the
+    file's NormalizationOptions say."""
     skip_without("tflite")
-    from ssdlite.deploy.runtimes.litert import export
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ssdlite.cli import main
 
     mediapipe_python()
     path = tmp_path / "float.tflite"
-    export(model, path, CLASSES, input_type="float32", images=pngs[1])
+    folder = pngs[0][0].parent
+    assert main(["export", "--weights", str(weights), "--format", "tflite", "--input-type", "float32", "--images", str(folder), "--out", str(path)]) == 0
+    assert "float32 [0, 1] input" in capsys.readouterr().out
+    (detail,) = Interpreter(model_path=str(path)).get_input_details()
+    assert detail["dtype"] == np.float32 and detail["shape"].tolist() == [1, model.config.size, model.config.size, 3]
     assert_mediapipe_matches(model, path, pngs)
+
+
+def test_input_type_is_refused_for_other_formats(weights, tmp_path, capsys):
+    from ssdlite.cli import main
+
+    assert main(["export", "--weights", str(weights), "--format", "openvino", "--input-type", "float32", "--out", str(tmp_path / "m.xml")]) == 2
+    assert "--input-type applies to --format tflite, not openvino" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_int8_file_runs_in_mediapipe(model, pngs, tmp_path):

@@ -362,11 +362,13 @@ class LiteRT(StaticRuntime):
             raise UserError(f"--input-type {input_type!r}: choose one of {', '.join(INPUT_TYPES)}")
         self.input_type = input_type
 
-    def build(self, model, classes: Sequence[str] = (), *, images=None, **options):
-        """:meth:`StaticRuntime.build`; a uint8 file is verified on the images resized to ``S x S`` uint8, the pixels an
+    def build(self, model, classes: Sequence[str] = (), *, input_type: str | None = None, images=None, **options):
+        """:meth:`StaticRuntime.build` (``input_type``: this exporter's by default, module doc); a uint8 file is verified on the images resized to ``S x S`` uint8, the pixels an
         app gives it (PyTorch runs on the same pixels, so the check stays exact). Where ``mediapipe`` is importable
-        (not in ssdlite's install: ``make .venv-mediapipe``), MediaPipe's ``ObjectDetector`` runs the file too and
+        (not in ssdlite's install; ``make mediapipe`` makes an environment of its own), MediaPipe's ``ObjectDetector`` runs the file too and
         must give PyTorch's detections (:func:`check_mediapipe`)."""
+        if input_type is not None and input_type != self.input_type:
+            return LiteRT(input_type).build(model, classes, images=images, **options)
         size = model.config.size
         images = check_images(images, model)
         if self.input_type == "uint8":
@@ -477,11 +479,5 @@ def check_mediapipe(model, content: bytes, images: Sequence[torch.Tensor], int8:
     return comparison
 
 
-def build(model, classes: Sequence[str] = (), *, input_type: str = "uint8", **options):
-    """:meth:`LiteRT.build` for ``input_type``."""
-    return LiteRT(input_type).build(model, classes, **options)
-
-
-def export(model, path, classes: Sequence[str] = (), *, input_type: str = "uint8", **options):
-    """:meth:`LiteRT.export` for ``input_type``."""
-    return LiteRT(input_type).export(model, path, classes, **options)
+_EXPORTER = LiteRT()
+build, export = _EXPORTER.build, _EXPORTER.export  # export(..., input_type="float32") for the float32 input

@@ -376,6 +376,7 @@ class LiteRT(StaticRuntime):
         content, report = super().build(model, classes, images=images, **options)
         pixels = f"{'0..255' if self.input_type == 'uint8' else '[0, 1]'}"
         report.notes.append(f"MediaPipe layout, {report.batch} x {size} x {size} x 3 {self.input_type} {pixels} input"
+                            + (" (verified on the images resized to it)" if self.input_type == "uint8" else "")
                             + ("" if report.batch == 1 else " (MediaPipe and Frigate take batch 1 only)"))
         if report.batch == 1 and importlib.util.find_spec("mediapipe") is not None:
             comparison = check_mediapipe(model, content, [as_input_image(image, model.config) for image in images], report.int8)

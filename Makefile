@@ -6,8 +6,12 @@ BIN := $(VENV)/bin
 # the server, Playwright), which take minutes to install that a first `make demo` should not wait for.
 BASE := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
+# MediaPipe Tasks in an environment of its own: it pulls opencv-contrib-python, which the project's environment does
+# not take. tests/deploy/test_mediapipe.py runs MediaPipe's ObjectDetector there (a subprocess) on the exported files.
+MEDIAPIPE_VENV := .venv-mediapipe
+MEDIAPIPE_STAMP := $(MEDIAPIPE_VENV)/.installed
 
-.PHONY: venv chromium mediapipe-web test demo clean
+.PHONY: venv chromium mediapipe mediapipe-web test demo clean
 
 $(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +31,13 @@ $(STAMP): $(BASE)
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(MEDIAPIPE_STAMP):
+	test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet mediapipe==1.2.3 numpy==2.4.6 pillow==13.0.0
+	touch $(MEDIAPIPE_STAMP)
+
+mediapipe: $(MEDIAPIPE_STAMP)
 
 # The serve tests drive the page in Debian's Chromium (Playwright's own browser download needs a network this
 # project does not have); installed where this runs as root with apt-get, otherwise that one test skips, saying why.
@@ -49,11 +60,11 @@ mediapipe-web: $(MEDIAPIPE_WEB)
 # One pytest-xdist worker per core, each on one thread (tests/conftest.py), a test file per worker at a time (the
 # session-scoped exports of a file are made once): most of the suite's time is single-threaded Python (the runtimes'
 # exporters, the serve tests), so two workers take about 0.6x of one worker on two threads.
-test: $(STAMP) chromium mediapipe-web
+test: $(STAMP) $(MEDIAPIPE_STAMP) chromium mediapipe-web
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 demo: $(BASE)
 	$(BIN)/ssdlite demo --out runs/demo
 
 clean:
-	rm -rf $(VENV) runs build src/*.egg-info
+	rm -rf $(VENV) $(MEDIAPIPE_VENV) runs build src/*.egg-info

@@ -25,12 +25,32 @@ def tflite_file(export_once):
     return export_once("tflite")
 
 
-def test_export_verifies_and_predicts_like_torch(exported, weights, tmp_path):
+def file_pixels(runtime: str, images, model):
+    """The images as the runtime's file sees them: a LiteRT file takes uint8 pixels (ssdlite's backend rounds its
+    resized image to them), the others the resized float image itself."""
+    from ssdlite.deploy.runtimes.litert import as_input_image
+
+    return [as_input_image(image, model.config) for image in images] if runtime == "tflite" else list(images)
+
+
+def test_export_verifies_and_predicts_like_torch(exported, weights, model, tmp_path):
+    """Images of other sizes than the input, batch 2 on a batch-1 file. PyTorch is given the pixels the file is given
+    (LiteRT: the resized image rounded to uint8; this seeded model's detections move with a 1/510 change of the
+    pixels, so PyTorch on the unrounded image is not the reference), its boxes mapped back to each image's size."""
+    from ssdlite.data.decode import decode_image
+
     runtime, path = exported
     paths = write_images(tmp_path / "images", 3, seed=4)
     backend = Predictor(path, backend=runtime, score_threshold=0.05, batch_size=2)  # batch 2 on a batch-1 file
     assert backend.classes == CLASSES and backend.backend == runtime
-    expected = [p.detections for p in Predictor(weights, score_threshold=0.05).predict_paths(paths)]
+    images = [decode_image(p).as_subclass(torch.Tensor) for p in paths]
+    with torch.no_grad():
+        outputs = model(file_pixels(runtime, images, model))
+    expected = []
+    for image, pixels, out in zip(images, file_pixels(runtime, images, model), outputs):
+        scale = torch.tensor([image.shape[2] / pixels.shape[2], image.shape[1] / pixels.shape[1]] * 2)
+        keep = out["scores"] > 0.05
+        expected.append({"boxes": out["boxes"][keep] * scale, "scores": out["scores"][keep], "labels": out["labels"][keep]})
     got = [p.detections for p in backend.predict_paths(paths)]
     comparison = compare_detections(expected, got, score_floor=0.05)
     assert comparison.ok and comparison.matched > 0, comparison.problems
@@ -44,7 +64,7 @@ def test_a_different_model_fails_the_check(exported, model):
 
     runtime, path = exported
     runner = open_backend(runtime, path, torch.device("cpu"))
-    images = shapes_images(2, model.config.size)
+    images = file_pixels(runtime, shapes_images(2, model.config.size), model)
     verify_static(model, runner.outputs, 1, images, runtime, int8=False)  # the file as written passes
     perturbed = copy.deepcopy(model)
     with torch.no_grad():
@@ -171,7 +191,7 @@ def test_tflite_file_with_a_perturbed_weight_fails(tmp_path, model, tflite_file)
     builder.Finish(flat.Pack(builder), file_identifier=b"TFL3")
     edited = bytes(builder.Output())
     assert read_tflite_metadata(edited) == read_tflite_metadata(data)  # still a valid ssdlite file
-    images = shapes_images(4, model.config.size)
+    images = file_pixels("tflite", shapes_images(4, model.config.size), model)
     verify_static(model, LiteRTBackend(data).outputs, 1, images, "LiteRT", int8=False)  # the file as written passes
     with pytest.raises(ExportMismatchError, match="LiteRT does not give PyTorch's detections"):
         verify_static(model, LiteRTBackend(edited).outputs, 1, images, "LiteRT", int8=False)

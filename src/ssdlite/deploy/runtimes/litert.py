@@ -42,6 +42,7 @@ quantizes with the input tensor's scale and zero point.) The file is verified fr
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -116,15 +117,14 @@ def to_pixels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], inpu
     return pixels.contiguous().numpy().astype(np.float32)
 
 
-def as_input_image(image: torch.Tensor, size: int) -> torch.Tensor:
-    """``(3, H, W)`` uint8 or float [0, 1] -> ``(3, S, S)`` uint8: the pixels an app gives a uint8 file."""
-    import torchvision.transforms.v2.functional as TF
+def as_input_image(image: torch.Tensor, config) -> torch.Tensor:
+    """``(3, H, W)`` uint8 or float [0, 1] -> ``(3, S, S)`` uint8: the pixels a uint8 file gets from :class:`Backend`
+    for this image (ssdlite's preprocessing, then :func:`to_pixels`), bit for bit; an ``S x S`` uint8 image comes back
+    unchanged. What a uint8 file is verified on: PyTorch given these pixels sees what the file sees."""
+    from ssdlite.models.transform import Preprocess
 
-    if image.dtype != torch.uint8:
-        image = (image.float() * 255).round().clamp(0, 255).to(torch.uint8)
-    if tuple(image.shape[-2:]) != (size, size):
-        image = TF.resize(image, [size, size], antialias=True)  # uint8 in, uint8 out
-    return image
+    x, _ = Preprocess(config.size, config.image_mean, config.image_std)([image])
+    return torch.from_numpy(to_pixels(x, config.image_mean, config.image_std, "uint8")[0]).permute(2, 0, 1).contiguous()
 
 
 # --- TFLite Model Metadata (tflite-support's metadata_schema.fbs), written with flatbuffers' Builder -------------
@@ -362,15 +362,25 @@ class LiteRT(StaticRuntime):
             raise UserError(f"--input-type {input_type!r}: choose one of {', '.join(INPUT_TYPES)}")
         self.input_type = input_type
 
-    def build(self, model, classes: Sequence[str] = (), *, images=None, **options):
-        """:meth:`StaticRuntime.build`; a uint8 file is verified on the images resized to ``S x S`` uint8, the pixels an
-        app gives it (PyTorch runs on the same pixels, so the check stays exact)."""
+    def build(self, model, classes: Sequence[str] = (), *, input_type: str | None = None, images=None, **options):
+        """:meth:`StaticRuntime.build` (``input_type``: this exporter's by default, module doc); a uint8 file is verified on the images resized to ``S x S`` uint8, the pixels an
+        app gives it (PyTorch runs on the same pixels, so the check stays exact). Where ``mediapipe`` is importable
+        (not in ssdlite's install; ``make mediapipe`` makes an environment of its own), MediaPipe's ``ObjectDetector`` runs the file too and
+        must give PyTorch's detections (:func:`check_mediapipe`)."""
+        if input_type is not None and input_type != self.input_type:
+            return LiteRT(input_type).build(model, classes, images=images, **options)
+        size = model.config.size
+        images = check_images(images, model)
         if self.input_type == "uint8":
-            images = [as_input_image(image, model.config.size) for image in check_images(images, model)]
+            images = [as_input_image(image, model.config) for image in images]
         content, report = super().build(model, classes, images=images, **options)
-        report.notes.append(f"MediaPipe layout, {self.input_type} (1 x {model.config.size} x {model.config.size} x 3 "
-                            f"{'0..255' if self.input_type == 'uint8' else '[0, 1]'}) input" if report.batch == 1 else
-                            f"MediaPipe layout, {self.input_type} input; batch {report.batch}: MediaPipe and Frigate take batch 1 only")
+        pixels = f"{'0..255' if self.input_type == 'uint8' else '[0, 1]'}"
+        report.notes.append(f"MediaPipe layout, {report.batch} x {size} x {size} x 3 {self.input_type} {pixels} input"
+                            + (" (verified on the images resized to it)" if self.input_type == "uint8" else "")
+                            + ("" if report.batch == 1 else " (MediaPipe and Frigate take batch 1 only)"))
+        if report.batch == 1 and importlib.util.find_spec("mediapipe") is not None:
+            comparison = check_mediapipe(model, content, [as_input_image(image, model.config) for image in images], report.int8)
+            report.notes.append("MediaPipe ObjectDetector: " + comparison.summary())
         return content, report
 
     def convert(self, build: StaticBuild) -> bytes:
@@ -386,7 +396,8 @@ class LiteRT(StaticRuntime):
                 quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
                 module = quantize_core_pt2e(module, build.example, build.calibration, quantizer, fold_quantize=False)
                 options["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
-            wrapped = MediaPipeDetector(module, config.image_mean, config.image_std, self.input_type).eval()
+            wrapped = MediaPipeDetector(module, config.image_mean, config.image_std, self.input_type)
+            wrapped.training = False  # the wrapper alone: .eval() would recurse into a PT2E-quantized core, which refuses it
             example = torch.from_numpy(to_pixels(build.example, config.image_mean, config.image_std, self.input_type))
             with torch.no_grad():
                 converted = litert_torch.convert(wrapped, (example,), **options)
@@ -412,11 +423,62 @@ class LiteRT(StaticRuntime):
         return with_associated_files(content, {LABELS_FILE: "".join(f"{c}\n" for c in classes).encode()})
 
 
-def build(model, classes: Sequence[str] = (), *, input_type: str = "uint8", **options):
-    """:meth:`LiteRT.build` for ``input_type``."""
-    return LiteRT(input_type).build(model, classes, **options)
+MEDIAPIPE_SCORE = 0.3  # the detections compared with MediaPipe's: those above it (its score_threshold)
+#: MediaPipe against PyTorch: same class, IoU of the boxes in MediaPipe's whole pixels, score
+MEDIAPIPE_MATCH = {"min_iou": 0.95, "score_tol": 2e-3}
 
 
-def export(model, path, classes: Sequence[str] = (), *, input_type: str = "uint8", **options):
-    """:meth:`LiteRT.export` for ``input_type``."""
-    return LiteRT(input_type).export(model, path, classes, **options)
+def mediapipe_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """``(D, 4)`` xyxy pixels as MediaPipe reports them: whole pixels, the corner and the size each truncated
+    (``origin_x = int(xmin)``, ``width = int(xmax - xmin)``; measured: PyTorch's [55.55, 14.57, 92.34, 32.19] is
+    MediaPipe's origin (55, 14), size (36, 17))."""
+    corner = boxes[:, :2].trunc()
+    return torch.cat([corner, corner + (boxes[:, 2:] - boxes[:, :2]).trunc()], dim=1)
+
+
+def compare_mediapipe(model, images: Sequence[torch.Tensor], found: Sequence[Sequence[dict]], classes: Sequence[str],
+                      int8: bool = False):
+    """PyTorch's detections above :data:`MEDIAPIPE_SCORE` on ``images`` (``(3, S, S)`` uint8) against MediaPipe's
+    (``found``: :func:`ssdlite.deploy.runtimes.litert_mediapipe.detect`'s), one to one: same class, IoU >= 0.95 in
+    whole pixels (:func:`mediapipe_boxes`), score within 2e-3 (INT8: the same objects, as the export's own check)."""
+    from ssdlite.deploy.compare import compare_detections
+    from ssdlite.deploy.runtimes.static import INT8_MATCH
+
+    names = {name: i + 1 for i, name in enumerate(classes)}
+    expected, got = [], []
+    with torch.no_grad():
+        outputs = model(list(images))
+    for out, image in zip(outputs, found):
+        keep = out["scores"] > MEDIAPIPE_SCORE
+        expected.append({"boxes": mediapipe_boxes(out["boxes"][keep]), "scores": out["scores"][keep], "labels": out["labels"][keep]})
+        unknown = [d["name"] for d in image if d["name"] not in names]
+        if unknown:
+            raise UserError(f"MediaPipe named classes the file does not have: {unknown[:3]}")
+        got.append({"boxes": torch.tensor([d["box"] for d in image], dtype=torch.float32).view(-1, 4),
+                    "scores": torch.tensor([d["score"] for d in image], dtype=torch.float32),
+                    "labels": torch.tensor([names[d["name"]] for d in image], dtype=torch.int64)})
+    comparison = compare_detections(expected, got, score_floor=MEDIAPIPE_SCORE, **(INT8_MATCH if int8 else MEDIAPIPE_MATCH))
+    if int8:
+        comparison.problems = []  # reported, not a failure (as the export's own INT8 check)
+    return comparison
+
+
+def check_mediapipe(model, content: bytes, images: Sequence[torch.Tensor], int8: bool = False):
+    """MediaPipe's ``ObjectDetector`` (in this process) on ``content`` and ``images`` (``(3, S, S)`` uint8), compared
+    with PyTorch (:func:`compare_mediapipe`); a mismatch of an fp32 file raises
+    :class:`~ssdlite.deploy.verify.ExportMismatchError`."""
+    from ssdlite.deploy.runtimes.litert_mediapipe import detect
+    from ssdlite.deploy.verify import ExportMismatchError
+
+    classes = json.loads(read_tflite_metadata(content))["classes"]
+    with _quiet():
+        found = detect(content, [image.permute(1, 2, 0).numpy() for image in images], MEDIAPIPE_SCORE)
+    comparison = compare_mediapipe(model, images, found, classes, int8)
+    if not comparison.ok:
+        raise ExportMismatchError("MediaPipe's ObjectDetector does not give PyTorch's detections on the file: "
+                                  + comparison.summary() + "; " + "; ".join(comparison.problems[:5]))
+    return comparison
+
+
+_EXPORTER = LiteRT()
+build, export = _EXPORTER.build, _EXPORTER.export  # export(..., input_type="float32") for the float32 input

@@ -2,7 +2,7 @@
 
 Imports nothing of ssdlite and no PyTorch (the standard library, numpy and ``mediapipe``), so that it also runs as a
 script in an environment of its own (MediaPipe pulls ``opencv-contrib-python``, which the project's environment does
-not take: ``make .venv-mediapipe``)::
+not take: ``make mediapipe`` makes ``.venv-mediapipe``)::
 
     .venv-mediapipe/bin/python src/ssdlite/deploy/runtimes/litert_mediapipe.py MODEL.tflite IMAGE.png ... [--score 0.3]
 

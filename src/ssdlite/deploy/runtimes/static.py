@@ -6,7 +6,10 @@ input ``images (B, 3, S, S)`` float32, RGB scaled to [0, 1], resized to ``S x S`
 ratio, then ``(x - image_mean) / image_std``; outputs ``boxes (B, D, 4)`` float32 xyxy normalized to [0, 1],
 ``scores (B, D)`` float32 descending, ``labels (B, D)`` int64 in ``1..K-1`` (``classes[label - 1]``),
 ``count (B,)`` int64; entries past ``count`` are zero. Its metadata (JSON, :func:`metadata`) carries the
-model config, the class names and these conventions.
+model config, the class names and these conventions. LiteRT's file wraps the detector in MediaPipe's tensors
+(``(B, S, S, 3)`` uint8 or float32 input, the normalization inside; float32 ``location``/``category``/``score``/
+``number of detections``: :mod:`ssdlite.deploy.runtimes.litert`), and its backend takes the same normalized
+``(B, 3, S, S)`` and gives these outputs.
 
 :class:`StaticRuntime` is an export's common start (the NMS sized on the verification images: :func:`fit_nms`;
 detector, metadata, images, example input, calibration batches: :func:`prepare_static`) and its verified end

@@ -113,7 +113,8 @@ def find_mediapipe(explicit: str | os.PathLike | None = None) -> tuple[Path, str
 
 def metadata(model, classes: Sequence[str]) -> dict:
     """What the page reads first (``metadata.json``)."""
-    from ssdlite import __version__
+    import importlib.metadata
+
     from ssdlite.deploy.draw import PALETTE
     from ssdlite.deploy.predictor import SCORE_THRESHOLD
 
@@ -122,7 +123,7 @@ def metadata(model, classes: Sequence[str]) -> dict:
         "colors": list(PALETTE),
         "input_size": model.config.size,
         "arch": model.config.arch,
-        "version": __version__,
+        "version": importlib.metadata.version("ssdlite"),  # as serve's metadata says it
         "default_score_threshold": SCORE_THRESHOLD,  # the slider's first position, ssdlite predict's default
         "mediapipe": MEDIAPIPE_VERSION,
     }

@@ -116,7 +116,7 @@ def test_input_type_is_refused_for_other_formats(weights, tmp_path, capsys):
     from ssdlite.cli import main
 
     assert main(["export", "--weights", str(weights), "--format", "openvino", "--input-type", "float32", "--out", str(tmp_path / "m.xml")]) == 2
-    assert "--input-type applies to --format tflite, not openvino" in capsys.readouterr().err
+    assert "--input-type applies to --format tflite/web, not openvino" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

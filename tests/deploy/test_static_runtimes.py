@@ -116,7 +116,7 @@ def test_int8_and_static_options_are_refused_for_onnx(weights, tmp_path, capsys)
     assert main(["export", "--weights", str(weights), "--format", "openvino", "--int8", "--out", str(tmp_path / "m.xml")]) == 2
     assert "--int8 needs --calib" in capsys.readouterr().err
     assert main(["export", "--weights", str(weights), "--format", "onnx", "--int8", "--calib", "x", "--out", str(tmp_path / "m.onnx")]) == 2
-    assert "--int8 applies to --format executorch/tflite/openvino, not onnx; ONNX Runtime INT8: ssdlite quantize" in capsys.readouterr().err
+    assert "--int8 applies to --format executorch/tflite/openvino/web, not onnx; ONNX Runtime INT8: ssdlite quantize" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

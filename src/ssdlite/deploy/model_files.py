@@ -7,8 +7,9 @@ suffix promises, and a bad one is a :class:`~ssdlite.errors.UserError` naming th
 
 - ``.onnx``: the protobuf parses (``onnx.load`` without external data) into a graph, and ssdlite's
   ``metadata_props`` (``ssdlite_config``, ``classes``), when present, are JSON;
-- ``.tflite``: the FlatBuffer file identifier ``TFL3`` at bytes 4..8, a root offset inside the file, and
-  every buffer of the model (read with the TFLite schema of ``ai-edge-litert``) inside the file;
+- ``.tflite``: the FlatBuffer file identifier ``TFL3`` at bytes 4..8, a root offset inside the file, every
+  buffer of the model (read with the TFLite schema of ``ai-edge-litert``) inside the file, and, with TFLite Model
+  Metadata, its packed files (the zip archive appended to the flatbuffer) readable;
 - ``.pte``: ExecuTorch's FlatBuffer identifier ``ET`` + two characters at bytes 4..8 and its extended
   header (magic ``eh00`` at byte 8: program size, segment offset and size) within the file's size
   (``executorch/exir/_serialize/_program.py``, ``_ExtendedHeader``);
@@ -32,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ssdlite.errors import UserError
+
+TFLITE_METADATA = b"TFLITE_METADATA"  # the metadata entry of TFLite Model Metadata (ssdlite.deploy.runtimes.litert)
 
 #: ExecuTorch's extended header (``_ExtendedHeader``): magic, header length, program size, segment offset, segment size.
 _PTE_HEADER = struct.Struct("<4sIQQQ")
@@ -98,8 +101,20 @@ def _check_tflite(path: Path, size: int) -> None:
             for t in range(subgraph.TensorsLength()):
                 if subgraph.Tensors(t).Buffer() >= model.BuffersLength():
                     raise ValueError(f"tensor {t} of subgraph {s} names buffer {subgraph.Tensors(t).Buffer()} of {model.BuffersLength()}")
+        packs_files = any(model.Metadata(i).Name() == TFLITE_METADATA for i in range(model.MetadataLength()))
     except Exception as err:  # struct.error, IndexError, ValueError: whatever a cut or corrupt flatbuffer makes the reader hit
         raise _fail(path, f"LiteRT model is corrupt or cut short ({size} bytes): {err}") from err
+    # TFLite Model Metadata's associated files (the labels MediaPipe reads) are a zip archive appended to the
+    # flatbuffer: LiteRT ignores the tail, so only its own directory tells that a copy lost its end.
+    if packs_files:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise _fail(path, f"LiteRT model cut short ({size} bytes): its packed files (a zip archive at the end: the "
+                              f"labels MediaPipe reads) do not read ({err})") from err
+        if broken is not None:
+            raise _fail(path, f"LiteRT model is corrupt: its packed file {broken} does not match its checksum")
 
 
 def _check_pte(path: Path, size: int) -> None:

@@ -225,8 +225,17 @@ def build_onnx(
     verify: bool = True,
     images: list[torch.Tensor] | None = None,
 ):
-    """Export and check ``model`` on ``images`` (default: synthetic shapes); returns ``(onnx.ModelProto, ExportReport)``
-    without writing anything."""
+    """Export and check ``model``; returns ``(onnx.ModelProto, ExportReport)`` without writing anything.
+
+    Args:
+        model: an :class:`~ssdlite.models.SSDLite` (any device; exported from a CPU copy).
+        classes: foreground class names, stored in the file's metadata.
+        with_nms: put the postprocess in the graph (outputs ``boxes``, ``scores``, ``labels``, ``num_detections``).
+        dynamic_batch: a symbolic batch dimension (checked at batch 1 and 3); else batch 1.
+        opset: ONNX opset (>= 13 with NMS).
+        verify: compare with PyTorch (on by default; off only for debugging an export).
+        images: the real images to compare on (uint8 ``(3, H, W)``); default: synthetic shapes images.
+    """
     onnx = require("onnx", "ONNX export")
     start = time.perf_counter()
     model = copy.deepcopy(model).cpu().eval()
@@ -245,32 +254,10 @@ def build_onnx(
     return exported, report
 
 
-def export_onnx(
-    model: SSDLite,
-    path: str | os.PathLike,
-    classes: list[str] | None = None,
-    *,
-    with_nms: bool = False,
-    dynamic_batch: bool = True,
-    opset: int = DEFAULT_OPSET,
-    verify: bool = True,
-    images: list[torch.Tensor] | None = None,
-) -> ExportReport:
-    """Export ``model`` to ``path`` (see the module doc); the file is written only after it verified.
-
-    Args:
-        model: an :class:`~ssdlite.models.SSDLite` (any device; exported from a CPU copy).
-        classes: foreground class names, stored in the file's metadata.
-        with_nms: put the postprocess in the graph (outputs ``num_detections``, ``boxes``, ``scores``, ``labels``).
-        dynamic_batch: a symbolic batch dimension (checked at batch 1 and 3); else batch 1.
-        opset: ONNX opset (>= 13 with NMS).
-        verify: compare with PyTorch before writing (on by default; off only for debugging an export).
-        images: the real images to compare on (uint8 ``(3, H, W)``); default: synthetic shapes images.
-    """
+def export_onnx(model: SSDLite, path: str | os.PathLike, classes: list[str] | None = None, **options) -> ExportReport:
+    """:func:`build_onnx` (``options`` are its keywords), then write ``path``: only after the check passed."""
     onnx = require("onnx", "ONNX export")
-    exported, report = build_onnx(
-        model, classes, with_nms=with_nms, dynamic_batch=dynamic_batch, opset=opset, verify=verify, images=images
-    )
+    exported, report = build_onnx(model, classes, **options)
     atomic_write(path, lambda tmp: onnx.save(exported, tmp))
     report.path = str(path)
     return report

@@ -84,3 +84,35 @@ function showThreshold() {
   const value = Number(document.getElementById("threshold").value);
   document.getElementById("threshold-value").textContent = value.toFixed(2);
 }
+
+// ---- The webcam, shared by both pages: opened into #video, each frame copied to a canvas, closed. ----
+// Returns the MediaStream, or null after `onError(message)` when there is no webcam (or no permission).
+async function openCamera(onError) {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    onError(`No webcam: ${err.message}`);
+    return null;
+  }
+  const video = document.getElementById("video");
+  video.srcObject = stream;
+  await video.play();
+  document.getElementById("camera").textContent = "Stop the webcam";
+  return stream;
+}
+
+// The current frame of #video drawn into `canvas` (resized to the frame), which is returned.
+function grabFrame(canvas) {
+  const video = document.getElementById("video");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return canvas;
+}
+
+function closeCamera(stream) {
+  for (const track of stream.getTracks()) track.stop();
+  document.getElementById("video").srcObject = null;
+  document.getElementById("camera").textContent = "Use the webcam";
+}

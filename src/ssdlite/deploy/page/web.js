@@ -70,26 +70,15 @@ async function showFile(file) {
 
 // ---- The webcam: each frame detected as it comes (MediaPipe's video mode), drawn on that frame. ----
 async function startCamera() {
-  try {
-    state.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
-  } catch (err) {
-    setStatus(`No webcam: ${err.message}`, true);
-    return;
-  }
-  const video = $("video");
-  video.srcObject = state.stream;
-  await video.play();
+  state.stream = await openCamera((message) => setStatus(message, true));
+  if (!state.stream) return;
   await runningMode("VIDEO");
-  $("camera").textContent = "Stop the webcam";
   setStatus("Webcam: detecting continuously.");
   const frame = document.createElement("canvas");
   const step = () => {
     if (!state.stream) return;
-    frame.width = video.videoWidth;
-    frame.height = video.videoHeight;
-    frame.getContext("2d").drawImage(video, 0, 0);
     const started = performance.now();
-    state.detections = converted(state.detector.detectForVideo(frame, started));
+    state.detections = converted(state.detector.detectForVideo(grabFrame(frame), started));
     state.image = frame;
     draw(performance.now() - started);
     requestAnimationFrame(step);
@@ -99,10 +88,8 @@ async function startCamera() {
 
 function stopCamera() {
   if (!state.stream) return;
-  for (const track of state.stream.getTracks()) track.stop();
+  closeCamera(state.stream);
   state.stream = null;
-  $("video").srcObject = null;
-  $("camera").textContent = "Use the webcam";
 }
 
 async function setUp() {

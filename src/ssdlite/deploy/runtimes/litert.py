@@ -54,13 +54,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssdlite.deploy.model_files import TFLITE_METADATA
 from ssdlite.deploy.runtimes import get
 from ssdlite.deploy.runtimes.static import StaticBackend, StaticBuild, StaticRuntime, check_images, quantize_core_pt2e
 from ssdlite.errors import UserError
 
 RUNTIME = get("tflite")
 METADATA_NAME = "ssdlite_metadata"
-TFLITE_METADATA_NAME = "TFLITE_METADATA"  # the metadata table entry MediaPipe and tflite-support read
+TFLITE_METADATA_NAME = TFLITE_METADATA.decode()  # the metadata table entry MediaPipe and tflite-support read
 LAYOUT = "mediapipe"  # ssdlite_metadata's "layout" of the files this module writes; absent in older files
 INPUT_TYPES = ("uint8", "float32")  # export's --input-type
 OUTPUT_NAMES = ("location", "category", "score", "number of detections")  # MediaPipe's names, in the file's order

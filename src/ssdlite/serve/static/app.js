@@ -107,22 +107,12 @@ function draw() {
 // ---- The webcam: one frame in flight at a time, each frame's boxes drawn on that frame. ----
 async function startCamera() {
   if (!state.meta) return;
-  try {
-    state.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
-  } catch (err) {
-    setStatus(`No webcam: ${err.message}`, true);
-    return;
-  }
-  const video = $("video");
-  video.srcObject = state.stream;
-  await video.play();
-  $("camera").textContent = "Stop the webcam";
+  state.stream = await openCamera((message) => setStatus(message, true));
+  if (!state.stream) return;
   setStatus("Webcam: detecting continuously.");
   const grab = document.createElement("canvas");
   while (state.stream) {
-    grab.width = video.videoWidth;
-    grab.height = video.videoHeight;
-    grab.getContext("2d").drawImage(video, 0, 0);
+    grabFrame(grab);
     const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.85));
     try {
       const answer = await detect(blob);
@@ -138,10 +128,8 @@ async function startCamera() {
 
 function stopCamera() {
   if (!state.stream) return;
-  for (const track of state.stream.getTracks()) track.stop();
+  closeCamera(state.stream);
   state.stream = null;
-  $("video").srcObject = null;
-  $("camera").textContent = "Use the webcam";
 }
 
 function setUp() {

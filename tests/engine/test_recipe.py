@@ -238,9 +238,10 @@ def test_train_help_names_no_default_the_recipe_replaces(capsys):
     from ssdlite.models.options import DERIVED_DEFAULT, flag_name
 
     changed = set()
+    anchors = {"min_scale", "max_scale", "aspect_ratios", "reduce_lowest"}  # their search: the default-boxes test
     for start, data in [(TrainConfig(), stats(160, 1, 0.5)), (TrainConfig(), stats(291, 3, 0.06)),
                         (TrainConfig().replace(arch="mobilenet_v1"), stats(40, 2, 0.3))]:
-        changed |= _changed(start, derive_recipe(start, set(), data, CPU)[0])
+        changed |= _changed(start, derive_recipe(start, anchors, data, CPU)[0])
     changed |= set(candidate_space(TrainConfig(), set(), 0.1))
     assert changed <= recipe.DERIVED, changed - recipe.DERIVED
     assert {"lr", "epochs", "batch_size", "augment", "optimizer", "size", "neck"} <= changed

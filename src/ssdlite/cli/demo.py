@@ -25,7 +25,7 @@ from ssdlite.cli.options import IMAGE_COUNT, MINUTES, WORKERS, add_device, add_m
 from ssdlite.data.augment import IMAGE_PRESETS
 from ssdlite.engine.config import OptimConfig, TrainConfig
 from ssdlite.models.config import MAX_SIZE, ModelConfig
-from ssdlite.models.options import field_type, number
+from ssdlite.models.options import field_named, field_type, number
 
 #: The demo's model when no model flag is given: small and fast (see the module docstring).
 DEMO_MODEL = ModelConfig(size=128, width_mult=0.5, neck="fpn", fpn_stride8=True)
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"minutes of training when --epochs is not given (default {TRAIN_MINUTES:g}: the demo's 10 minutes "
                    "less data, speed probe, evaluation and drawing, with room for a slow machine)")
     p.add_argument("--batch-size", type=field_type(TrainConfig, "batch_size"), default=16, help="training batch size (default 16)")
-    p.add_argument("--optimizer", default=None, choices=("sgd", "adamw"), help="optimizer (default: what `ssdlite train` "
+    p.add_argument("--optimizer", default=None, choices=field_named(OptimConfig, "optimizer").metadata["choices"], help="optimizer (default: what `ssdlite train` "
                    "picks from scratch, AdamW, which learns the shapes in half the epochs of SGD)")
     p.add_argument("--lr", type=field_type(OptimConfig, "lr"), default=None, help=f"peak learning rate (default: the recipe's from scratch for "
                    f"AdamW, {SGD_LR:g} for SGD)")

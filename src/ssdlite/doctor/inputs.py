@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ssdlite.doctor.report import FAIL, PASS, WARN, Check
+from ssdlite.models import backbones
 from ssdlite.models.config import ModelConfig
 
 
@@ -62,7 +63,7 @@ def check_labels(annotations: Sequence[dict[str, Any]], num_classes: int, classe
 
 
 def check_inputs(
-    images: Sequence[torch.Tensor], image_mean: Sequence[float], backbone_weights: str | None = None, arch: str = "mobilenet_v2"
+    images: Sequence[torch.Tensor], image_mean: Sequence[float], backbone_weights: str | None = None, arch: str = backbones.DEFAULT.name
 ) -> Check:
     """The images handed to the model are uint8 or float in [0, 1], and the normalization fits the weights.
 

@@ -44,7 +44,7 @@ class ModelConfig(options.Settings):
     """A detector: backbone, neck, heads, default boxes, matching, loss and postprocess settings."""
 
     # -- the network
-    arch: str = option("mobilenet_v2", "backbone", ARCHS)
+    arch: str = option(backbones.DEFAULT.name, "backbone", ARCHS)
     num_classes: int | None = option(None, "classes including the background", ge=2, le=MAX_CLASSES, shown="the dataset's classes + 1; 91, COCO's, when no dataset is given")
     size: int | None = option(None, "square input size in pixels", ge=1, le=MAX_SIZE, shown=backbones.default_text("size"))
     width_mult: float = option(1.0, "MobileNet width multiplier", gt=0, le=MAX_WIDTH)

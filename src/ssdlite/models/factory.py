@@ -156,7 +156,7 @@ def build_model(config: ModelConfig | Mapping[str, Any], *, load_backbone: bool 
 
 def create_model(
     num_classes: int,
-    arch: str = "mobilenet_v2",
+    arch: str = backbones.DEFAULT.name,
     size: int | None = None,
     width_mult: float = 1.0,
     backbone_weights: str | None = None,

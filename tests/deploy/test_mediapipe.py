@@ -183,3 +183,33 @@ def test_metadata_reads_back_with_the_schema_mediapipe_ships(export_once, tmp_pa
         "labels": [("labels.txt", 3)],  # TENSOR_VALUE_LABELS
     }
     assert associated_files(data) == {"labels.txt": "".join(f"{c}\n" for c in CLASSES).encode()}
+
+
+def test_the_exports_mediapipe_check_refuses_a_mismatch(export_once, model, pngs, tmp_path, monkeypatch):
+    """The export's own MediaPipe check (:func:`ssdlite.deploy.runtimes.litert.check_mediapipe`, run in the export
+    where ``mediapipe`` is importable) with MediaPipe reached through ``.venv-mediapipe``: the file passes against its
+    model, and fails against a model whose class predictor was perturbed."""
+    import copy
+
+    import ssdlite.deploy.runtimes.litert_mediapipe as litert_mediapipe
+    from ssdlite.deploy.runtimes.litert import check_mediapipe
+    from ssdlite.deploy.verify import ExportMismatchError
+
+    def detect_in_its_environment(content, arrays, score_threshold):
+        (tmp_path / "model.tflite").write_bytes(content)
+        paths = []
+        for i, array in enumerate(arrays):
+            paths.append(tmp_path / f"{i}.png")
+            Image.fromarray(array).save(paths[-1])
+        return run_mediapipe(tmp_path / "model.tflite", paths)
+
+    monkeypatch.setattr(litert_mediapipe, "detect", detect_in_its_environment)
+    data = export_once("tflite").read_bytes()
+    _, tensors = pngs
+    assert check_mediapipe(model, data, tensors).matched > 0
+    perturbed = copy.deepcopy(model)
+    with torch.no_grad():
+        weight = perturbed.core.head.classification.predictors[0][-1].weight
+        weight.add_(0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ExportMismatchError, match="MediaPipe's ObjectDetector does not give PyTorch's detections"):
+        check_mediapipe(perturbed, data, tensors)

@@ -73,7 +73,7 @@ def check(name: str, data: str, flags: list[str], out: Path, epochs: int, count:
     got = [{"boxes": torch.tensor([d["box"] for d in image], dtype=torch.float32).view(-1, 4),
             "scores": torch.tensor([d["score"] for d in image]),
             "labels": torch.tensor([info["classes"].index(d["name"]) + 1 for d in image], dtype=torch.int64)} for image in found]
-    against_backend = compare_detections([{**d, "boxes": mediapipe_boxes(d["boxes"])} for d in ours], got,
+    against_backend = compare_detections([{**d, "boxes": mediapipe_boxes(d["boxes"], g["boxes"])} for d, g in zip(ours, got)], got,
                                          score_floor=MEDIAPIPE_SCORE, **MEDIAPIPE_MATCH)
     return {
         "model": name, "data": data, "train_flags": flags, "train_seconds": round(trained, 1), "epochs": epochs,

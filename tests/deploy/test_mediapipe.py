@@ -86,10 +86,10 @@ def test_mediapipe_gives_ssdlite_predict_detections(export_once, pngs):
     paths, _ = pngs
     found = run_mediapipe(path, paths)
     ours = [p.detections for p in Predictor(path, backend="tflite", score_threshold=MEDIAPIPE_SCORE).predict_paths(paths)]
-    expected = [{**d, "boxes": mediapipe_boxes(d["boxes"])} for d in ours]
     got = [{"boxes": torch.tensor([d["box"] for d in image], dtype=torch.float32).view(-1, 4),
             "scores": torch.tensor([d["score"] for d in image]),
             "labels": torch.tensor([CLASSES.index(d["name"]) + 1 for d in image], dtype=torch.int64)} for image in found]
+    expected = [{**d, "boxes": mediapipe_boxes(d["boxes"], g["boxes"])} for d, g in zip(ours, got)]
     comparison = compare_detections(expected, got, score_floor=MEDIAPIPE_SCORE, **MEDIAPIPE_MATCH)
     assert comparison.ok and comparison.matched > 0, comparison.problems
 
@@ -213,3 +213,16 @@ def test_the_exports_mediapipe_check_refuses_a_mismatch(export_once, model, pngs
         weight.add_(0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(ExportMismatchError, match="MediaPipe's ObjectDetector does not give PyTorch's detections"):
         check_mediapipe(perturbed, data, tensors)
+
+
+def test_boxes_truncate_as_mediapipe_reports_them():
+    """MediaPipe's whole pixels: corner and size truncated; a size within float rounding of a whole pixel may land on
+    either side, and takes MediaPipe's box only when that box is one of its two truncations."""
+    from ssdlite.deploy.runtimes.litert import mediapipe_boxes
+
+    assert mediapipe_boxes(torch.tensor([[55.55, 14.57, 92.34, 32.19]])).tolist() == [[55, 14, 91, 31]]
+    box = torch.tensor([[10.0, 10.0, 29.9996, 30.0]])  # width 19.9996: 19 truncated, 20 a rounding away
+    assert mediapipe_boxes(box).tolist() == [[10, 10, 29, 30]]
+    assert mediapipe_boxes(box, torch.tensor([[10.0, 10.0, 30.0, 30.0]])).tolist() == [[10, 10, 30, 30]]
+    assert mediapipe_boxes(box, torch.tensor([[11.0, 10.0, 31.0, 30.0]])).tolist() == [[10, 10, 29, 30]]  # not a truncation of it
+    assert mediapipe_boxes(torch.tensor([[10.0, 10.0, 29.5, 30.0]]), torch.tensor([[10.0, 10.0, 30.0, 30.0]])).tolist() == [[10, 10, 29, 30]]

@@ -8,7 +8,9 @@ suffix promises, and a bad one is a :class:`~ssdlite.errors.UserError` naming th
 - ``.onnx``: the protobuf parses (``onnx.load`` without external data) into a graph, and ssdlite's
   ``metadata_props`` (``ssdlite_config``, ``classes``), when present, are JSON;
 - ``.tflite``: the FlatBuffer file identifier ``TFL3`` at bytes 4..8, a root offset inside the file, and
-  every buffer of the model (read with the TFLite schema of ``ai-edge-litert``) inside the file;
+  every buffer of the model (read with the TFLite schema of ``ai-edge-litert``) inside the file; a file of
+  ssdlite's MediaPipe layout (``"layout": "mediapipe"`` in its ``ssdlite_metadata``) also ends in a sound zip
+  archive holding ``labels.txt`` (the labels MediaPipe reads; a cut copy loses the archive's directory);
 - ``.pte``: ExecuTorch's FlatBuffer identifier ``ET`` + two characters at bytes 4..8 and its extended
   header (magic ``eh00`` at byte 8: program size, segment offset and size) within the file's size
   (``executorch/exir/_serialize/_program.py``, ``_ExtendedHeader``);
@@ -98,8 +100,25 @@ def _check_tflite(path: Path, size: int) -> None:
             for t in range(subgraph.TensorsLength()):
                 if subgraph.Tensors(t).Buffer() >= model.BuffersLength():
                     raise ValueError(f"tensor {t} of subgraph {s} names buffer {subgraph.Tensors(t).Buffer()} of {model.BuffersLength()}")
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() == b"ssdlite_metadata" and entry.Buffer() < model.BuffersLength():
+                meta = json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+                if isinstance(meta, dict) and meta.get("layout") == "mediapipe":
+                    _check_packed_labels(data)
     except Exception as err:  # struct.error, IndexError, ValueError: whatever a cut or corrupt flatbuffer makes the reader hit
         raise _fail(path, f"LiteRT model is corrupt or cut short ({size} bytes): {err}") from err
+
+
+def _check_packed_labels(data: bytes) -> None:
+    """The zip archive after a MediaPipe-layout flatbuffer reads whole and holds ``labels.txt``
+    (:func:`ssdlite.deploy.runtimes.litert.with_associated_files`); raises what zipfile raises, or ValueError."""
+    import io
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        broken = archive.testzip()
+        if broken is not None or "labels.txt" not in archive.namelist():
+            raise ValueError(f"its packed labels archive is damaged ({broken or 'no labels.txt'})")
 
 
 def _check_pte(path: Path, size: int) -> None:

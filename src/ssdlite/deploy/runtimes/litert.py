@@ -363,10 +363,12 @@ class LiteRT(StaticRuntime):
         self.input_type = input_type
 
     def build(self, model, classes: Sequence[str] = (), *, input_type: str | None = None, images=None, **options):
-        """:meth:`StaticRuntime.build` (``input_type``: this exporter's by default, module doc); a uint8 file is verified on the images resized to ``S x S`` uint8, the pixels an
-        app gives it (PyTorch runs on the same pixels, so the check stays exact). Where ``mediapipe`` is importable
-        (not in ssdlite's install; ``make mediapipe`` makes an environment of its own), MediaPipe's ``ObjectDetector`` runs the file too and
-        must give PyTorch's detections (:func:`check_mediapipe`)."""
+        """:meth:`StaticRuntime.build` (``input_type``: this exporter's by default, module doc).
+
+        A uint8 file is verified on the images resized to ``S x S`` uint8 (:func:`as_input_image`), the pixels an app
+        gives it: PyTorch runs on the same pixels, so the check stays exact. Where ``mediapipe`` is importable (not in
+        ssdlite's install; ``make mediapipe`` makes an environment of its own), MediaPipe's ``ObjectDetector`` runs
+        the file too and must give PyTorch's detections (:func:`check_mediapipe`)."""
         if input_type is not None and input_type != self.input_type:
             return LiteRT(input_type).build(model, classes, images=images, **options)
         size = model.config.size
@@ -374,7 +376,7 @@ class LiteRT(StaticRuntime):
         if self.input_type == "uint8":
             images = [as_input_image(image, model.config) for image in images]
         content, report = super().build(model, classes, images=images, **options)
-        pixels = f"{'0..255' if self.input_type == 'uint8' else '[0, 1]'}"
+        pixels = "0..255" if self.input_type == "uint8" else "[0, 1]"
         report.notes.append(f"MediaPipe layout, {report.batch} x {size} x {size} x 3 {self.input_type} {pixels} input"
                             + (" (verified on the images resized to it)" if self.input_type == "uint8" else "")
                             + ("" if report.batch == 1 else " (MediaPipe and Frigate take batch 1 only)"))

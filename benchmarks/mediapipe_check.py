@@ -3,7 +3,7 @@
 For each ``--model NAME=DATASET[:TRAIN FLAGS]`` (a dataset folder, e.g. ``../shared/datasets/raccoon``), one fresh
 process per step, the commands a user types:
 
-    ssdlite train --data DATASET --out DIR/NAME --time-budget MINUTES [TRAIN FLAGS]    (skipped if DIR/NAME has weights)
+    ssdlite train --data DATASET --out DIR/NAME --epochs EPOCHS [TRAIN FLAGS]    (skipped if DIR/NAME has weights)
     ssdlite export --weights DIR/NAME --format tflite --out DIR/NAME.tflite            (verified on the run's val images)
 
 then the first ``--images`` validation images (the split training held out) resized to the model's ``S x S`` and
@@ -13,9 +13,9 @@ result) and compared, detection by detection, with PyTorch on the run and with s
 (same class, IoU >= 0.95 in MediaPipe's whole pixels, score within 2e-3, both ways). Writes ``DIR/mediapipe.json``
 and prints one line per model. Example (the issue's two models: raccoon, and BCCD with the residual FPN neck)::
 
-    PYTHONPATH=src python benchmarks/mediapipe_check.py --out runs/mediapipe --minutes 3 \\
-        --model raccoon=../shared/datasets/raccoon \\
-        --model bccd=../shared/datasets/bccd:--neck=residual_fpn,--fpn-stride8
+    PYTHONPATH=src python benchmarks/mediapipe_check.py --out runs/mediapipe --epochs 12 \\
+        --model raccoon=../shared/datasets/raccoon:--backbone-weights=../shared/weights/mobilenet_v2_imagenet.pth \\
+        --model bccd=../shared/datasets/bccd:--backbone-weights=../shared/weights/mobilenet_v2_imagenet.pth,--neck=residual_fpn,--fpn-stride8
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def ssdlite(*args: str) -> None:
     subprocess.run(command, check=True)
 
 
-def check(name: str, data: str, flags: list[str], out: Path, minutes: float, count: int) -> dict:
+def check(name: str, data: str, flags: list[str], out: Path, epochs: int, count: int) -> dict:
     import torch
     from PIL import Image
 
@@ -51,7 +51,7 @@ def check(name: str, data: str, flags: list[str], out: Path, minutes: float, cou
     run = out / name
     started = time.perf_counter()
     if not any((run / f).is_file() for f in ("best.pt", "last.pt", "model.safetensors")):
-        ssdlite("train", "--data", data, "--out", str(run), "--time-budget", str(minutes), *flags)
+        ssdlite("train", "--data", data, "--out", str(run), "--epochs", str(epochs), *flags)
     trained = time.perf_counter() - started
     tflite = out / f"{name}.tflite"
     ssdlite("export", "--weights", str(run), "--format", "tflite", "--out", str(tflite))
@@ -73,10 +73,10 @@ def check(name: str, data: str, flags: list[str], out: Path, minutes: float, cou
     got = [{"boxes": torch.tensor([d["box"] for d in image], dtype=torch.float32).view(-1, 4),
             "scores": torch.tensor([d["score"] for d in image]),
             "labels": torch.tensor([info["classes"].index(d["name"]) + 1 for d in image], dtype=torch.int64)} for image in found]
-    against_backend = compare_detections([{**d, "boxes": mediapipe_boxes(d["boxes"])} for d in ours], got,
+    against_backend = compare_detections([{**d, "boxes": mediapipe_boxes(d["boxes"], g["boxes"])} for d, g in zip(ours, got)], got,
                                          score_floor=MEDIAPIPE_SCORE, **MEDIAPIPE_MATCH)
     return {
-        "model": name, "data": data, "train_flags": flags, "train_seconds": round(trained, 1),
+        "model": name, "data": data, "train_flags": flags, "train_seconds": round(trained, 1), "epochs": epochs,
         "arch": model.config.arch, "neck": model.config.neck, "size": model.config.size, "images": len(paths),
         "mediapipe_detections": sum(map(len, found)),
         "vs_pytorch": against_torch.summary(), "vs_pytorch_ok": against_torch.ok, "vs_pytorch_problems": against_torch.problems[:5],
@@ -88,7 +88,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True, help="NAME=DATASET[:FLAG,FLAG...] (train flags, comma-separated)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--minutes", type=float, default=3.0, help="ssdlite train --time-budget (default 3)")
+    p.add_argument("--epochs", type=int, default=12, help="ssdlite train --epochs (default 12: a short run, a few minutes on 2 cores)")
     p.add_argument("--images", type=int, default=50, help="validation images compared (default 50)")
     args = p.parse_args()
     if not MEDIAPIPE_PYTHON.exists():
@@ -98,7 +98,7 @@ def main() -> None:
     for spec in args.model:
         name, rest = spec.split("=", 1)
         data, _, flags = rest.partition(":")
-        result = check(name, data, [f for f in flags.split(",") if f], args.out, args.minutes, args.images)
+        result = check(name, data, [f for f in flags.split(",") if f], args.out, args.epochs, args.images)
         print(json.dumps(result), flush=True)
         results.append(result)
     (args.out / "mediapipe.json").write_text(json.dumps(results, indent=1))

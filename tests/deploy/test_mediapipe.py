@@ -86,10 +86,10 @@ def test_mediapipe_gives_ssdlite_predict_detections(export_once, pngs):
     paths, _ = pngs
     found = run_mediapipe(path, paths)
     ours = [p.detections for p in Predictor(path, backend="tflite", score_threshold=MEDIAPIPE_SCORE).predict_paths(paths)]
-    expected = [{**d, "boxes": mediapipe_boxes(d["boxes"])} for d in ours]
     got = [{"boxes": torch.tensor([d["box"] for d in image], dtype=torch.float32).view(-1, 4),
             "scores": torch.tensor([d["score"] for d in image]),
             "labels": torch.tensor([CLASSES.index(d["name"]) + 1 for d in image], dtype=torch.int64)} for image in found]
+    expected = [{**d, "boxes": mediapipe_boxes(d["boxes"], g["boxes"])} for d, g in zip(ours, got)]
     comparison = compare_detections(expected, got, score_floor=MEDIAPIPE_SCORE, **MEDIAPIPE_MATCH)
     assert comparison.ok and comparison.matched > 0, comparison.problems
 
@@ -183,3 +183,46 @@ def test_metadata_reads_back_with_the_schema_mediapipe_ships(export_once, tmp_pa
         "labels": [("labels.txt", 3)],  # TENSOR_VALUE_LABELS
     }
     assert associated_files(data) == {"labels.txt": "".join(f"{c}\n" for c in CLASSES).encode()}
+
+
+def test_the_exports_mediapipe_check_refuses_a_mismatch(export_once, model, pngs, tmp_path, monkeypatch):
+    """The export's own MediaPipe check (:func:`ssdlite.deploy.runtimes.litert.check_mediapipe`, run in the export
+    where ``mediapipe`` is importable) with MediaPipe reached through ``.venv-mediapipe``: the file passes against its
+    model, and fails against a model whose class predictor was perturbed."""
+    import copy
+
+    import ssdlite.deploy.runtimes.litert_mediapipe as litert_mediapipe
+    from ssdlite.deploy.runtimes.litert import check_mediapipe
+    from ssdlite.deploy.verify import ExportMismatchError
+
+    def detect_in_its_environment(content, arrays, score_threshold):
+        (tmp_path / "model.tflite").write_bytes(content)
+        paths = []
+        for i, array in enumerate(arrays):
+            paths.append(tmp_path / f"{i}.png")
+            Image.fromarray(array).save(paths[-1])
+        return run_mediapipe(tmp_path / "model.tflite", paths)
+
+    monkeypatch.setattr(litert_mediapipe, "detect", detect_in_its_environment)
+    data = export_once("tflite").read_bytes()
+    _, tensors = pngs
+    assert check_mediapipe(model, data, tensors).matched > 0
+    perturbed = copy.deepcopy(model)
+    with torch.no_grad():
+        weight = perturbed.core.head.classification.predictors[0][-1].weight
+        weight.add_(0.5 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ExportMismatchError, match="MediaPipe's ObjectDetector does not give PyTorch's detections"):
+        check_mediapipe(perturbed, data, tensors)
+
+
+def test_boxes_truncate_as_mediapipe_reports_them():
+    """MediaPipe's whole pixels: corner and size truncated; a size within float rounding of a whole pixel may land on
+    either side, and takes MediaPipe's box only when that box is one of its two truncations."""
+    from ssdlite.deploy.runtimes.litert import mediapipe_boxes
+
+    assert mediapipe_boxes(torch.tensor([[55.55, 14.57, 92.34, 32.19]])).tolist() == [[55, 14, 91, 31]]
+    box = torch.tensor([[10.0, 10.0, 29.9996, 30.0]])  # width 19.9996: 19 truncated, 20 a rounding away
+    assert mediapipe_boxes(box).tolist() == [[10, 10, 29, 30]]
+    assert mediapipe_boxes(box, torch.tensor([[10.0, 10.0, 30.0, 30.0]])).tolist() == [[10, 10, 30, 30]]
+    assert mediapipe_boxes(box, torch.tensor([[11.0, 10.0, 31.0, 30.0]])).tolist() == [[10, 10, 29, 30]]  # not a truncation of it
+    assert mediapipe_boxes(torch.tensor([[10.0, 10.0, 29.5, 30.0]]), torch.tensor([[10.0, 10.0, 30.0, 30.0]])).tolist() == [[10, 10, 29, 30]]

@@ -163,7 +163,8 @@ def _run_static(args: argparse.Namespace, model, info, images, runtime: runtimes
     images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
     # the options only this runtime takes (its row's, beyond the static ones), where given
-    options |= {_dest(f): getattr(args, _dest(f)) for f in runtime.options if f not in runtimes.STATIC_OPTIONS and getattr(args, _dest(f)) is not None}
+    own = [_dest(f) for f in runtime.options if f not in runtimes.STATIC_OPTIONS]  # tflite: input_type
+    options |= {name: getattr(args, name) for name in own if getattr(args, name) is not None}
     report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], **options)
     notes = args.images_note + (f"; calibration images{calibration_note}" if calibration_note else "")
     print(f"exported {info['path']} -> {args.out} ({report.summary()}{notes}, {report.seconds:.1f} s)")

@@ -3,7 +3,8 @@ import stat
 
 import pytest
 
-from ssdlite.files import atomic_write, replace_folder, write_bytes_atomic
+from ssdlite.errors import UserError
+from ssdlite.files import FOLDER_MARK, atomic_write, replace_folder, write_bytes_atomic
 
 
 def test_atomic_write_replaces_and_uses_ordinary_permissions(tmp_path):
@@ -45,10 +46,24 @@ def test_replace_folder_replaces_whole_and_a_failure_keeps_the_old_one(tmp_path)
     replace_folder(target, first)
     with pytest.raises(RuntimeError):
         replace_folder(target, crash)
-    assert sorted(p.name for p in target.iterdir()) == ["a.txt", "b.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [FOLDER_MARK, "a.txt", "b.txt"]
     replace_folder(target, lambda folder: (folder / "c.txt").write_text("c"))
-    assert [p.name for p in target.iterdir()] == ["c.txt"]  # nothing of the earlier folder stays
+    assert sorted(p.name for p in target.iterdir()) == [FOLDER_MARK, "c.txt"]  # nothing of the earlier folder stays
     assert [p.name for p in tmp_path.iterdir()] == ["dataset"]  # no building or old folder left
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask
+
+
+def test_replace_folder_never_deletes_a_users_own_folder(tmp_path):
+    """A folder of other files (not written by replace_folder) is refused, untouched; an empty one is used."""
+    mine = tmp_path / "Desktop"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(UserError, match="a folder of other files"):
+        replace_folder(mine, lambda folder: (folder / "index.html").write_text("page"))
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    replace_folder(empty, lambda folder: (folder / "index.html").write_text("page"))
+    assert (empty / "index.html").is_file()

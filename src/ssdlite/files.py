@@ -36,16 +36,43 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
-def replace_folder(folder: str | os.PathLike, build: Callable[[Path], object]) -> Path:
+#: The file that marks a folder :func:`replace_folder` wrote (and may replace whole again): its content says what wrote it.
+FOLDER_MARK = ".ssdlite-output"
+
+
+def check_replaceable_folder(folder: str | os.PathLike, flag: str) -> bool:
+    """Before any work: ``folder`` may be replaced whole only when it does not exist, is empty, or was written by
+    :func:`replace_folder` (it holds :data:`FOLDER_MARK`); anything else (a user's folder of their own files) is a
+    ``UserError``, never deleted. Returns whether an earlier output is there (the caller's note)."""
+    from ssdlite.errors import UserError
+
+    folder = Path(folder)
+    if not folder.exists():
+        return False
+    if not folder.is_dir():
+        raise UserError(f"{flag} {folder}: is a file, not a folder to write into")
+    if (folder / FOLDER_MARK).is_file():
+        return True
+    if any(folder.iterdir()):
+        raise UserError(f"{flag} {folder}: a folder of other files; this output replaces its folder whole, so it is "
+                        "written only into a new or empty folder, or one an earlier ssdlite run wrote")
+    return False
+
+
+def replace_folder(folder: str | os.PathLike, build: Callable[[Path], object], what: str = "ssdlite") -> Path:
     """Call ``build(tmp_folder)`` on an empty folder beside ``folder``, then put it in place of ``folder``: a
-    failure leaves no half-written folder, and an earlier ``folder`` is replaced whole (none of its files stay)."""
+    failure leaves no half-written folder, and an earlier ``folder`` is replaced whole (none of its files stay).
+    The folder gets :data:`FOLDER_MARK` (saying ``what`` wrote it); an existing ``folder`` without it that is not
+    empty is refused (:func:`check_replaceable_folder`), so a user's own folder is never deleted."""
     import shutil
 
     folder = Path(folder)
+    check_replaceable_folder(folder, "output folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         build(building)
+        (building / FOLDER_MARK).write_text(f"written by {what}; replaced whole by the next such run\n", encoding="utf-8")
         os.chmod(building, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder what mkdir would
         old = None
         if folder.exists():

@@ -110,3 +110,12 @@ def test_formats_are_the_flags_choices(capsys):
         main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "{" + ",".join(FORMATS) + "}" in text
+
+
+def test_a_users_folder_in_the_way_is_refused_before_any_work(images, weights, tmp_path, capsys):
+    (tmp_path / "out" / "voc").mkdir(parents=True)
+    (tmp_path / "out" / "voc" / "labels_i_drew.xml").write_text("<annotation/>")
+    code = main(["predict", str(images), "--weights", str(weights), "--out", str(tmp_path / "out"), "--annotations", "voc"])
+    assert code != 0 and not (tmp_path / "out" / "predictions.jsonl").exists()
+    assert [p.name for p in (tmp_path / "out" / "voc").iterdir()] == ["labels_i_drew.xml"]
+    assert "--annotations" in capsys.readouterr().err

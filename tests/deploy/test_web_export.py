@@ -148,3 +148,13 @@ def test_the_folder_may_not_hold_the_weights(weights, capsys):
     code = main(["export", "--weights", str(weights), "--format", "web", "--out", str(weights.parent)])
     assert code != 0 and weights.is_file()
     assert "holds the --weights input" in capsys.readouterr().err
+
+
+def test_a_folder_of_other_files_is_refused_not_replaced(weights, tmp_path, capsys):
+    """The export replaces its folder whole: a folder it did not write (and not empty) is refused before any work."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["export", "--weights", str(weights), "--format", "web", "--out", str(mine)]) != 0
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert "a folder of other files" in capsys.readouterr().err

@@ -125,13 +125,13 @@ def run(args: argparse.Namespace) -> int:
 def _check_out(args: argparse.Namespace, runtime: runtimes.Runtime) -> None:
     """--out can be written (an OpenVINO model's .bin too) and is not the --weights; an existing file is replaced only
     once the new export has passed its check (a failed check writes nothing)."""
-    from ssdlite.files import check_output_path, refuse_overwriting_input
+    from ssdlite.files import check_output_path, check_replaceable_folder, refuse_overwriting_input
 
     outs = [Path(args.out)] + ([Path(args.out).with_suffix(".bin")] if runtime.name == "openvino" else [])
     folder = runtime.output == "folder"
     for out in outs:
         refuse_overwriting_input(out, "--out", {"--weights": args.weights}, folder=folder)
-        if check_output_path(out, "--out", folder=folder):
+        if check_replaceable_folder(out, "--out") if folder else check_output_path(out, "--out"):
             whole = ", whole," if folder else ""
             print(f"note: {out} exists; it is replaced{whole} if the new export passes its check", file=sys.stderr)
 

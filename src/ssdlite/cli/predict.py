@@ -50,10 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from ssdlite.deploy.predictor import Prediction, Predictor
     from ssdlite.deploy.sources import Unusable, check_unusable, expand_sources, note_ignored
     from ssdlite.deploy.video import VideoError, is_video, video_rate
-    from ssdlite.files import check_output_path
+    from ssdlite.files import check_output_path, check_replaceable_folder
 
     if check_output_path(args.out, "--out", folder=True) and (Path(args.out) / "predictions.jsonl").exists():
         print(f"note: {args.out} holds earlier predictions; they are replaced", file=sys.stderr)
+    if args.annotations and check_replaceable_folder(Path(args.out) / args.annotations, "--annotations"):
+        print(f"note: {Path(args.out) / args.annotations} holds earlier pre-annotations; it is replaced whole", file=sys.stderr)
     ignored: list[Path] = []
     paths = expand_sources(args.sources, ignored)
     note_ignored(ignored)

@@ -182,4 +182,5 @@ def write_preannotations(folder: str | os.PathLike, fmt: str, items: list[Annota
     named = list(zip(unique_names([item.source for item in items]), items))
     top = max((label for item in items for label in item.labels), default=0)
     classes = [class_name(label, classes) for label in range(1, max(top, len(classes)) + 1)]  # a name for every label
-    return replace_folder(folder, lambda building: FORMATS[fmt](building, named, classes, model_version))
+    return replace_folder(folder, lambda building: FORMATS[fmt](building, named, classes, model_version),
+                          what="ssdlite predict --annotations")

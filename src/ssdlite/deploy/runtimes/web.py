@@ -158,7 +158,7 @@ def export(model, path: str | os.PathLike, classes: Sequence[str] = (), *, media
             (folder / "mediapipe" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / name, folder / "mediapipe" / name)
 
-    replace_folder(path, build)
+    replace_folder(path, build, what="ssdlite export --format web")
     report.path = str(path)
     report.notes.append(f"page: index.html + MediaPipe {NPM_PACKAGE} from {source}{note}; serve the folder, e.g. "
                         f"python -m http.server -d {path}")

@@ -21,13 +21,13 @@ MAX_CANDIDATES = 100_000
 EXPORTS = runtimes.rows(exports=True)
 STATIC = runtimes.rows(exports=True, shapes="static", output="file")
 
+MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
+RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
+
 
 def takers(flag: str) -> str:
     """``executorch/tflite/...``: the formats whose rows take ``flag``, for its help."""
     return "/".join(r.name for r in EXPORTS if flag in r.options)
-
-MAX_CHECK_IMAGES = 5000  # --images: every image, up to this many (each is run by PyTorch and by the runtime)
-RUN_CHECK_IMAGES = 100  # without --images: this many of the training run's validation images
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -27,7 +27,6 @@ from PIL import Image
 
 from ssdlite.deploy.draw import class_name, draw_detections
 from ssdlite.deploy.predictor import Prediction
-from ssdlite.deploy.preannotations import FORMATS as PREANNOTATION_FORMATS
 from ssdlite.deploy.preannotations import Annotated, write_preannotations
 from ssdlite.files import atomic_write, check_output_path
 
@@ -57,7 +56,7 @@ class PredictionWriter:
     def _output_name(self, path: Path, suffix: str | None = None) -> str:
         suffix = suffix or (path.suffix.lower() if path.suffix.lower() in _PIL_FORMATS else ".png")
         name, n = f"{path.stem}{suffix}", 0
-        while name in self.used_names or name in ("predictions.jsonl", "coco_results.json", *PREANNOTATION_FORMATS):
+        while name in self.used_names or name in ("predictions.jsonl", "coco_results.json"):
             n += 1
             name = f"{path.stem}_{n}{suffix}"
         self.used_names.add(name)

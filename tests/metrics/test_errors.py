@@ -124,6 +124,18 @@ def test_look_alike_class_names_what_it_is_taken_for_with_its_share():
     text = format_report(result)
     assert "  ten: nine 3 of 4" in text.splitlines()
     assert result["errors"]["dap"]["cls"] == pytest.approx(np.mean([ten["dap"]["cls"], nine["dap"]["cls"]]))
+    assert ten["top_taken_as"] == {"nine": 3} and nine["top_taken_as"] == {}  # the nine outranks the ten at A
+    # An undertrained model: the same ranking at a tenth of the scores. Nothing is counted, AP and the ranking
+    # are unchanged, and the look-alike still shows at any score.
+    low = DetectionMetrics(["ten", "nine"])
+    low.update([{"boxes": d.boxes, "scores": d.scores / 10, "labels": d.labels} for d in dets],
+               [{"boxes": g.boxes, "labels": g.labels} for g in gts])
+    low_result = low.compute()
+    low_ten = low_result["per_class"]["ten"]["errors"]
+    assert low_ten["detections"] == 0 and low_ten["taken_as"] == {} and low_ten["top_taken_as"] == {"nine": 3}
+    assert low_ten["dap"] == ten["dap"]
+    low_text = format_report(low_result)
+    assert "taken for another class at any score" in low_text and "  ten: nine 3 of 4" in low_text.splitlines()
 
 
 def test_random_scenes_are_consistent_with_voc(make_random_images):

@@ -28,7 +28,7 @@ from ssdlite.engine.config import MAX_EPOCHS as EPOCHS_LIMIT
 from ssdlite.engine.config import TrainConfig
 from ssdlite.engine.trainer import measure_speed
 from ssdlite.errors import UserError
-from ssdlite.metrics.errors import ERRORS, TYPES
+from ssdlite.metrics.errors import CONFIDENT_SCORE, ERRORS, TYPES
 from ssdlite.models import backbones
 from ssdlite.models.anchor_fit import best_ious, fit_anchors, normalized_boxes, sample_boxes
 from ssdlite.models.factory import build_model
@@ -265,7 +265,7 @@ ERROR_NAMES = {"cls": "classification errors", "loc": "localisation errors (boxe
                "dupe": "duplicates", "bkg": "background detections"}
 #: Advice for each error type of :mod:`ssdlite.metrics.errors`, by what fixes it: look-alike classes need examples
 #: and detail to tell them apart; misplaced boxes more training or detail; duplicates a stricter NMS; background
-#: detections negatives or a higher score cut. Missed boxes have their own advice (:func:`_missed_advice`).
+#: detections negatives or a higher score cut. Missed boxes have their own advice, from their sizes (:func:`_box_facts`).
 ERROR_ADVICE = {
     "cls": "look-alike classes ({pair}): more training examples of them (training boxes now: {examples}), a larger input than --size "
            "{size} so the marks that tell them apart survive, and a longer schedule than {epochs} epochs",
@@ -278,31 +278,32 @@ ERROR_ADVICE = {
 
 
 def _dominant(errors: dict[str, Any]) -> str | None:
-    """The error type that costs the class most AP50 (TIDE's dAP) among those its counted detections show (a class
-    error counts from either side: its detections on other classes' boxes, or its boxes taken for other classes), so
-    the advice fits the table the user sees; by count when no such fix gains anything."""
+    """The error type that costs the class most AP50, as TIDE ranks them (sec. 2.3: each type fixed alone, every
+    detection at any score, as AP takes them); by the counted detections when no fix gains anything."""
+    gains = {e: v for e, v in errors["dap"].items() if v}
+    if any(v > 0 for v in gains.values()):
+        return max(gains, key=gains.get)
     counts = {e: errors[e] for e in ERRORS}
     counts["cls"] += sum(errors["taken_as"].values())
-    seen = {e: errors["dap"][e] or 0.0 for e, n in counts.items() if n > 0}
-    if any(v > 0 for v in seen.values()):
-        return max(seen, key=seen.get)
     return max(counts, key=counts.get) if any(counts.values()) else None
 
 
-def _missed_advice(name: str, boxes: torch.Tensor, probe: torch.nn.Module, size: int, epochs: int) -> str:
-    """Why boxes of one class go unfound: the size of its training boxes at the input and the default boxes' reach."""
+def _box_facts(name: str, boxes: torch.Tensor, probe: torch.nn.Module, size: int) -> tuple[str, str | None]:
+    """``(facts, remedy)`` for one class's training boxes: their size at the input and the default boxes' reach, and
+    the remedy they call for (small boxes: size, neck, default boxes; shapes the default boxes miss: the search),
+    ``None`` when neither."""
     if len(boxes) == 0:
-        return f"no training boxes of {name}: add examples"
+        return f"no training boxes of {name}", "add examples"
     sides = np.sqrt((boxes[:, 2:] - boxes[:, :2]).prod(dim=1).numpy()) * size
     covered = float((best_ious(boxes, probe.default_boxes) >= 0.5).float().mean())
     q10, q50, q90 = np.quantile(sides, [0.1, 0.5, 0.9])
     facts = (f"{len(boxes)} training boxes, side {q10:.0f}/{q50:.0f}/{q90:.0f} px (10th/50th/90th percentile), "
              f"{covered:.0%} matched by a default box")
     if q50 < SMALL_SIDE:
-        return f"{facts}; small boxes: a larger --size, `--neck residual_fpn --fpn-stride8`, or `ssdlite anchors fit`"
+        return facts, "small boxes: a larger --size, `--neck residual_fpn --fpn-stride8`, or `ssdlite anchors fit`"
     if covered < 0.9:
-        return f"{facts}; shapes the default boxes miss: `ssdlite anchors fit`"
-    return f"{facts}; more training examples of {name} or a longer schedule than {epochs} epochs"
+        return facts, "shapes the default boxes miss: `ssdlite anchors fit`"
+    return facts, None
 
 
 def weak_classes(metrics: dict[str, Any], stats: DataStats, config: TrainConfig, run_dir: str, threshold: float = 0.5) -> str | None:
@@ -319,6 +320,7 @@ def weak_classes(metrics: dict[str, Any], stats: DataStats, config: TrainConfig,
     labels = [np.asarray(a["labels"], np.int64).reshape(-1) for a in stats.annotations]
     training = np.bincount(np.concatenate([np.zeros(0, np.int64), *labels]), minlength=len(names) + 1)  # (K + 1,) per label
     probe = None
+    score = (metrics.get("errors") or {}).get("score_threshold", CONFIDENT_SCORE)  # the counts' threshold
     lines = [f"classes below AP50 {threshold} on the validation split (input {model.size}), by the error that costs most:"]
     for name, row in weak.items():
         errors = row["errors"]
@@ -326,31 +328,41 @@ def weak_classes(metrics: dict[str, Any], stats: DataStats, config: TrainConfig,
         dominant = _dominant(errors)
         costs = ", ".join(f"{e} {v:.3f}" for e, v in sorted(errors["dap"].items(), key=lambda kv: -(kv[1] or 0)) if v)
         lines.append(f"  {name}: AP50 {row['voc_ap50']:.3f}; dAP50 when fixed: {costs or '-'}")
-        # Look-alikes both ways: this class's boxes taken for others, and its detections on others' boxes.
-        taken_as = errors["taken_as"]
-        taken_from = {other: r["errors"]["taken_as"][name] for other, r in per_class.items() if name in r["errors"]["taken_as"]}
+        # Look-alikes both ways: this class's boxes taken for others, and its detections on others' boxes. When its
+        # costliest error shows only under the count threshold (an undertrained model's scores are low), the same
+        # at any score: the class of each box's highest-scored detection, the one AP ranks first.
+        below = dominant not in (None, "missed") and errors[dominant] == 0 and (dominant != "cls" or not errors["taken_as"])
+        key = "top_taken_as" if below else "taken_as"
+        taken_as = errors[key]
+        taken_from = {other: r["errors"][key][name] for other, r in per_class.items() if name in r["errors"][key]}
+        if below and not taken_as:
+            lines.append(f"    its {ERROR_NAMES[dominant].split(' (')[0]} are all in detections scored under {score:g} (uncounted below)")
         if taken_as:
-            lines.append("    taken for: " + ", ".join(f"{o} {n} of {errors['num_gt']} {name} boxes ({n / errors['num_gt']:.0%})"
-                                               for o, n in taken_as.items()))
+            shares = ", ".join(f"{o} {n} of {errors['num_gt']} {name} boxes ({n / errors['num_gt']:.0%})" for o, n in taken_as.items())
+            lines.append(f"    {f'scored under {score:g} (uncounted below), ' if below else ''}taken for: {shares}")
         if taken_from:
             lines.append(f"    {name} detections on: " + ", ".join(f"{o} {n} of {per_class[o]['errors']['num_gt']} {o} boxes"
                                                               for o, n in taken_from.items()))
         counts = ", ".join(f"{t} {errors[t]}" for t in TYPES)
-        lines.append(f"    {errors['detections']} detections: {counts}; missed {errors['missed']} of {errors['num_gt']} boxes")
+        lines.append(f"    {errors['detections']} detections scored {score:g}+: {counts}; missed {errors['missed']} of {errors['num_gt']} boxes")
         if dominant is None:
             continue
-        if dominant == "missed":
+        if dominant in ("missed", "loc"):
             if probe is None:
                 probe = build_model(model.replace(num_classes=stats.classes + 1, backbone_weights=None), load_backbone=False)
             mine = [{**a, "boxes": np.asarray(a["boxes"]).reshape(-1, 4)[np.asarray(a["labels"]) == label]} for a in stats.annotations]
-            advice = _missed_advice(name, normalized_boxes(mine), probe, model.size, config.epochs)
-            lines.append(f"    mostly missed: {advice}")
-            continue
-        look_alikes = [name, *dict.fromkeys([*taken_as, *taken_from])]
-        advice = ERROR_ADVICE[dominant].format(
-            pair=", ".join(look_alikes), size=model.size, epochs=config.epochs, nms=model.nms_threshold,
-            examples=", ".join(f"{n} {int(training[names.index(n) + 1])}" for n in look_alikes),
-        )
+            facts, remedy = _box_facts(name, normalized_boxes(mine), probe, model.size)
+            if dominant == "missed":
+                lines.append(f"    mostly missed: {facts}; {remedy or f'more training examples of {name} or a longer schedule than {config.epochs} epochs'}")
+                continue
+            # Misplaced boxes of a small class want the small-box remedies too; its box facts say which.
+            advice = ERROR_ADVICE["loc"].format(size=model.size, epochs=config.epochs) + f" ({facts}{f'; {remedy}' if remedy else ''})"
+        else:
+            look_alikes = [name, *dict.fromkeys([*taken_as, *taken_from])]
+            advice = ERROR_ADVICE[dominant].format(
+                pair=", ".join(look_alikes), size=model.size, epochs=config.epochs, nms=model.nms_threshold,
+                examples=", ".join(f"{n} {int(training[names.index(n) + 1])}" for n in look_alikes),
+            )
         lines.append(f"    mostly {ERROR_NAMES[dominant]}: {advice}")
     lines.append(f"  the full error table: `ssdlite eval --weights {run_dir} --data {config.data.data}`")
     return "\n".join(lines)

@@ -145,6 +145,16 @@ def image_confusion(gt: ImageGroundTruth, det: ImageDetections, types: ImageErro
     np.add.at(matrix[:, background], gt.labels[unfound] - 1, 1)
 
 
+def top_detections(gt: ImageGroundTruth, det: ImageDetections, types: ImageErrors, matrix: np.ndarray) -> None:
+    """Add one image to the ``(K, K)`` ``matrix`` of :attr:`ErrorAnalysis.top`: each counted box's highest-scored
+    detection at it (``tp`` or ``cls``, any score) in row box class, column detection class."""
+    at_box = np.flatnonzero(np.isin(types.kind, (TP, CLS)))  # (P,)
+    at_box = at_box[np.argsort(-det.scores[at_box], kind="stable")]  # best first
+    boxes, first = np.unique(types.box[at_box], return_index=True)  # each box's first (best) detection
+    keep = ~gt.ignore[boxes]
+    np.add.at(matrix, (gt.labels[boxes[keep]] - 1, det.labels[at_box[first[keep]]] - 1), 1)
+
+
 def _fixed(
     gt: ImageGroundTruth, det: ImageDetections, types: ImageErrors, error: str
 ) -> tuple[ImageGroundTruth, ImageDetections]:
@@ -182,6 +192,9 @@ class ErrorAnalysis:
         missed: ``(K,)`` missed boxes of each class.
         confusion: ``(K + 1, K + 1)`` the confusion matrix of the counted detections (:func:`image_confusion`).
         dap: ``(K, len(ERRORS))`` the AP50 (all-point) gained by fixing each error type; NaN without ground truth.
+        top: ``(K, K)`` at any score, as AP ranks them: boxes of class ``i`` whose highest-scored detection at
+            them (``tp`` or ``cls``) is of class ``j``. An undertrained model's detections can all score under
+            ``score_threshold``; this is where its classification errors still show (:func:`top_detections`).
     """
 
     score_threshold: float
@@ -190,16 +203,19 @@ class ErrorAnalysis:
     missed: np.ndarray
     confusion: np.ndarray
     dap: np.ndarray
+    top: np.ndarray
 
-    def taken_as(self, k: int) -> dict[int, int]:
-        """Label ``k``'s boxes detected as each other label (``cls`` at them), most first: ``{label: boxes}``."""
-        row = self.confusion[k - 1, :-1]  # (K,)
+    def taken_as(self, k: int, top: bool = False) -> dict[int, int]:
+        """Label ``k``'s boxes detected as each other label (``cls`` at them), most first: ``{label: boxes}``;
+        ``top``: those whose highest-scored detection, at any score, is of that label."""
+        row = self.top[k - 1] if top else self.confusion[k - 1, :-1]  # (K,)
         order = np.argsort(-row, kind="stable")
         return {int(j) + 1: int(row[j]) for j in order if row[j] and j != k - 1}
 
     def to_dict(self, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Per class name, JSON-ready: ``num_gt``, ``detections`` (counted), each type's count, ``missed``,
-        ``taken_as`` (other class name -> boxes of this class detected as it) and ``dap`` (error -> AP gain or None).
+        ``taken_as`` (other class name -> boxes of this class detected as it), ``top_taken_as`` (the same at any
+        score: boxes whose highest-scored detection is of the other class) and ``dap`` (error -> AP gain or None).
         """
         table = {}
         for k, name in enumerate(classes):
@@ -207,6 +223,7 @@ class ErrorAnalysis:
             row.update({t: int(c) for t, c in zip(TYPES, self.counts[k])})
             row["missed"] = int(self.missed[k])
             row["taken_as"] = {classes[j - 1]: n for j, n in self.taken_as(k + 1).items()}
+            row["top_taken_as"] = {classes[j - 1]: n for j, n in self.taken_as(k + 1, top=True).items()}
             row["dap"] = {e: None if np.isnan(v) else float(v) for e, v in zip(ERRORS, self.dap[k])}
             table[name] = row
         return table
@@ -232,12 +249,14 @@ def analyze_errors(
     counts = np.zeros((k + 1, len(TYPES)), dtype=np.int64)  # row 0 unused: labels are 1..K
     missed = np.zeros(k + 1, dtype=np.int64)
     confusion = np.zeros((k + 1, k + 1), dtype=np.int64)
+    top = np.zeros((k, k), dtype=np.int64)
     for gt, det, t in zip(ground_truths, detections, types):
         keep = det.scores >= score_threshold  # (D,)
         typed = keep & (t.kind != UNTYPED)
         np.add.at(counts, (det.labels[typed], t.kind[typed]), 1)
         missed += np.bincount(gt.labels[_missed(gt, t, keep)], minlength=k + 1)
         image_confusion(gt, det, t, keep, confusion)
+        top_detections(gt, det, t, top)
     base = base if base is not None else evaluate_voc(ground_truths, detections, k, t_f)
     before = np.array([r.ap for r in base])  # (K,)
     dap = np.empty((k, len(ERRORS)))
@@ -245,4 +264,4 @@ def analyze_errors(
         fixed = [_fixed(gt, det, t, error) for gt, det, t in zip(ground_truths, detections, types)]
         dap[:, e] = np.array([r.ap for r in evaluate_voc([g for g, _ in fixed], [d for _, d in fixed], k, t_f)]) - before
     num_gt = np.array([r.num_gt for r in base], dtype=np.int64)
-    return ErrorAnalysis(score_threshold, num_gt, counts[1:], missed[1:], confusion, dap)
+    return ErrorAnalysis(score_threshold, num_gt, counts[1:], missed[1:], confusion, dap, top)

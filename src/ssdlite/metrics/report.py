@@ -63,7 +63,8 @@ def format_errors(result: dict[str, Any]) -> str:
     Three parts: per class the counted detections by type, each with its share of the class's counted
     detections, and the missed boxes with their share of the class's boxes; per class the AP50 each error
     type costs (dAP, the gain when it alone is fixed); the classes a class's boxes were detected as, each
-    with its share of the class's boxes.
+    with its share of the class's boxes, among the counted detections and at any score (the class of each box's
+    highest-scored detection: where an undertrained model's look-alikes show).
     """
     settings, per_class = result["errors"], result["per_class"]
     width = max([len("class"), len("mean"), *(len(name) for name in per_class)])
@@ -89,5 +90,11 @@ def format_errors(result: dict[str, Any]) -> str:
         lines += ["", "taken for another class (boxes of the class detected as it, of the class's boxes):"]
         for name, e in taken:
             pairs = ", ".join(f"{other} {n} of {e['num_gt']}" for other, n in e["taken_as"].items())
+            lines.append(f"  {name}: {pairs}")
+    top = [(name, row["errors"]) for name, row in per_class.items() if row["errors"].get("top_taken_as")]
+    if top:
+        lines += ["", "taken for another class at any score (boxes whose highest-scored detection is of it):"]
+        for name, e in top:
+            pairs = ", ".join(f"{other} {n} of {e['num_gt']}" for other, n in e["top_taken_as"].items())
             lines.append(f"  {name}: {pairs}")
     return "\n".join(lines)

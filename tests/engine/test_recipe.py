@@ -126,6 +126,24 @@ def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, mon
     assert seen == [320]
 
 
+def test_a_run_longer_than_30_minutes_says_why_and_how_long_before_training(train_voc, monkeypatch):
+    config = TrainConfig().replace(**{**TINY, "data": str(train_voc)}).resolved()
+    train_set = build_dataset(str(train_voc), None, "train")
+    monkeypatch.setattr(recipe, "measure_speed", lambda cfg, data, device: 0.01)  # a very slow machine
+    why = [recipe.Choice("epochs", 60, "about 2362 steps for 26 classes at batch 16")]
+    config = config.replace(epochs=60, val_every=12)
+    text = recipe.time_note(config, set(), why, train_set, 4, CPU)
+    expected = recipe.training_minutes(config, 0.01, len(train_set), 4)
+    assert expected > 60 * len(train_set) / 0.01 / 60  # the validations count too
+    assert text.startswith(f"time: about {expected:.0f} minutes (60 epochs of {len(train_set)} images and their validations "
+                           "at the measured 0.0 img/s)")
+    assert "longer than 30 minutes because the data needs that schedule (about 2362 steps for 26 classes at batch 16); " \
+           "`--time-budget 30` fits it to 30 minutes instead" in text
+    monkeypatch.setattr(recipe, "measure_speed", lambda cfg, data, device: 1e6)  # fast: the time, no warning
+    assert "longer than" not in recipe.time_note(config, set(), why, train_set, 4, CPU)
+    assert recipe.time_note(config, {"epochs"}, why, train_set, 4, CPU) is None  # the user chose the length
+
+
 def test_measure_speed_times_the_training_loops_own_step(train_voc, tmp_path, monkeypatch):
     """The probe runs the trainer's step (its memory format, BatchNorm mode, precision, clipping and EMA), not
     a copy of it, on a throwaway model, and writes nothing."""

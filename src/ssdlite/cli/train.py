@@ -102,7 +102,7 @@ def apply_recipe(config, given: set[str], time_budget: float | None, started: fl
     from ssdlite.engine import build_datasets
     from ssdlite.engine.budget import TimeBudget
     from ssdlite.engine.distributed import resolve_device
-    from ssdlite.engine.recipe import DataStats, derive_recipe, fit_to_budget, recipe_text
+    from ssdlite.engine.recipe import DataStats, derive_recipe, fit_to_budget, recipe_text, time_note
     from ssdlite.errors import UserError
 
     if (time_budget is not None or search) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -130,7 +130,11 @@ def apply_recipe(config, given: set[str], time_budget: float | None, started: fl
         )
         config, choices = config.resolved(), [c for c in choices if c.name not in {m.name for m in more}] + more
         budget = TimeBudget(time_budget * 60, started, speed)
-    return config, train_set, val_set, recipe_text(choices) if choices else None, budget
+    text = recipe_text(choices) if choices else None
+    if budget is None and choices:
+        timing = time_note(config, given, choices, train_set, len(val_set) if val_set is not None else 0, device)
+        text = f"{text}\n{timing}" if timing else text
+    return config, train_set, val_set, text, budget
 
 
 def run(args: argparse.Namespace) -> int:

@@ -255,6 +255,35 @@ def fit_to_budget(
     return config, train_set, choices, speed
 
 
+#: A run without ``--time-budget`` should end within this many minutes on the machine it runs on; a schedule the
+#: data needs that takes longer is said, with why and how long, before training starts.
+LONG_RUN_MINUTES = 30
+
+
+def training_minutes(config: TrainConfig, images_per_s: float, train_images: int, val_images: int) -> float:
+    """Minutes ``config``'s schedule takes at ``images_per_s``: its epochs and its validations."""
+    validations = config.epochs // max(config.val_every, 1) + 1  # every val_every epochs, and the last
+    per_validation = validation_seconds(val_images, min(config.precise_bn_images, train_images), images_per_s)
+    return (config.epochs * train_images / images_per_s + validations * per_validation) / 60
+
+
+def time_note(config: TrainConfig, given: set[str], choices: Sequence[Choice], train_set: Dataset, val_images: int,
+              device: torch.device) -> str | None:
+    """How long the derived schedule takes here, from a measured speed; when longer than :data:`LONG_RUN_MINUTES`,
+    why the data needs it and how to cap it. ``None`` when the epochs were given (the user chose the length)."""
+    if "epochs" in given:
+        return None
+    speed = measure_speed(config, train_set, device)
+    minutes = training_minutes(config, speed, len(train_set), val_images)
+    text = (f"time: about {minutes:.0f} minutes ({config.epochs} epochs of {len(train_set)} images and their validations "
+            f"at the measured {speed:.1f} img/s)")
+    if minutes > LONG_RUN_MINUTES:
+        why = next((c.reason for c in choices if c.name == "epochs"), f"{config.epochs} epochs")
+        text += (f"\n  longer than {LONG_RUN_MINUTES} minutes because the data needs that schedule ({why}); "
+                 f"`--time-budget {LONG_RUN_MINUTES}` fits it to {LONG_RUN_MINUTES} minutes instead, with fewer epochs")
+    return text
+
+
 def recipe_text(choices: Sequence[Choice]) -> str:
     """The lines ``ssdlite train`` prints and writes as comments at the top of ``config.yaml``."""
     return "\n".join(["recipe (settings not given, derived from the data):", *(f"  {c.line()}" for c in choices)])

@@ -115,8 +115,13 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(weights, tmp_pat
 
 
 def test_cli_refuses_bad_flags_and_a_missing_extra_in_one_line(weights, capsys, monkeypatch):
-    assert main(["serve", "--weights", str(weights), "--max-batch-size", "0", "--port", "70000"]) == 2
-    assert capsys.readouterr().err.strip() == "ssdlite serve: error: --port must be 0..65535, got 70000; --max-batch-size must be >= 1, got 0"
+    # The flags are ServeSettings' fields: their ranges are the parser's checks (exit 2, the flag named).
+    for flag, value, rule in (("--max-batch-size", "0", "in [1, 256]"), ("--port", "70000", "in [0, 65535]"),
+                              ("--batch-timeout-ms", "-1", "in [0, 10000]"), ("--max-body-mb", "0", "in (0, 4096]")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["serve", "--weights", str(weights), flag, value])
+        assert exit_.value.code == 2
+        assert f"argument {flag}: invalid value '{value}': must be {rule}" in capsys.readouterr().err
     assert main(["serve", "--weights", "no/such/model.safetensors"]) == 2
     assert "no/such/model.safetensors" in capsys.readouterr().err
 

@@ -27,7 +27,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +49,7 @@ from ssdlite.serve.inference_protocol import inference_protocol_router
 from ssdlite.serve.label_studio import label_studio_router
 from ssdlite.serve.metrics import Metrics
 from ssdlite.serve.service import Service, select
+from ssdlite.serve.settings import ServeSettings
 from ssdlite.serve.uploads import RequestError, media_type, read_body
 
 # uvicorn configures its own loggers only: log through its error logger so these lines reach the server's output.
@@ -76,27 +76,6 @@ PAGE_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
     "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
 )
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """How the service runs; the CLI flags of ``ssdlite serve``."""
-
-    max_batch_size: int = 8
-    batch_timeout_ms: float = 5.0
-    max_queue: int = 64
-    max_body_mb: float = 10.0
-    max_pixels: int = 50_000_000
-    score_threshold: float = SCORE_THRESHOLD  # the default of the request parameter
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    decode_threads: int = 2
-    # Label Studio (ssdlite.serve.label_studio): where task images may be read from; nothing else is fetched.
-    label_studio_url: str | None = None  # task URLs on this origin (and relative /data/... paths) are fetched
-    label_studio_api_key: str | None = None  # a legacy token or a personal access token, sent to label_studio_url only
-    local_files_root: str | None = None  # task paths (and /data/local-files/?d=...) are read under this folder
-    # Open Inference Protocol (ssdlite.serve.inference_protocol): the model's name in /v2/models/{name}.
-    model_name: str = "ssdlite"
 
 
 # The answer's shape, for the OpenAPI schema (the endpoint builds plain dicts; a test validates them against these).

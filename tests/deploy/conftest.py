@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from deploy_helpers import CLASSES, RUNTIMES, skip_without, varied_model
-
-from ssdlite.models.io import save_safetensors
+from deploy_helpers import CLASSES, RUNTIMES, skip_without, varied_model, weights_file
 
 
 @pytest.fixture(scope="session")
@@ -15,9 +13,7 @@ def model():
 
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory, model):
-    path = tmp_path_factory.mktemp("weights") / "model.safetensors"
-    save_safetensors(model, path, classes=CLASSES)
-    return path
+    return weights_file(model, tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="session")

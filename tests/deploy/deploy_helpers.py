@@ -45,6 +45,15 @@ def varied_model(seed: int = 0, background_bias: float = 2.0, arch: str = "mobil
     return model
 
 
+def weights_file(model, folder):
+    """``model`` saved as ``folder/model.safetensors`` with :data:`CLASSES`: what ``ssdlite export --weights`` reads."""
+    from ssdlite.models.io import save_safetensors
+
+    path = folder / "model.safetensors"
+    save_safetensors(model, path, classes=CLASSES)
+    return path
+
+
 def write_images(folder, n: int, seed: int = 0) -> list:
     """``n`` small RGB photos-like JPEG/PNG files of varied sizes."""
     g = torch.Generator().manual_seed(seed)

@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "raised to what the verification images need, up to 1000)")
     p.add_argument("--input-type", choices=("uint8", "float32"), default=None, help="tflite, web: the input tensor, 1 x S x S x 3 RGB: "
                    "uint8 0..255 (default; MediaPipe's and Frigate's) or float32 in [0, 1] (pixel / 255); the model's normalization is in the file")
+    p.add_argument("--layout", choices=("ssdlite", "frigate"), default=None, help=f"{takers('--layout')}: the file's tensors: ssdlite "
+                   "(default; 1 x 3 x S x S float32 normalized in, boxes/scores/labels/count out) or frigate (Frigate's openvino detector, "
+                   "model_type ssd: 1 x S x S x 3 uint8 RGB in, detection_out 1 x 1 x N x 7 out, a .labelmap.txt beside the model)")
     p.set_defaults(func=run, runtime_of=_runtime.resolver("export"))
 
 
@@ -123,11 +126,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_out(args: argparse.Namespace, runtime: runtimes.Runtime) -> None:
-    """--out can be written (an OpenVINO model's .bin too) and is not the --weights; an existing file is replaced only
+    """--out can be written (an OpenVINO model's .bin and label map too) and is not the --weights; an existing file is replaced only
     once the new export has passed its check (a failed check writes nothing)."""
     from ssdlite.files import check_output_path, check_replaceable_folder, refuse_overwriting_input
 
-    outs = [Path(args.out)] + ([Path(args.out).with_suffix(".bin")] if runtime.name == "openvino" else [])
+    outs = [Path(args.out)]
+    if runtime.name == "openvino":
+        from ssdlite.deploy.runtimes.openvino import written_beside
+
+        outs += written_beside(args.out, args.layout)
     folder = runtime.output == "folder"
     for out in outs:
         refuse_overwriting_input(out, "--out", {"--weights": args.weights}, folder=folder)
@@ -163,7 +170,7 @@ def _run_static(args: argparse.Namespace, model, info, images, runtime: runtimes
     images = images or calibration[:8] or None
     options = {"int8": args.int8, "calibration": calibration, "images": images, "batch": args.batch, "candidates": args.candidates}
     # the options only this runtime takes (its row's, beyond the static ones), where given
-    own = [_dest(f) for f in runtime.options if f not in runtimes.STATIC_OPTIONS]  # tflite: input_type
+    own = [_dest(f) for f in runtime.options if f not in runtimes.STATIC_OPTIONS]  # tflite: input_type; openvino: layout
     options |= {name: getattr(args, name) for name in own if getattr(args, name) is not None}
     report = runtimes.implementation(runtime.name).export(model, args.out, info["classes"], **options)
     notes = args.images_note + (f"; calibration images{calibration_note}" if calibration_note else "")

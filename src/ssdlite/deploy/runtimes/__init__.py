@@ -62,7 +62,7 @@ RUNTIMES: tuple[Runtime, ...] = (
     Runtime("tflite", "LiteRT", "litert", (".tflite",), "tflite", "static", EXPORT_INT8,
             options=STATIC_OPTIONS + ("--input-type",)),
     Runtime("openvino", "OpenVINO", "openvino", (".xml",), "openvino", "static", EXPORT_INT8,
-            system_allocator=True, options=STATIC_OPTIONS),
+            system_allocator=True, options=STATIC_OPTIONS + ("--layout",)),
     # A folder with a page that runs the LiteRT file in the browser (MediaPipe Tasks, WebAssembly); batch 1.
     Runtime("web", "MediaPipe web page", "web", (), "tflite", "static", EXPORT_INT8,
             options=("--int8", "--calib", "--candidates", "--input-type", "--mediapipe"), backend=False, output="folder"),

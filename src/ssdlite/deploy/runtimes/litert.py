@@ -56,7 +56,9 @@ from torch import nn
 
 from ssdlite.deploy.model_files import TFLITE_METADATA
 from ssdlite.deploy.runtimes import get
-from ssdlite.deploy.runtimes.static import StaticBackend, StaticBuild, StaticRuntime, check_images, quantize_core_pt2e
+from ssdlite.deploy.runtimes.static import (  # as_input_image, to_pixels: also for callers of this module
+    StaticBackend, StaticBuild, StaticRuntime, as_input_image, check_images, quantize_core_pt2e, to_pixels,
+)
 from ssdlite.errors import UserError
 
 RUNTIME = get("tflite")
@@ -107,25 +109,6 @@ class MediaPipeDetector(nn.Module):
         location = boxes[..., [1, 0, 3, 2]]  # (B, D, 4) [ymin, xmin, ymax, xmax]
         category = (labels - 1).clamp(min=0).float()  # (B, D) 0-based; padding stays 0
         return location, category, scores, count.float()
-
-
-def to_pixels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], input_type: str) -> np.ndarray:
-    """The file's input from ssdlite's normalized ``x (B, 3, S, S)``: ``(B, S, S, 3)`` uint8 (rounded) or float32 [0, 1]."""
-    pixels = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)  # (B, 3, S, S) in [0, 1]
-    pixels = pixels.permute(0, 2, 3, 1)  # (B, S, S, 3)
-    if input_type == "uint8":
-        return (pixels * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-    return pixels.contiguous().numpy().astype(np.float32)
-
-
-def as_input_image(image: torch.Tensor, config) -> torch.Tensor:
-    """``(3, H, W)`` uint8 or float [0, 1] -> ``(3, S, S)`` uint8: the pixels a uint8 file gets from :class:`Backend`
-    for this image (ssdlite's preprocessing, then :func:`to_pixels`), bit for bit; an ``S x S`` uint8 image comes back
-    unchanged. What a uint8 file is verified on: PyTorch given these pixels sees what the file sees."""
-    from ssdlite.models.transform import Preprocess
-
-    x, _ = Preprocess(config.size, config.image_mean, config.image_std)([image])
-    return torch.from_numpy(to_pixels(x, config.image_mean, config.image_std, "uint8")[0]).permute(2, 0, 1).contiguous()
 
 
 # --- TFLite Model Metadata (tflite-support's metadata_schema.fbs), written with flatbuffers' Builder -------------

@@ -9,7 +9,9 @@ ratio, then ``(x - image_mean) / image_std``; outputs ``boxes (B, D, 4)`` float3
 model config, the class names and these conventions. LiteRT's file wraps the detector in MediaPipe's tensors
 (``(B, S, S, 3)`` uint8 or float32 input, the normalization inside; float32 ``location``/``category``/``score``/
 ``number of detections``: :mod:`ssdlite.deploy.runtimes.litert`), and its backend takes the same normalized
-``(B, 3, S, S)`` and gives these outputs.
+``(B, 3, S, S)`` and gives these outputs; so does OpenVINO's backend for a file of Frigate's layout (``(1, S, S, 3)``
+uint8 in, ``detection_out (1, 1, D, 7)`` rows out: :mod:`ssdlite.deploy.runtimes.openvino`). A file that takes
+pixels is given :func:`to_pixels` of the normalized input and verified on :func:`as_input_image`'s pixels.
 
 :class:`StaticRuntime` is an export's common start (the NMS sized on the verification images: :func:`fit_nms`;
 detector, metadata, images, example input, calibration batches: :func:`prepare_static`) and its verified end
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ssdlite.deploy.backends import run_in_fixed_batches
@@ -176,6 +179,26 @@ def quantize_core_pt2e(
             prepared(x)
     module.core = convert_pt2e(prepared, fold_quantize=fold_quantize)
     return module
+
+
+def to_pixels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], input_type: str) -> np.ndarray:
+    """The input of a file that takes pixels (LiteRT's MediaPipe layout, OpenVINO's Frigate layout) from ssdlite's
+    normalized ``x (B, 3, S, S)``: ``(B, S, S, 3)`` uint8 (rounded) or float32 [0, 1]."""
+    pixels = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)  # (B, 3, S, S) in [0, 1]
+    pixels = pixels.permute(0, 2, 3, 1)  # (B, S, S, 3)
+    if input_type == "uint8":
+        return (pixels * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    return pixels.contiguous().numpy().astype(np.float32)
+
+
+def as_input_image(image: torch.Tensor, config) -> torch.Tensor:
+    """``(3, H, W)`` uint8 or float [0, 1] -> ``(3, S, S)`` uint8: the pixels a uint8-input file gets from its backend
+    for this image (ssdlite's preprocessing, then :func:`to_pixels`), bit for bit; an ``S x S`` uint8 image comes back
+    unchanged. What a uint8 file is verified on: PyTorch given these pixels sees what the file sees."""
+    from ssdlite.models.transform import Preprocess
+
+    x, _ = Preprocess(config.size, config.image_mean, config.image_std)([image])
+    return torch.from_numpy(to_pixels(x, config.image_mean, config.image_std, "uint8")[0]).permute(2, 0, 1).contiguous()
 
 
 def check_images(images: Sequence[torch.Tensor] | None, model) -> list[torch.Tensor]:

@@ -13,10 +13,14 @@ What it does, through Label Studio's own REST API:
 Label Studio is a 1 GB install, not part of ``make test``. Install and start it in its own environment::
 
     python -m venv /tmp/label-studio && /tmp/label-studio/bin/pip install 'label-studio>=1.20,<2'
+    LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true USE_DEFAULT_BANNED_SUBNETS=false \\
     /tmp/label-studio/bin/label-studio start --no-browser --port 8080 --data-dir /tmp/ls-data \\
         --username bench@example.com --password bench-password-1 --user-token 0123456789abcdef0123456789abcdef01234567
 
-(``--user-token`` sets the user's legacy API token; with a personal access token from the account page instead,
+(Label Studio 1.23 turns legacy tokens off for a new organization unless ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN``
+is set, and refuses an ML backend on a loopback or private address unless ``USE_DEFAULT_BANNED_SUBNETS=false``:
+"URL resolves to a reserved network address"; a backend on another host needs neither. ``--user-token`` sets the
+user's legacy API token; with a personal access token from the account page instead,
 pass that: the script and the backend exchange it at ``/api/token/refresh``. If the organization has legacy
 tokens turned off, turn them on in Organization > Access Token Settings or use a personal access token.)
 Then, from this project's environment::
@@ -139,7 +143,8 @@ def main() -> int:
     backend = start_backend(args.weights, args.port, args.label_studio_url, key)
     try:
         project = studio.call("POST", "/api/projects", json={"title": f"ssdlite loop {time.strftime('%H:%M:%S')}", "label_config": label_config(predictor.classes)})
-        files = [("files", (p.name, p.read_bytes())) for p in paths]
+        # One form field per file: Label Studio reads request.FILES.items(), which keeps one file per field name.
+        files = [(p.name, (p.name, p.read_bytes())) for p in paths]
         studio.call("POST", f"/api/projects/{project['id']}/import", files=files)
         tasks = studio.call("GET", "/api/tasks", params={"project": project["id"], "page_size": len(paths) + 10})
         tasks = tasks["tasks"] if isinstance(tasks, dict) else tasks

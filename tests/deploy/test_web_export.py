@@ -78,13 +78,12 @@ def _matched(expected: dict, got: list[dict], classes: list[str]) -> list[str]:
     return problems
 
 
-def test_the_page_detects_what_pytorch_detects(web_folder, model):
+def check_page(folder: Path, cases: list[tuple[Path, torch.Tensor]], model, classes: list[str]) -> int:
+    """Serve ``folder``, open its page in headless Chromium and give it each ``(PNG, its (3, H, W) uint8 pixels)``:
+    every detection above ``SCORE`` on either side matches one of PyTorch's on the pixels (:func:`_matched`), and
+    the page loads nothing from elsewhere. Returns how many PyTorch detections above ``SCORE`` were compared."""
     from playwright.sync_api import expect, sync_playwright
 
-    from deploy_helpers import CLASSES
-
-    folder, pngs = web_folder
-    assert {p.name for p in (folder / "mediapipe").rglob("*")} >= {"vision_bundle.mjs", "vision_wasm_internal.wasm"}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -99,16 +98,16 @@ def test_the_page_detects_what_pytorch_detects(web_folder, model):
                 page.on("pageerror", lambda error: problems.append(str(error)))
                 page.goto(url)
                 expect(page.locator("#status")).to_have_text(re.compile("^Ready"), timeout=60_000)
-                for png in pngs:
+                for png, pixels in cases:
                     page.set_input_files("#file", str(png))
                     expect(page.locator("#status")).to_have_text(re.compile(f"^{png.name}: "), timeout=30_000)
                     got = [d for d in page.evaluate("() => window.ssdlite.detections") if d["score"] >= SCORE - SCORE_TOL]
                     with torch.no_grad():
-                        expected = model([decode_image(str(png))])[0]
+                        expected = model([pixels])[0]
                     keep = expected["scores"] >= SCORE - SCORE_TOL
                     expected = {k: v[keep] for k, v in expected.items()}
-                    assert not _matched(expected, got, CLASSES), (png.name, _matched(expected, got, CLASSES))
-                    assert all(d["class_id"] == CLASSES.index(d["label"]) + 1 for d in got)
+                    assert not _matched(expected, got, classes), (png.name, _matched(expected, got, classes))
+                    assert all(d["class_id"] == classes.index(d["label"]) + 1 for d in got)
                     compared += int((expected["scores"] >= SCORE).sum())
                 assert not problems, problems
                 assert all(r.startswith(url) for r in requested), "the page loaded something from elsewhere"
@@ -116,6 +115,15 @@ def test_the_page_detects_what_pytorch_detects(web_folder, model):
                 browser.close()
     finally:
         server.shutdown()
+    return compared
+
+
+def test_the_page_detects_what_pytorch_detects(web_folder, model):
+    from deploy_helpers import CLASSES
+
+    folder, pngs = web_folder
+    assert {p.name for p in (folder / "mediapipe").rglob("*")} >= {"vision_bundle.mjs", "vision_wasm_internal.wasm"}
+    compared = check_page(folder, [(png, decode_image(str(png))) for png in pngs], model, CLASSES)
     assert compared > 0  # the model detects something above the threshold on these images
 
 

@@ -9,7 +9,8 @@ PNG at the model's input size (uint8, rounded as ssdlite's own backend rounds th
   PyTorch's and ``ssdlite predict``'s on the ``.tflite`` (same class, IoU >= 0.95 in MediaPipe's whole pixels, score
   within 2e-3, both ways);
 - the web folder's page in headless Chromium (npm ``@mediapipe/tasks-vision``): every detection above 0.3 matches
-  PyTorch's (same class, score within 2e-3, corners within 2 px: MediaPipe's whole pixels).
+  PyTorch's (same class, score within 2e-3, corners within 2 px and IoU >= 0.95 with PyTorch's box truncated to
+  whole pixels as MediaPipe reports them).
 
 The training is short (a few epochs at a small input, to keep the suite's time): agreement, not accuracy, is what is
 checked; ``benchmarks/mediapipe_check.py`` runs the same on longer-trained models at 320.
@@ -96,4 +97,5 @@ def test_the_web_export_in_chromium_gives_pytorchs_detections(trained):
     model, classes, _, _, web, paths, pixels = trained
     if web is None:
         pytest.skip("chromium or MediaPipe's web files are absent (make test installs both)")
-    assert check_page(web, list(zip(paths, pixels)), model, classes) >= len(paths) // 2
+    # Issue 33's IoU >= 0.95 too on these real photos (PyTorch's box truncated to whole pixels as MediaPipe's are).
+    assert check_page(web, list(zip(paths, pixels)), model, classes, min_iou=0.95) >= len(paths) // 2

@@ -58,17 +58,24 @@ def web_folder(tmp_path_factory, weights, model):
     return out, pngs
 
 
-def _matched(expected: dict, got: list[dict], classes: list[str]) -> list[str]:
-    """Problems: a detection scored clearly above the threshold on one side without its match on the other."""
+def _matched(expected: dict, got: list[dict], classes: list[str], min_iou: float = 0.0) -> list[str]:
+    """Problems: a detection scored clearly above the threshold on one side without its match on the other (same
+    class, score within SCORE_TOL, corners within MAX_PX and, with ``min_iou``, that IoU with PyTorch's box as
+    MediaPipe truncates it to whole pixels)."""
+    from torchvision.ops import box_iou
+
+    from ssdlite.deploy.runtimes.litert import mediapipe_boxes
+
     problems = []
     boxes = torch.tensor([[d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for d in got]).reshape(-1, 4)
     scores = torch.tensor([d["score"] for d in got])
     names = [d["label"] for d in got]
     far = (expected["boxes"][:, None, :] - boxes[None, :, :]).abs().amax(dim=2)  # (expected, got): worst corner, px
+    iou = box_iou(mediapipe_boxes(expected["boxes"], boxes), boxes)  # (expected, got)
     used = set()
     for i, (score, label) in enumerate(zip(expected["scores"].tolist(), expected["labels"].tolist())):
         candidates = [j for j in range(len(got)) if j not in used and names[j] == classes[label - 1]
-                      and far[i, j] <= MAX_PX and abs(scores[j] - score) <= SCORE_TOL]
+                      and far[i, j] <= MAX_PX and iou[i, j] >= min_iou and abs(scores[j] - score) <= SCORE_TOL]
         if candidates:
             used.add(min(candidates, key=lambda j: float(far[i, j])))
         elif score >= SCORE + SCORE_TOL:
@@ -78,10 +85,11 @@ def _matched(expected: dict, got: list[dict], classes: list[str]) -> list[str]:
     return problems
 
 
-def check_page(folder: Path, cases: list[tuple[Path, torch.Tensor]], model, classes: list[str]) -> int:
+def check_page(folder: Path, cases: list[tuple[Path, torch.Tensor]], model, classes: list[str], min_iou: float = 0.0) -> int:
     """Serve ``folder``, open its page in headless Chromium and give it each ``(PNG, its (3, H, W) uint8 pixels)``:
-    every detection above ``SCORE`` on either side matches one of PyTorch's on the pixels (:func:`_matched`), and
-    the page loads nothing from elsewhere. Returns how many PyTorch detections above ``SCORE`` were compared."""
+    every detection above ``SCORE`` on either side matches one of PyTorch's on the pixels (:func:`_matched`, with
+    ``min_iou``), and the page loads nothing from elsewhere. Returns how many PyTorch detections above ``SCORE`` were
+    compared."""
     from playwright.sync_api import expect, sync_playwright
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
@@ -106,7 +114,8 @@ def check_page(folder: Path, cases: list[tuple[Path, torch.Tensor]], model, clas
                         expected = model([pixels])[0]
                     keep = expected["scores"] >= SCORE - SCORE_TOL
                     expected = {k: v[keep] for k, v in expected.items()}
-                    assert not _matched(expected, got, classes), (png.name, _matched(expected, got, classes))
+                    problems_here = _matched(expected, got, classes, min_iou)
+                    assert not problems_here, (png.name, problems_here)
                     assert all(d["class_id"] == classes.index(d["label"]) + 1 for d in got)
                     compared += int((expected["scores"] >= SCORE).sum())
                 assert not problems, problems

@@ -131,7 +131,7 @@ def apply_recipe(config, given: set[str], time_budget: float | None, started: fl
         config, choices = config.resolved(), [c for c in choices if c.name not in {m.name for m in more}] + more
         budget = TimeBudget(time_budget * 60, started, speed)
     text = recipe_text(choices) if choices else None
-    if budget is None and choices:
+    if budget is None and choices and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # one process's speed (not under torchrun)
         timing = time_note(config, given, choices, train_set, len(val_set) if val_set is not None else 0, device)
         text = f"{text}\n{timing}" if timing else text
     return config, train_set, val_set, text, budget

@@ -362,8 +362,8 @@ def weak_classes(metrics: dict[str, Any], stats: DataStats, config: TrainConfig,
         # at any score: the class of each box's highest-scored detection, the one AP ranks first.
         below = dominant not in (None, "missed") and errors[dominant] == 0 and (dominant != "cls" or not errors["taken_as"])
         key = "top_taken_as" if below else "taken_as"
-        taken_as = errors[key]
-        taken_from = {other: r["errors"][key][name] for other, r in per_class.items() if name in r["errors"][key]}
+        taken_as = errors.get(key, {})  # (results written before top_taken_as have none)
+        taken_from = {other: r["errors"][key][name] for other, r in per_class.items() if name in r["errors"].get(key, {})}
         if below and not taken_as:
             lines.append(f"    its {ERROR_NAMES[dominant].split(' (')[0]} are all in detections scored under {score:g} (uncounted below)")
         if taken_as:

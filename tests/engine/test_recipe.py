@@ -55,6 +55,21 @@ def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out()
     assert config.batch_size == 4 and config.epochs == 300  # a quarter of 20 images; capped at MAX_EPOCHS
 
 
+def test_tiny_boxes_get_a_larger_input_and_the_rest_follows_it():
+    # 14 px at 320 (a die of dice_d6's 10th percentile): 448, where the same boxes are 20 px.
+    config, choices = derive_recipe(TrainConfig(), set(), stats(200, 6, 14 / 320), CPU)
+    assert config.model.size == 448
+    reason = next(c for c in choices if c.name == "size").reason
+    assert reason.startswith("100% of the boxes are under 16 px at input 320 (10th percentile 14 px): at 448")
+    neck = next(c for c in choices if c.name == "neck").reason
+    assert "under 32 px at input 448" in neck  # the later rules read the boxes at the new size
+    assert "median box side 20 px at input 448" in next(c for c in choices if c.name == "augment").reason
+    config, choices = derive_recipe(TrainConfig(), {"size"}, stats(200, 6, 14 / 320), CPU)
+    assert config.model.resolved().size == 320 and "size" not in {c.name for c in choices}  # a given size stays
+    config, choices = derive_recipe(TrainConfig(), set(), stats(200, 6, 17 / 320), CPU)
+    assert config.model.resolved().size == 320 and "size" not in {c.name for c in choices}  # 17 px: not tiny
+
+
 def test_given_settings_are_kept():
     start = TrainConfig().replace(epochs=7, lr=0.5, batch_size=4, augment="none", backbone_weights="none")
     given = {"epochs", "lr", "batch_size", "augment", "backbone_weights"}
@@ -124,6 +139,10 @@ def test_time_budget_shrinks_the_input_when_the_epochs_do_not_fit(train_voc, mon
     with pytest.raises(UserError, match=r"does not fit after the \d+ s spent before training"):
         fit_to_budget(config, set(), 1.0, train_set, 4, CPU, rebuild, started=time.perf_counter() - 120)
     assert seen == [320]
+    # A larger input the rules chose (tiny boxes) is tried first, then the usual ones below it.
+    seen.clear()
+    fitted, *_ = fit_to_budget(config.replace(size=448).resolved(), set(), 3.5, train_set, 4, CPU, rebuild)
+    assert seen[:2] == [448, 320] and fitted.model.size < 320
 
 
 def test_a_run_longer_than_30_minutes_says_why_and_how_long_before_training(train_voc, monkeypatch):

@@ -17,6 +17,8 @@ def test_candidate_space_starts_with_the_rules_choice_and_fixes_given_settings()
     assert space["augment"][0] == "ssd" and sorted(space["augment"]) == sorted(search.AUGMENTS)
     assert space["size"] == [320, 384, 448] and space["lr"] == [0.02, 0.01, 0.04]
     assert search.candidate_space(config, set(), small_share=0.0)["size"] == [320, 384]  # no small boxes: not 448
+    larger = config.replace(size=448).resolved()  # the rules' choice for tiny boxes: the smaller sizes are the others
+    assert search.candidate_space(larger, set(), small_share=0.2)["size"] == [448, 384, 320]
     fixed = search.candidate_space(config, {"augment", "lr"}, small_share=0.2)
     assert fixed["augment"] == ["ssd"] and fixed["lr"] == [0.02]
 

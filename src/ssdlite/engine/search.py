@@ -7,8 +7,8 @@ the candidates; the data decides:
 1. The training split is split again, as :func:`ssdlite.data.build.held_out_split` does (SHA-1 of the file
    names): the trials train on 80% of it and are scored on the other 20%. The validation split is never
    used to choose, so it stays an unbiased judge of the final model.
-2. Candidates: the augmentation preset (``ssdlite``, ``ssd``, ``fine``, ``mosaic``), the input size (320 and
-   larger: each size's training speed and inference latency are measured on this machine and printed first)
+2. Candidates: the augmentation preset (``ssdlite``, ``ssd``, ``fine``, ``mosaic``), the input size (the
+   rules' and the others of 320, 384, 448, nearest first: each size's training speed and inference latency are measured on this machine and printed first)
    and the learning rate (0.5x, 1x, 2x the derived one). The rules' choice is tried first, then one setting
    changed at a time (a one-factor design around the prior, enqueued into the study), then Optuna's TPE
    sampler proposes more while the search's time lasts.
@@ -54,8 +54,9 @@ DEFAULT_MINUTES = 30.0
 SEARCH_SHARE = 0.4
 AUGMENTS = ("ssdlite", "ssd", "fine", "mosaic")
 LR_SCALES = (1.0, 0.5, 2.0)
-#: Input sizes beyond the rules' (320): fine detail and small boxes gain from more pixels, at a measured cost.
-LARGER_SIZES = (384, 448)
+#: Input sizes tried besides the rules' (320, or 448 for tiny boxes), nearest first: fine detail and small boxes gain
+#: from more pixels, at a measured cost.
+SIZES = (320, 384, 448)
 #: Trials planned for the search's time; each trial's schedule is sized from it.
 PLANNED_TRIALS = 7
 #: At most this many trials, however fast they run (the study's loop has a bound of its own).
@@ -112,8 +113,8 @@ def candidate_space(config: TrainConfig, given: set[str], small_share: float) ->
     size = config.model.resolved().size
     lr = config.optim.lr
     augments = [config.data.augment] + [a for a in AUGMENTS if a != config.data.augment]
-    sizes = [size] + [s for s in LARGER_SIZES if s > size]
-    if small_share < 0.05:  # no small boxes: the largest size is not worth a trial's time
+    sizes = [size, *sorted((s for s in SIZES if s != size), key=lambda s: (abs(s - size), s))]
+    if small_share < 0.05:  # no small boxes: the farthest size is not worth a trial's time
         sizes = sizes[:2]
     return {
         "augment": [config.data.augment] if "augment" in given else augments,

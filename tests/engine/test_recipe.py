@@ -182,6 +182,12 @@ def test_measure_speed_times_the_training_loops_own_step(train_voc, tmp_path, mo
     assert speed > 0
     assert len(steps) >= 3 and set(steps) == {config.batch_size}  # one untimed step, then at least 2 timed
     assert list(tmp_path.iterdir()) == []
+    # A split of a few batches goes round again until the warm-up and the timed steps are done (a fast machine
+    # used to finish 32 images before the 2 s warm-up and refuse: "too small to measure a training step").
+    steps.clear()
+    batches = len(train_set) // config.batch_size
+    assert recipe.measure_speed(config, train_set, CPU, steps=3 * batches, seconds=0, warmup=0) > 0
+    assert len(steps) > 3 * batches
 
 
 def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):

@@ -245,7 +245,7 @@ def fit_to_budget(
     size = config.model.resolved().size  # the rules' (a larger one for tiny boxes) or the user's
     sizes = [size] if "size" in given else [size, *(s for s in BUDGET_SIZES if s < size)]
     choices: list[Choice] = []
-    for size in sizes or [config.model.resolved().size]:
+    for size in sizes:
         if size != config.model.resolved().size:
             config = config.replace(size=size)
             train_set = build_train_set(config)

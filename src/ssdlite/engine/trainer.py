@@ -522,9 +522,7 @@ class _Trainer:
         stepped: a probe's steps run at the warm-up's rate, which costs the same). A split of a few batches is gone
         through again (its workers kept, as training keeps them) until the warm-up and the timed steps are done: on
         a fast machine 32 images in batches of 8 are over before 2 s of warm-up."""
-        loader = self._build_train_loader(0, persistent=True)
-        if len(loader) == 0:
-            raise UserError(f"the training split has {len(self.train_dataset)} images, fewer than one batch of {self.local_batch}")
+        loader = self._build_train_loader(0, persistent=True)  # at least one batch: __init__ refuses a smaller split
         self._train_mode()
         first, started, timed, done = None, None, 0, 0  # first: the end of the first step
         while True:

@@ -55,6 +55,20 @@ def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out()
     assert config.batch_size == 4 and config.epochs == 300  # a quarter of 20 images; capped at MAX_EPOCHS
 
 
+def test_several_classes_with_large_boxes_keep_their_marks_fine_instead_of_zoom_out():
+    # Issue 31's held-out regime: 6 look-alike classes, 290 images, boxes of median side 103 px at 320.
+    config, choices = derive_recipe(TrainConfig(), set(), stats(290, 6, 103 / 320), CPU)
+    by_name = {c.name: c for c in choices}
+    assert config.data.augment == "fine" and "6 classes: zoom-out would shrink the marks" in by_name["augment"].reason
+    assert config.epochs == 56  # 450 x 1.5 (classes) x 1.5 (as for zoom-out) = 1012 steps of 18
+    assert "1.5x for crops of large boxes" in by_name["epochs"].reason
+    config, _ = derive_recipe(TrainConfig(), set(), stats(290, 1, 103 / 320), CPU)
+    assert config.data.augment == "ssd" and config.epochs == 38  # one class: zoom-out, as measured on raccoon (675 steps)
+    # `fine` chosen by the user for small boxes: crops around small boxes zoom in, no longer schedule for them.
+    config, _ = derive_recipe(TrainConfig().replace(augment="fine"), {"augment"}, stats(291, 3, 0.06), CPU)
+    assert config.epochs == 30
+
+
 def test_tiny_boxes_get_a_larger_input_and_the_rest_follows_it():
     # 14 px at 320 (a die of dice_d6's 10th percentile): 448, where the same boxes are 20 px.
     config, choices = derive_recipe(TrainConfig(), set(), stats(200, 6, 14 / 320), CPU)

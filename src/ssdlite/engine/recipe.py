@@ -156,11 +156,12 @@ def derive_recipe(
                f"{stats.side_at(size, 0.1):.0f} px): at {large} they keep the detail that tells their classes apart")
         size = config.model.resolved().size
     median_side = stats.side_at(size, 0.5)
-    if median_side >= ZOOM_OUT_MIN_SIDE and stats.classes > 1:
+    large_boxes = median_side >= ZOOM_OUT_MIN_SIDE
+    if large_boxes and stats.classes > 1:
         choose("augment", "fine", f"median box side {median_side:.0f} px at input {size}, {stats.classes} classes: zoom-out "
                "would shrink the marks that tell classes apart up to 4x, so crops that keep every object whole, no hue "
                "change (the `fine` preset)")
-    elif median_side >= ZOOM_OUT_MIN_SIDE:
+    elif large_boxes:
         choose("augment", "ssd", f"median box side {median_side:.0f} px at input {size}: large enough for zoom-out "
                "(SSD's full pipeline: zoom-out, IoU crops, photometric)")
     else:
@@ -194,7 +195,7 @@ def derive_recipe(
     steps_per_epoch = max(stats.images // batch, 1)
     # Zoom-out's longer schedule (SSD sec. 3.6), and the same for `fine` where it stands in for zoom-out on large boxes.
     longer = {"ssd": "zoom-out, SSD sec. 3.6"}.get(config.data.augment)
-    if config.data.augment == "fine" and median_side >= ZOOM_OUT_MIN_SIDE:
+    if config.data.augment == "fine" and large_boxes:
         longer = "crops of large boxes, as for zoom-out"
     target_steps = BASE_STEPS * (1 + STEPS_PER_EXTRA_CLASS * (stats.classes - 1)) * 16 / batch * (ZOOM_OUT_STEPS if longer else 1)
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(target_steps / steps_per_epoch))))

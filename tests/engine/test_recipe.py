@@ -36,11 +36,12 @@ def test_every_setting_not_given_is_derived_with_a_reason():
     by_name = {c.name: c for c in choices}
     assert config.model.backbone_weights == "imagenet" and config.freeze_bn == "none"
     assert config.batch_size == 16 and config.optim.lr == pytest.approx(0.02)
-    assert config.epochs == 68 and config.val_every == 13  # 450 steps x 1.5 for zoom-out = 675 steps of 10
+    assert config.epochs == 68 and config.val_every == 13  # 450 steps = 45 epochs of 10, x 1.5 for zoom-out
     assert config.optim.warmup_epochs == 3.0  # 30 steps
     assert config.data.augment == "ssd"  # 160 px median side at 320: zoom-out is safe
     assert config.model.neck == "none" and "neck" not in by_name  # no small boxes: the plain detector
-    assert all(c.reason for c in choices) and "675 steps" in by_name["epochs"].reason and "zoom-out" in by_name["epochs"].reason
+    assert all(c.reason for c in choices) and "450 steps for 1 class at batch 16 (45 epochs" in by_name["epochs"].reason
+    assert "1.5x for zoom-out" in by_name["epochs"].reason
 
 
 def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out():
@@ -60,7 +61,7 @@ def test_several_classes_with_large_boxes_keep_their_marks_fine_instead_of_zoom_
     config, choices = derive_recipe(TrainConfig(), set(), stats(290, 6, 103 / 320), CPU)
     by_name = {c.name: c for c in choices}
     assert config.data.augment == "fine" and "6 classes: zoom-out would shrink the marks" in by_name["augment"].reason
-    assert config.epochs == 56  # 450 x 1.5 (classes) x 1.5 (as for zoom-out) = 1012 steps of 18
+    assert config.epochs == 57  # 450 x 1.5 (classes) = 675 steps: 38 epochs of 18, x 1.5 (as for zoom-out)
     assert "1.5x for crops of large boxes" in by_name["epochs"].reason
     config, _ = derive_recipe(TrainConfig(), set(), stats(290, 1, 103 / 320), CPU)
     assert config.data.augment == "ssd" and config.epochs == 38  # one class: zoom-out, as measured on raccoon (675 steps)
@@ -73,6 +74,8 @@ def test_tiny_boxes_get_a_larger_input_and_the_rest_follows_it():
     # 14 px at 320 (a die of dice_d6's 10th percentile): 448, where the same boxes are 20 px.
     config, choices = derive_recipe(TrainConfig(), set(), stats(200, 6, 14 / 320), CPU)
     assert config.model.size == 448
+    assert config.epochs == 112  # 450 x 1.5 (classes) = 675 steps: 56 epochs of 12, x 2 for the tiny boxes
+    assert "2x for 100% of the boxes under 16 px at input 320, slow to learn" in next(c for c in choices if c.name == "epochs").reason
     reason = next(c for c in choices if c.name == "size").reason
     assert reason.startswith("100% of the boxes are under 16 px at input 320 (10th percentile 14 px): at 448")
     neck = next(c for c in choices if c.name == "neck").reason
@@ -80,8 +83,10 @@ def test_tiny_boxes_get_a_larger_input_and_the_rest_follows_it():
     assert "median box side 20 px at input 448" in next(c for c in choices if c.name == "augment").reason
     config, choices = derive_recipe(TrainConfig(), {"size"}, stats(200, 6, 14 / 320), CPU)
     assert config.model.resolved().size == 320 and "size" not in {c.name for c in choices}  # a given size stays
+    assert config.epochs == 112  # and the boxes, tiny at it, still take the longer schedule
     config, choices = derive_recipe(TrainConfig(), set(), stats(200, 6, 17 / 320), CPU)
     assert config.model.resolved().size == 320 and "size" not in {c.name for c in choices}  # 17 px: not tiny
+    assert config.epochs == 56
 
 
 def test_given_settings_are_kept():

@@ -212,7 +212,7 @@ def derive_recipe(
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(class_epochs * math.prod(f for f, _ in longer)))))
     why = "".join(f", {f:g}x for {reason}" for f, reason in longer)
     choose("epochs", epochs, f"about {class_steps:.0f} steps for {stats.classes} class{'es' * (stats.classes > 1)} at "
-           f"batch {batch} ({class_epochs} epochs of {steps_per_epoch} steps, {stats.images} images){why}")
+           f"batch {batch}, {class_epochs} epochs of {steps_per_epoch} steps on {stats.images} images{why}")
     warmup = min(5, max(1, math.ceil(WARMUP_STEPS / steps_per_epoch)))
     choose("warmup_epochs", float(warmup), f"{warmup * steps_per_epoch} warm-up steps (at least {WARMUP_STEPS})")
     choose("val_every", max(1, config.epochs // VALIDATIONS), f"about {VALIDATIONS} validations in {config.epochs} epochs")

@@ -54,6 +54,9 @@ def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out()
     assert config.model.neck == "none" and not config.model.fpn_stride8  # a given neck stays
     config, _ = derive_recipe(TrainConfig(), set(), stats(20, 1, 0.5), CPU)
     assert config.batch_size == 4 and config.epochs == 300  # a quarter of 20 images; capped at MAX_EPOCHS
+    config, choices = derive_recipe(TrainConfig(), set(), stats(20000, 1, 0.5), CPU)
+    assert config.epochs == 12  # 1250 steps an epoch: at least MIN_EPOCHS, and the reason counts whole epochs
+    assert "1 epoch of 1250 steps on 20000 images" in next(c for c in choices if c.name == "epochs").reason
 
 
 def test_several_classes_with_large_boxes_keep_their_marks_fine_instead_of_zoom_out():

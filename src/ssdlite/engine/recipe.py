@@ -208,11 +208,11 @@ def derive_recipe(
     if tiny_boxes:
         longer.append((TINY_STEPS, f"{tiny:.0%} of the boxes under {TINY_SIDE} px at input {tiny_at}, slow to learn"))
     class_steps = BASE_STEPS * (1 + STEPS_PER_EXTRA_CLASS * (stats.classes - 1)) * 16 / batch
-    class_epochs = round(class_steps / steps_per_epoch)  # the schedule the classes need; the factors multiply it
+    class_epochs = max(1, round(class_steps / steps_per_epoch))  # the classes' schedule; the factors multiply it
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(class_epochs * math.prod(f for f, _ in longer)))))
     why = "".join(f", {f:g}x for {reason}" for f, reason in longer)
     choose("epochs", epochs, f"about {class_steps:.0f} steps for {stats.classes} class{'es' * (stats.classes > 1)} at "
-           f"batch {batch}, {class_epochs} epochs of {steps_per_epoch} steps on {stats.images} images{why}")
+           f"batch {batch}, {class_epochs} epoch{'s' * (class_epochs != 1)} of {steps_per_epoch} steps on {stats.images} images{why}")
     warmup = min(5, max(1, math.ceil(WARMUP_STEPS / steps_per_epoch)))
     choose("warmup_epochs", float(warmup), f"{warmup * steps_per_epoch} warm-up steps (at least {WARMUP_STEPS})")
     choose("val_every", max(1, config.epochs // VALIDATIONS), f"about {VALIDATIONS} validations in {config.epochs} epochs")

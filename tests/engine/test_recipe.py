@@ -83,13 +83,17 @@ def test_tiny_boxes_get_a_larger_input_and_the_rest_follows_it():
     assert reason.startswith("100% of the boxes are under 16 px at input 320 (10th percentile 14 px): at 448")
     neck = next(c for c in choices if c.name == "neck").reason
     assert "under 32 px at input 448" in neck  # the later rules read the boxes at the new size
-    assert "median box side 20 px at input 448" in next(c for c in choices if c.name == "augment").reason
+    augment = next(c for c in choices if c.name == "augment").reason
+    assert config.data.augment == "mosaic"  # tiny boxes: mosaics at the plain resize's scale, not crops that zoom in
+    assert augment.startswith("median box side 20 px at input 448, 100% under 16 px at input 320: four-image mosaics")
     config, choices = derive_recipe(TrainConfig(), {"size"}, stats(200, 6, 14 / 320), CPU)
     assert config.model.resolved().size == 320 and "size" not in {c.name for c in choices}  # a given size stays
     assert config.epochs == 112  # and the boxes, tiny at it, still take the longer schedule
     config, choices = derive_recipe(TrainConfig(), set(), stats(200, 6, 17 / 320), CPU)
     assert config.model.resolved().size == 320 and "size" not in {c.name for c in choices}  # 17 px: not tiny
-    assert config.epochs == 56
+    assert config.epochs == 56 and config.data.augment == "ssdlite"
+    config, _ = derive_recipe(TrainConfig().replace(augment="ssdlite"), {"augment"}, stats(200, 6, 14 / 320), CPU)
+    assert config.data.augment == "ssdlite" and config.epochs == 112  # a given augmentation stays
 
 
 def test_given_settings_are_kept():

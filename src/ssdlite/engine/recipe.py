@@ -173,8 +173,8 @@ def derive_recipe(
         # `ssdlite`'s IoU crops (0.3 to 1 of each side) zoom in up to 3x, so tiny boxes are mostly taught larger
         # than they are seen, where a mosaic tile keeps about the plain resize's scale (YOLOv4 sec. 3.3; the same
         # along the longer side: a tile keeps its aspect where the resize squashes). The likely reason, not isolated
-        # by a measurement. Aquarium at 448, 52 epochs: VOC07 0.5292 against
-        # `ssdlite`'s 0.4967 (COCO mAP 0.217 against 0.220: found more, placed no better; benchmarks/RESULTS.md).
+        # by a measurement. Aquarium at 448, 52 epochs: VOC07 0.5292 against `ssdlite`'s 0.4967 (COCO mAP 0.217
+        # against 0.220: found more, placed no better; benchmarks/RESULTS.md).
         choose("augment", "mosaic", f"median box side {median_side:.0f} px at input {size}, {tiny:.0%} under {TINY_SIDE} "
                f"px at input {tiny_at}: four-image mosaics (YOLOv4) for half the samples, tiles at about the plain resize's "
                "scale where crops zoom in, and `ssdlite`'s IoU crops and flips for the other half")

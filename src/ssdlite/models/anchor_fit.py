@@ -46,9 +46,43 @@ def sample_boxes(boxes: torch.Tensor, max_boxes: int | None) -> torch.Tensor:
 
 
 def best_ious(boxes: torch.Tensor, default_boxes: DefaultBoxes, chunk: int = 4096) -> torch.Tensor:
-    """``(B,)`` best IoU of each normalized box with any default box."""
+    """``(B,)`` best IoU of each normalized box with any default box.
+
+    Where every location of a map has the same box shapes (clipping ``none`` or ``size``), only the cells next to
+    the box's centre are measured: for one shape the overlap is ``ox(|dx|) * oy(|dy|)``, each factor non-increasing
+    in its own distance, and the two areas are fixed, so the IoU is largest at the nearest centre in x and in y. The
+    3 x 3 cells around it (against rounding) give the maximum over every default box (to float rounding, 2e-7, where
+    several cells tie) at about 1% of the work: about 300 IoUs per box against 25k default boxes at 448 with a
+    stride-8 map. Clipping to the image changes the shapes at the border: there every default box is measured.
+    """
+    if len(boxes) == 0:
+        return boxes.new_zeros(0)
     anchors = default_boxes.xyxy()
-    return torch.cat([box_iou(part, anchors).max(dim=1).values for part in boxes.split(chunk)]) if len(boxes) else boxes.new_zeros(0)
+    if default_boxes.clip == "image":
+        return torch.cat([box_iou(part, anchors).max(dim=1).values for part in boxes.split(chunk)])
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # (N, 2) as (x, y)
+    near = torch.arange(-1, 2)  # the nearest cell and one either side of it
+    best = boxes.new_zeros(len(boxes))
+    start = 0
+    for level, ((h, w), per_cell) in enumerate(zip(default_boxes.feature_sizes, default_boxes.boxes_per_location)):
+        # Centres at (i + 0.5) / f (f the cells per unit: the map's size, or S / step with explicit steps).
+        fy, fx = (h, w) if default_boxes.steps is None else (default_boxes.image_size / default_boxes.steps[level],) * 2
+        col = ((centre[:, 0:1] * fx).floor().long() + near).clamp(0, w - 1)  # (N, 3)
+        row = ((centre[:, 1:2] * fy).floor().long() + near).clamp(0, h - 1)  # (N, 3)
+        cells = (row[:, :, None] * w + col[:, None, :]).reshape(-1, 9)  # (N, 9)
+        index = start + cells[:, :, None] * per_cell + torch.arange(per_cell)  # (N, 9, per_cell)
+        best = torch.maximum(best, _paired_iou(boxes[:, None, :], anchors[index.reshape(len(boxes), -1)]).amax(dim=1))
+        start += h * w * per_cell
+    return best
+
+
+def _paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of ``(..., 4)`` xyxy boxes ``a`` and ``b`` element by element (broadcast), as :func:`box_iou` computes it."""
+    wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area_a + area_b - inter)
 
 
 def coverage_table(boxes: torch.Tensor, ious: torch.Tensor, size: int, threshold: float = 0.5) -> dict[str, Any]:

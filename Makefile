@@ -60,8 +60,9 @@ mediapipe-web: $(MEDIAPIPE_WEB)
 # One pytest-xdist worker per core, each on one thread (tests/conftest.py), a test file per worker at a time (the
 # session-scoped exports of a file are made once): most of the suite's time is single-threaded Python (the runtimes'
 # exporters, the serve tests), so two workers take about 0.6x of one worker on two threads.
+# The 20 slowest tests are listed at the end: the suite must stay under 15 minutes on 2 cores.
 test: $(STAMP) $(MEDIAPIPE_STAMP) chromium mediapipe-web
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n auto --dist loadfile tests
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n auto --dist loadfile --durations=20 tests
 
 demo: $(BASE)
 	$(BIN)/ssdlite demo --out runs/demo

@@ -13,6 +13,7 @@ from ssdlite.data import SyntheticShapes, train_transforms
 from ssdlite.data.synthetic import SHAPES
 from ssdlite.engine import TrainConfig, train
 from ssdlite.engine.checkpoint import NonFiniteWeights, check_same_architecture, load_checkpoint, save_checkpoint
+from ssdlite.engine.trainer import best_key
 from ssdlite.errors import UserError
 from ssdlite.models import build_model
 from ssdlite.models.io import load_model
@@ -68,6 +69,22 @@ def test_checkpoints_hold_the_full_training_state(run):
     assert ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] == 4
     best = torch.load(run_dir / "best.pt", weights_only=True)
     assert best["epoch"] == result.best_epoch and best["best_metric"] == result.best_metric
+    # best.pt is the validation ranked highest by the metric and then its tie-breakers.
+    keys = [best_key(r["val"], config.best_metric) for r in epochs]
+    assert best["best_key"] == list(max(keys)) == list(keys[result.best_epoch - 1])
+
+
+def test_an_equal_score_is_decided_by_the_finer_measures_of_the_same_validation():
+    earlier = {"voc07_map50": 10 / 11, "voc_map50": 0.935, "coco_map": 0.446}
+    later = {"voc07_map50": 10 / 11, "voc_map50": 0.965, "coco_map": 0.507}
+    assert best_key(later, "voc07_map50") > best_key(earlier, "voc07_map50")
+    # The metric itself comes first: a higher VOC07 wins over any finer measure.
+    assert best_key({**earlier, "voc07_map50": 0.95}, "voc07_map50") > best_key(later, "voc07_map50")
+    # All-point AP equal too: COCO mAP decides; a missing measure counts lowest.
+    assert best_key({**earlier, "coco_map": 0.5}, "voc07_map50") > best_key(earlier, "voc07_map50")
+    assert best_key(earlier, "voc07_map50") > best_key({"voc07_map50": 10 / 11, "voc_map50": 0.935}, "voc07_map50")
+    # Ranked by COCO mAP: it is not repeated among the tie-breakers.
+    assert best_key(earlier, "coco_map") == (0.446, 0.935)
 
 
 def test_safetensors_rebuilds_the_model_with_ema_weights(run):

@@ -57,6 +57,23 @@ from ssdlite.models.memory_format import place_model
 LOGGED_METRICS = ("voc07_map50", "voc_map50", "coco_map", "coco_map50", "coco_map75")
 
 
+#: Finer measures of the same validation that break a tie in ``best_metric``, in order. VOC07's 11-point AP moves in
+#: steps on a small validation set (40 raccoon images: exactly 10/11 whenever one box is never found), so equal
+#: scores are common, and the first of them was kept even when a later model was better on every finer measure
+#: (raccoon, 90 epochs: epoch 36 kept over epoch 90 at all-point AP 0.935 against 0.965, COCO mAP 0.446 against
+#: 0.507; benchmarks/RESULTS.md).
+TIE_BREAKERS = ("voc_map50", "coco_map")
+
+
+def best_key(val: dict[str, Any], metric: str) -> tuple[float, ...]:
+    """What ranks a validation for ``best.pt``: ``metric``, then :data:`TIE_BREAKERS` (a missing one counts lowest)."""
+    def value(name: str) -> float:
+        v = float(val.get(name, float("nan")))
+        return v if math.isfinite(v) else -math.inf
+
+    return (float(val.get(metric, float("nan"))), *(value(m) for m in TIE_BREAKERS if m != metric))
+
+
 @dataclass
 class TrainResult:
     """What a call to :func:`train` did."""
@@ -250,6 +267,7 @@ class _Trainer:
         self._bn_fresh_at = -1  # the step at which the evaluated model's BN statistics were recomputed
         self.start_epoch, self.step = 0, 0
         self.best_metric, self.best_epoch = None, None
+        self.best_key: tuple[float, ...] | None = None  # best_metric, then TIE_BREAKERS: what best.pt beat
         self.elapsed_before = 0.0  # wall seconds of the earlier runs of a resumed run
         if resume is not None:
             self._restore(resume)
@@ -293,6 +311,9 @@ class _Trainer:
             self.ema.updates = int(ckpt.get("ema_updates", 0))
         self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.best_metric, self.best_epoch = ckpt.get("best_metric"), ckpt.get("best_epoch")
+        # Checkpoints before the tie-break hold the score alone: a later equal score then counts as better.
+        key = ckpt.get("best_key", None if self.best_metric is None else [self.best_metric])
+        self.best_key = None if key is None else tuple(float(k) for k in key)
         self.elapsed_before = float(ckpt.get("elapsed_s", 0.0))
         set_rng_state(ckpt["rng"])
 
@@ -595,6 +616,7 @@ class _Trainer:
             "step": self.step,
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
+            "best_key": None if self.best_key is None else list(self.best_key),
             "elapsed_s": elapsed,
             "config": self.config.to_dict(),
             "schedule": {"epochs": self.schedule_epochs, "warp": self.warp},
@@ -606,10 +628,10 @@ class _Trainer:
         if self.info.is_main:
             improved = False
             if val is not None:
-                score = float(val.get(self.config.best_metric, float("nan")))
-                improved = math.isfinite(score) and (self.best_metric is None or score > self.best_metric)
+                key = best_key(val, self.config.best_metric)
+                improved = math.isfinite(key[0]) and (self.best_key is None or key > self.best_key)
                 if improved:
-                    self.best_metric, self.best_epoch = score, epoch + 1
+                    self.best_metric, self.best_epoch, self.best_key = key[0], epoch + 1, key
                 record["best_metric"] = self.best_metric
             self.log.write(record)
             state = self._checkpoint_state(epoch, record["elapsed_s"])

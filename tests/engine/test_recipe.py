@@ -36,12 +36,12 @@ def test_every_setting_not_given_is_derived_with_a_reason():
     by_name = {c.name: c for c in choices}
     assert config.model.backbone_weights == "imagenet" and config.freeze_bn == "none"
     assert config.batch_size == 16 and config.optim.lr == pytest.approx(0.02)
-    assert config.epochs == 68 and config.val_every == 13  # 450 steps = 45 epochs of 10, x 1.5 for zoom-out
+    assert config.epochs == 90 and config.val_every == 18  # 450 steps = 45 epochs of 10, x 2 for zoom-out
     assert config.optim.warmup_epochs == 3.0  # 30 steps
     assert config.data.augment == "ssd"  # 160 px median side at 320: zoom-out is safe
     assert config.model.neck == "none" and "neck" not in by_name  # no small boxes: the plain detector
-    assert all(c.reason for c in choices) and "450 steps for 1 class at batch 16, 45 epochs of 10 steps on 160 images, 1.5x" in by_name["epochs"].reason
-    assert "1.5x for zoom-out" in by_name["epochs"].reason
+    assert all(c.reason for c in choices) and "450 steps for 1 class at batch 16, 45 epochs of 10 steps on 160 images, 2x" in by_name["epochs"].reason
+    assert "2x for zoom-out" in by_name["epochs"].reason
 
 
 def test_more_classes_and_images_change_the_schedule_small_boxes_drop_zoom_out():
@@ -67,7 +67,7 @@ def test_several_classes_with_large_boxes_keep_their_marks_fine_instead_of_zoom_
     assert config.epochs == 57  # 450 x 1.5 (classes) = 675 steps: 38 epochs of 18, x 1.5 (as for zoom-out)
     assert "1.5x for crops of large boxes" in by_name["epochs"].reason
     config, _ = derive_recipe(TrainConfig(), set(), stats(290, 1, 103 / 320), CPU)
-    assert config.data.augment == "ssd" and config.epochs == 38  # one class: zoom-out, as measured on raccoon (675 steps)
+    assert config.data.augment == "ssd" and config.epochs == 50  # one class: zoom-out, as measured on raccoon (2x)
     # `fine` chosen by the user for small boxes: crops around small boxes zoom in, no longer schedule for them.
     config, _ = derive_recipe(TrainConfig().replace(augment="fine"), {"augment"}, stats(291, 3, 0.06), CPU)
     assert config.epochs == 30

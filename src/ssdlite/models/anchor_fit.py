@@ -65,8 +65,7 @@ def best_ious(boxes: torch.Tensor, default_boxes: DefaultBoxes, chunk: int = 409
     best = boxes.new_zeros(len(boxes))
     start = 0
     for level, ((h, w), per_cell) in enumerate(zip(default_boxes.feature_sizes, default_boxes.boxes_per_location)):
-        # Centres at (i + 0.5) / f (f the cells per unit: the map's size, or S / step with explicit steps).
-        fy, fx = (h, w) if default_boxes.steps is None else (default_boxes.image_size / default_boxes.steps[level],) * 2
+        fy, fx = default_boxes.cells_per_unit(level)  # centres at (i + 0.5) / f
         col = ((centre[:, 0:1] * fx).floor().long() + near).clamp(0, w - 1)  # (N, 3)
         row = ((centre[:, 1:2] * fy).floor().long() + near).clamp(0, h - 1)  # (N, 3)
         cells = (row[:, :, None] * w + col[:, None, :]).reshape(-1, 9)  # (N, 9)

@@ -103,6 +103,15 @@ class DefaultBoxes(nn.Module):
         specs.append((math.sqrt(s_k * s_next), 1.0))
         return specs
 
+    def cells_per_unit(self, level: int) -> tuple[float, float]:
+        """``(fy, fx)`` of map ``level``: its box centres lie at ``((i + 0.5) / fx, (j + 0.5) / fy)``.
+
+        The map's own size (SSD paper 2.2), or ``S / step`` with explicit steps (the SSD300 reference: 38 cells of
+        step 8 do not tile 300 exactly).
+        """
+        h, w = self.feature_sizes[level]
+        return (h, w) if self.steps is None else (self.image_size / self.steps[level],) * 2
+
     @property
     def boxes_per_location(self) -> list[int]:
         return [len(self.box_specs(level)) for level in range(len(self.feature_sizes))]
@@ -117,9 +126,7 @@ class DefaultBoxes(nn.Module):
             specs = torch.tensor(
                 [[s * math.sqrt(a), s / math.sqrt(a)] for s, a in self.box_specs(level)], dtype=torch.float64
             )  # (B, 2) as (w, h)
-            # Centres at (i + 0.5) / f (SSD paper 2.2), or at (i + 0.5) * step / S with explicit steps
-            # (the SSD300 reference: 38 cells of step 8 do not tile 300 exactly).
-            fy, fx = (h, w) if self.steps is None else (self.image_size / self.steps[level],) * 2
+            fy, fx = self.cells_per_unit(level)
             cy = (torch.arange(h, dtype=torch.float64) + 0.5) / fy  # (H,)
             cx = (torch.arange(w, dtype=torch.float64) + 0.5) / fx  # (W,)
             cy, cx = torch.meshgrid(cy, cx, indexing="ij")  # (H, W) each

@@ -130,16 +130,18 @@ def test_non_finite_weights_never_replace_a_checkpoint(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
-def test_validation_warns_when_the_outputs_stop_depending_on_the_image(tmp_path, capsys):
-    """Frozen statistics that no longer fit the weights flatten the features: the run says so (with the
-    doctor's check passed in, as ``ssdlite train`` and ``ssdlite demo`` pass it)."""
+@pytest.mark.parametrize("freeze_bn", ["all", "none"])
+def test_validation_warns_when_the_outputs_stop_depending_on_the_image(tmp_path, capsys, freeze_bn):
+    """Statistics that no longer fit the weights flatten the features: the run says so (with the doctor's check
+    passed in, as ``ssdlite train`` and ``ssdlite demo`` pass it). Frozen, the suggestion is the frozen-BatchNorm
+    one; trained without precise BatchNorm, the running statistics lag the weights and the warning says so first."""
     from train_helpers import TINY
 
     from ssdlite.doctor.collapse import check_input_dependence
     from ssdlite.engine.trainer import build_training_model
     from ssdlite.models.io import save_safetensors
 
-    config = TrainConfig().replace(**TINY).replace(epochs=1, val_every=1, freeze_bn="all", precise_bn_images=0)
+    config = TrainConfig().replace(**TINY).replace(epochs=1, val_every=1, freeze_bn=freeze_bn, precise_bn_images=0)
     planted = build_training_model(config, num_classes=6, load_backbone=False)
     last_bn = [m for m in planted.core.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
     last_bn.running_mean.fill_(-1e3)  # saturates the ReLU6 after it: the last backbone map is 6 everywhere
@@ -152,7 +154,10 @@ def test_validation_warns_when_the_outputs_stop_depending_on_the_image(tmp_path,
         plain_progress=True, validation_checks=[check_input_dependence],
     )
 
-    assert "warning: the outputs barely depend on the image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: the outputs barely depend on the image" in err
+    assert ("with --precise-bn-images 0 the model is validated with BatchNorm's running statistics" in err) == (freeze_bn != "all")
+    assert "retrain with BatchNorm in train mode" in err  # the check's own suggestion stays
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     warnings = [r for r in records if r["kind"] == "warning"]
     assert len(warnings) == 1 and warnings[0]["check"] == "input dependence" and "map 1" in warnings[0]["summary"]

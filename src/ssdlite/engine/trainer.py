@@ -583,7 +583,14 @@ class _Trainer:
         for check in self.validation_checks:
             result = check(model, images)
             if result.failed:
-                print(f"warning: {result.summary}; {result.suggestion}", file=sys.stderr, flush=True)
+                suggestion = result.suggestion
+                if self.config.precise_bn_images == 0 and self.config.freeze_bn != "all":
+                    # Measured (benchmarks/RESULTS.md, session 21): raccoon at --size 224, 4 epochs, the 1x1 extra maps
+                    # collapsed (relative spread 2e-6) with the running statistics and were healthy (0.9) recomputed.
+                    suggestion = ("with --precise-bn-images 0 the model is validated with BatchNorm's running statistics, "
+                                  "averaged over past training steps, which can lag the weights early in a run: leave "
+                                  f"--precise-bn-images at its default to recompute them for these weights; if it stays: {suggestion}")
+                print(f"warning: {result.summary}; {suggestion}", file=sys.stderr, flush=True)
                 self.log.write({"kind": "warning", "step": self.step, "check": result.name, "summary": result.summary})
 
     def _model_to_evaluate(self) -> nn.Module:
